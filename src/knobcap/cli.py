@@ -1,0 +1,134 @@
+"""The ``knobcap`` command: thin verbs over the library, printed with rich.
+
+Each verb of the user journey is registered here. A verb's body parses options, calls the library and
+prints; errors from the library (``ValueError`` subclasses with a plain message) end in a red line and
+exit status 1, never in a traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="knobcap",
+    help="Parametric neural capture of guitar pedals and amps: one model for every knob setting.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print a plain error and exit non-zero."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def not_built(verb: str) -> NoReturn:
+    fail(f"'knobcap {verb}' is not built yet in this version of knobcap.", code=2)
+
+
+@app.callback()
+def main() -> None:
+    """knobcap: describe controls -> plan -> reamp -> check -> train -> eval -> export / play."""
+
+
+# ---------------------------------------------------------------------------------------------- signal
+@app.command()
+def signal(
+    out: Annotated[Path, typer.Argument(help="WAV file to write (refused if it exists).")],
+    seconds: Annotated[float, typer.Option(help="Length in seconds (about 30 to 180).")] = 90.0,
+) -> None:
+    """Write knobcap's test signal (48 kHz reamp file) and its segment map beside it."""
+    not_built("signal")
+
+
+# ------------------------------------------------------------------------------------------ session
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Session folder to create.")],
+    device: Annotated[str | None, typer.Option(help="Copy a virtual device's controls.")] = None,
+) -> None:
+    """Create a session folder with a commented controls.toml template."""
+    not_built("init")
+
+
+@app.command()
+def plan(directory: Annotated[Path, typer.Argument(help="Session folder.")]) -> None:
+    """Choose the settings to record, order them, write input.wav and plan.csv."""
+    not_built("plan")
+
+
+@app.command()
+def reamp(
+    directory: Annotated[Path, typer.Argument(help="Session folder.")],
+    device: Annotated[str, typer.Option(help="Virtual device to record through.")] = "ts808",
+) -> None:
+    """Record every planned take through a virtual device."""
+    not_built("reamp")
+
+
+@app.command()
+def check(directory: Annotated[Path, typer.Argument(help="Session folder.")]) -> None:
+    """Check every take: latency, rate, length, clipping, silence, noise floor and drift."""
+    not_built("check")
+
+
+# ------------------------------------------------------------------------------------------ models
+@app.command()
+def train(directory: Annotated[Path, typer.Argument(help="Session folder.")]) -> None:
+    """Train a parametric model on a checked session."""
+    not_built("train")
+
+
+@app.command(name="eval")
+def evaluate(run: Annotated[Path, typer.Argument(help="Run folder.")]) -> None:
+    """Evaluate a trained model on held-out settings and real DI clips."""
+    not_built("eval")
+
+
+@app.command()
+def report(run: Annotated[Path, typer.Argument(help="Run folder.")]) -> None:
+    """Write an HTML report of a run."""
+    not_built("report")
+
+
+@app.command()
+def render(
+    model: Annotated[Path, typer.Argument(help="model.knobcap file.")],
+    input_wav: Annotated[Path, typer.Argument(help="Input WAV.")],
+    output_wav: Annotated[Path, typer.Argument(help="Output WAV.")],
+) -> None:
+    """Run a model over audio with fixed controls or automation."""
+    not_built("render")
+
+
+@app.command()
+def export(
+    model: Annotated[Path, typer.Argument(help="model.knobcap file.")],
+    format: Annotated[str, typer.Argument(help="nam or proteus.")],
+) -> None:
+    """Export a model to NAM or Proteus."""
+    not_built("export")
+
+
+@app.command()
+def play(model: Annotated[Path, typer.Argument(help="model.knobcap file.")]) -> None:
+    """Open a local web page with the model's knobs."""
+    not_built("play")
+
+
+@app.command()
+def demo() -> None:
+    """Capture the built-in virtual TS808 end to end: init, plan, reamp, check, train, eval."""
+    not_built("demo")
+
+
+if __name__ == "__main__":
+    app()
