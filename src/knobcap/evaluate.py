@@ -1,0 +1,383 @@
+"""How good is a parametric model? ESR per setting, on held-out time, held-out settings, a dense grid
+of the control space and real guitar playing.
+
+The error-to-signal ratio of a model output ``ŷ`` against the target ``y`` over a segment is
+
+    ESR = Σ (ŷ[n] - y[n])² / Σ y[n]²
+
+(0 is perfect; 1 is as bad as silence). NAM prints verdicts on it: < 0.01 great, < 0.035 not bad,
+< 0.1 might sound OK, else probably not. knobcap's headline is the ESR on *settings never trained on*:
+
+* **held-out time**: every recorded take at its own setting, on the validation segment of the test
+  signal (the training span excludes it);
+* **held-out settings**: the takes planned as ``holdout`` (never trained on), on the same segment;
+* **dense grid** (with a virtual device): ``levels`` evenly spaced taper-aware positions ``u`` per knob
+  times every switch combination, rendered by the device on the validation segment; grid points that
+  coincide with a training setting are flagged and left out of the headline;
+* **real DI**: clean guitar recordings rendered through the device at seeded random settings.
+
+The results go to ``metrics.json`` in the run folder (see docs/internals.md for its layout).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from knobcap.controls import Controls, Setting
+from knobcap.fileio import read_wav, write_json_atomic, write_wav_atomic
+
+METRICS_FORMAT = "knobcap-metrics"
+METRICS_VERSION = 1
+VERDICTS: tuple[tuple[float, str], ...] = (
+    (0.01, "great"), (0.035, "not bad"), (0.1, "might sound OK"), (math.inf, "probably not"))
+PREROLL_SECONDS = 0.5  # audio fed before a segment so that model and device states settle
+SAME_SETTING_TOL = 1e-3  # distance in normalised coordinates under which two settings are one
+DEFAULT_DI_SETTINGS = 4
+SHARED_DI_FOLDER = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "di"
+
+Predictor = Callable[[np.ndarray, Sequence[Setting]], np.ndarray]
+"""``predict(x, settings) -> (len(settings), len(x))``: the model's output for one input at each
+setting, from a zero initial state (the first outputs see zeros before ``x``)."""
+
+Progress = Callable[[str, int, int], None]
+"""``progress(task, done, total)``: called as work advances."""
+
+
+class EvaluationError(ValueError):
+    """An evaluation cannot be done; the message names the file or setting and what to do."""
+
+
+# ------------------------------------------------------------------------------------------- metrics
+def esr(prediction: np.ndarray, target: np.ndarray) -> float:
+    """Error-to-signal ratio ``Σ(ŷ - y)² / Σy²`` (float64 sums). A silent target is refused."""
+    y_hat = np.asarray(prediction, dtype=np.float64)
+    y = np.asarray(target, dtype=np.float64)
+    if y_hat.shape != y.shape:
+        raise EvaluationError(f"ESR needs equal shapes; got {y_hat.shape} and {y.shape}.")
+    energy = float(np.sum(y * y))
+    if not energy > 0.0:
+        raise EvaluationError("ESR is undefined on a silent target; evaluate a segment with sound in it.")
+    return float(np.sum((y_hat - y) ** 2) / energy)
+
+
+def verdict(value: float) -> str:
+    """NAM's plain verdict on an ESR: great / not bad / might sound OK / probably not."""
+    for limit, word in VERDICTS:
+        if value < limit:
+            return word
+    return VERDICTS[-1][1]  # NaN
+
+
+def summarize(values: Iterable[float]) -> dict[str, float | int | None]:
+    """Count, median, 90th percentile (linear interpolation), max and mean of some ESRs."""
+    data = np.asarray([float(v) for v in values], dtype=np.float64)
+    if data.size == 0:
+        return {"count": 0, "median": None, "p90": None, "max": None, "mean": None}
+    return {"count": int(data.size), "median": float(np.median(data)),
+            "p90": float(np.percentile(data, 90)), "max": float(np.max(data)), "mean": float(np.mean(data))}
+
+
+# ------------------------------------------------------------------------------------------ settings
+def dense_grid(controls: Controls, levels: int = 6) -> list[Setting]:
+    """``levels`` evenly spaced taper-aware positions ``u`` in [0, 1] per knob, times every switch
+    combination (knob-major order, switches varying slowest)."""
+    if levels < 2:
+        raise EvaluationError(f"a grid needs at least 2 levels per knob (got {levels}).")
+    units = np.linspace(0.0, 1.0, levels)
+    knob_values = [[k.from_unit(u) for u in units] for k in controls.knobs]
+    grid: list[Setting] = []
+    for combo in controls.switch_combinations():
+        for values in _product(knob_values):
+            setting: Setting = {k.name: float(v) for k, v in zip(controls.knobs, values, strict=True)}
+            setting.update(combo)
+            grid.append(setting)
+    return grid
+
+
+def _product(lists: list[list[float]]) -> list[tuple[float, ...]]:
+    out: list[tuple[float, ...]] = [()]
+    for values in lists:
+        out = [(*head, v) for head in out for v in values]
+    return out
+
+
+def random_settings(controls: Controls, count: int, seed: int = 0) -> list[Setting]:
+    """``count`` settings with knobs uniform in ``u`` and switch combinations taken in turn (seeded, so
+    that runs and designs are compared on the same settings)."""
+    rng = np.random.default_rng(seed)
+    combos = controls.switch_combinations()
+    settings: list[Setting] = []
+    for i in range(count):
+        setting: Setting = {k.name: k.from_unit(float(rng.uniform())) for k in controls.knobs}
+        setting.update(combos[i % len(combos)])
+        settings.append(setting)
+    return settings
+
+
+def nearest_distance(controls: Controls, setting: Mapping[str, object],
+                     others: Sequence[Mapping[str, object]]) -> float:
+    """Euclidean distance in knob ``u`` from ``setting`` to the nearest of ``others`` with the same
+    switch positions (``inf`` when none shares them)."""
+    clean = controls.validate_setting(setting)
+    u = controls.unit_knobs(clean)
+    best = math.inf
+    for other in others:
+        o = controls.validate_setting(other)
+        if any(clean[s.name] != o[s.name] for s in controls.switches):
+            continue
+        best = min(best, float(np.linalg.norm(u - controls.unit_knobs(o))))
+    return best
+
+
+def setting_label(controls: Controls, setting: Mapping[str, object]) -> str:
+    """A short label such as ``drive=6.3 tone=2 diodes=led``."""
+    parts = []
+    for knob in controls.knobs:
+        parts.append(f"{knob.name}={float(setting[knob.name]):.3g}")  # type: ignore[arg-type]
+    parts.extend(f"{s.name}={setting[s.name]}" for s in controls.switches)
+    return " ".join(parts)
+
+
+# --------------------------------------------------------------------------------------- evaluation
+@dataclass(frozen=True)
+class Row:
+    """The ESR of one setting (and, for DI, one clip)."""
+
+    setting: Setting
+    esr: float
+    take: str | None = None
+    role: str | None = None
+    clip: str | None = None
+    trained: bool = False
+    distance: float | None = None  # to the nearest training setting, in knob u
+
+    def to_dict(self, controls: Controls) -> dict[str, object]:
+        out: dict[str, object] = {"setting": dict(self.setting),
+                                  "label": setting_label(controls, self.setting),
+                                  "esr": self.esr, "verdict": verdict(self.esr)}
+        for key in ("take", "role", "clip"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        if self.distance is not None:
+            out["trained"] = self.trained
+            out["distance_to_training"] = None if math.isinf(self.distance) else self.distance
+        return out
+
+
+def predict_segment(predict: Predictor, audio: np.ndarray, start: int, stop: int,
+                    settings: Sequence[Setting], preroll: int) -> np.ndarray:
+    """Model output on ``audio[start:stop]`` at each setting, after ``preroll`` samples of context."""
+    begin = max(0, start - preroll)
+    out = predict(np.asarray(audio[begin:stop], dtype=np.float32), settings)
+    return np.asarray(out)[:, start - begin:]
+
+
+def render_segment(device: object, audio: np.ndarray, start: int, stop: int, setting: Setting,
+                   sample_rate: int, preroll: int) -> np.ndarray:
+    """Device output on ``audio[start:stop]``, rendered from ``preroll`` samples earlier."""
+    begin = max(0, start - preroll)
+    out = device.process(np.asarray(audio[begin:stop], dtype=np.float64), sample_rate, setting)  # type: ignore[attr-defined]
+    return np.asarray(out, dtype=np.float64)[start - begin:]
+
+
+class RenderCache:
+    """Device renders kept as WAV files under ``folder`` and keyed by device, setting and input."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+
+    def key(self, device_name: str, setting: Mapping[str, object], audio: np.ndarray, extra: str) -> str:
+        digest = hashlib.sha1(np.ascontiguousarray(audio, dtype=np.float32).tobytes()).hexdigest()
+        text = json.dumps({"device": device_name, "setting": dict(setting), "audio": digest,
+                           "extra": extra}, sort_keys=True)
+        return hashlib.sha1(text.encode()).hexdigest()[:20]
+
+    def get(self, key: str, sample_rate: int) -> np.ndarray | None:
+        if self.folder is None:
+            return None
+        path = self.folder / f"{key}.wav"
+        if not path.is_file():
+            return None
+        try:
+            audio, _ = read_wav(path, sample_rate=sample_rate)
+        except ValueError:
+            return None  # a damaged cache entry is rendered again
+        return audio.astype(np.float64)
+
+    def put(self, key: str, audio: np.ndarray, sample_rate: int) -> None:
+        if self.folder is not None:
+            write_wav_atomic(self.folder / f"{key}.wav", audio, sample_rate)
+
+
+def cached_render(device: object, cache: RenderCache, audio: np.ndarray, start: int, stop: int,
+                  setting: Setting, sample_rate: int, preroll: int) -> np.ndarray:
+    """:func:`render_segment`, read from ``cache`` when it was rendered before."""
+    name = str(getattr(device, "name", type(device).__name__))
+    options = str(getattr(device, "options", ""))
+    key = cache.key(name, setting, audio[max(0, start - preroll):stop], f"{start}:{stop}:{preroll}:{options}")
+    hit = cache.get(key, sample_rate)
+    if hit is not None and len(hit) == stop - start:
+        return hit
+    out = render_segment(device, audio, start, stop, setting, sample_rate, preroll)
+    cache.put(key, out, sample_rate)
+    return out
+
+
+def evaluate_against_device(predict: Predictor, device: object, controls: Controls, audio: np.ndarray,
+                            sample_rate: int, settings: Sequence[Setting], start: int = 0,
+                            stop: int | None = None, training: Sequence[Setting] = (),
+                            cache: RenderCache | None = None, clip: str | None = None,
+                            batch: int = 8, progress: Progress | None = None,
+                            task: str = "grid") -> list[Row]:
+    """ESR of the model against the device on ``audio[start:stop]`` at each setting.
+
+    Each row records whether its setting coincides with a training setting (distance in knob ``u``
+    below :data:`SAME_SETTING_TOL` with equal switches) and its distance to the nearest one.
+    """
+    stop = len(audio) if stop is None else stop
+    preroll = int(PREROLL_SECONDS * sample_rate)
+    cache = cache or RenderCache(None)
+    rows: list[Row] = []
+    for first in range(0, len(settings), batch):
+        chunk = list(settings[first:first + batch])
+        predicted = predict_segment(predict, audio, start, stop, chunk, preroll)
+        for setting, y_hat in zip(chunk, predicted, strict=True):
+            target = cached_render(device, cache, audio, start, stop, setting, sample_rate, preroll)
+            distance = nearest_distance(controls, setting, training) if training else math.inf
+            rows.append(Row(setting=dict(setting), esr=esr(y_hat, target), clip=clip,
+                            trained=distance < SAME_SETTING_TOL, distance=distance))
+        if progress is not None:
+            progress(task, min(first + batch, len(settings)), len(settings))
+    return rows
+
+
+def evaluate_takes(predict: Predictor, audio: np.ndarray, takes: Sequence[tuple[str, Setting, str]],
+                   targets: Callable[[str], np.ndarray], start: int, stop: int, sample_rate: int,
+                   batch: int = 8, progress: Progress | None = None, task: str = "takes") -> list[Row]:
+    """ESR of the model against recorded (aligned) takes on ``[start, stop)``.
+
+    ``takes`` lists ``(take, setting, role)``; ``targets(take)`` returns the take aligned to ``audio``.
+    """
+    preroll = int(PREROLL_SECONDS * sample_rate)
+    rows: list[Row] = []
+    for first in range(0, len(takes), batch):
+        chunk = list(takes[first:first + batch])
+        predicted = predict_segment(predict, audio, start, stop, [s for _, s, _ in chunk], preroll)
+        for (take, setting, role), y_hat in zip(chunk, predicted, strict=True):
+            target = np.asarray(targets(take), dtype=np.float64)[start:stop]
+            if len(target) != stop - start:
+                raise EvaluationError(
+                    f"take {take!r} is shorter than the input segment it is evaluated on; run 'knobcap "
+                    "check' and record the take again.")
+            rows.append(Row(setting=dict(setting), esr=esr(y_hat, target), take=take, role=role))
+        if progress is not None:
+            progress(task, min(first + batch, len(takes)), len(takes))
+    return rows
+
+
+def section(controls: Controls, rows: Sequence[Row], **extra: object) -> dict[str, object]:
+    """A metrics.json section: a summary over the rows never trained on, and every row."""
+    fresh = [r.esr for r in rows if not r.trained]
+    out: dict[str, object] = dict(extra)
+    out["summary"] = summarize(fresh)
+    out["summary_all"] = summarize(r.esr for r in rows)
+    out["rows"] = [r.to_dict(controls) for r in rows]
+    return out
+
+
+# ------------------------------------------------------------------------------------------ DI clips
+def bundled_di_clip() -> Path:
+    """The short DI guitar clip shipped with knobcap (MIT, see data/LICENSE-DI.txt)."""
+    return Path(str(resources.files("knobcap") / "data" / "di_guitar.wav"))
+
+
+def di_clips(source: str | Path | None, sample_rate: int, max_seconds: float | None = None
+             ) -> list[tuple[str, np.ndarray]]:
+    """DI clips from a WAV file or a folder of them (``None``: the bundled clip), as (name, audio).
+
+    Clips at another sample rate, or with several channels, are refused with a clear message; with
+    ``max_seconds`` each clip is cut to its first ``max_seconds``.
+    """
+    path = bundled_di_clip() if source is None else Path(source)
+    if path.is_dir():
+        files = sorted(path.glob("*.wav"))
+        if not files:
+            raise EvaluationError(f"{path}: no .wav files in this folder; give a folder of DI recordings.")
+    elif path.is_file():
+        files = [path]
+    else:
+        raise EvaluationError(f"{path}: no such file or folder of DI clips.")
+    clips = []
+    for file in files:
+        audio, _ = read_wav(file, sample_rate=sample_rate)
+        if max_seconds is not None:
+            audio = audio[: int(max_seconds * sample_rate)]
+        if not np.any(audio):
+            raise EvaluationError(f"{file}: the clip is silent; give a recording of playing.")
+        clips.append((file.stem, audio))
+    return clips
+
+
+# ------------------------------------------------------------------------------------------- writing
+def metrics_document(**sections: object) -> dict[str, object]:
+    """The metrics.json object: format, version, date, verdict limits, then the sections."""
+    doc: dict[str, object] = {
+        "format": METRICS_FORMAT, "format_version": METRICS_VERSION,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "verdicts": {word: (None if math.isinf(limit) else limit) for limit, word in VERDICTS},
+    }
+    doc.update(sections)
+    return doc
+
+
+def write_metrics(path: str | Path, doc: Mapping[str, object]) -> Path:
+    """Write metrics.json atomically (replacing an older one: it is derived data, not a recording)."""
+    return write_json_atomic(path, _finite(doc))
+
+
+def _finite(value: object) -> object:
+    """JSON has no inf/NaN: write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+# ------------------------------------------------------------------------------------------ a model
+def torch_predictor(model: object, controls: Controls, chunk: int = 1 << 17) -> Predictor:
+    """A :data:`Predictor` over a torch parametric model (``forward(x (B, T), c (B, C))``).
+
+    The input is left-padded with ``receptive_field - 1`` zeros so that the output has the input's
+    length. A convolutional model (receptive field > 1) runs in time chunks of ``chunk`` samples that
+    overlap by the receptive field, which gives the same samples as one pass with less memory.
+    """
+    import torch
+
+    rf = int(model.receptive_field)  # type: ignore[attr-defined]
+
+    def predict(x: np.ndarray, settings: Sequence[Setting]) -> np.ndarray:
+        c = torch.from_numpy(controls.to_matrix(settings))
+        padded = np.concatenate([np.zeros(rf - 1, np.float32), np.asarray(x, np.float32)])
+        step = len(x) if rf == 1 else max(chunk, rf)
+        pieces = []
+        with torch.no_grad():
+            for first in range(0, len(x), max(step, 1)):
+                part = torch.from_numpy(padded[first:first + step + rf - 1].copy())
+                pieces.append(model(part[None].expand(len(settings), -1), c).numpy())  # type: ignore[operator]
+        if not pieces:
+            return np.zeros((len(settings), 0), np.float32)
+        return np.concatenate(pieces, axis=1)
+
+    return predict
