@@ -381,3 +381,126 @@ def torch_predictor(model: object, controls: Controls, chunk: int = 1 << 17) -> 
         return np.concatenate(pieces, axis=1)
 
     return predict
+
+
+def load_torch_model(model_file: object) -> object:
+    """The torch network of a loaded ``model.knobcap`` (:class:`knobcap.modelfile.ModelFile`)."""
+    import torch
+
+    from knobcap.models import create_model
+
+    model = create_model(model_file.architecture, model_file.config)  # type: ignore[attr-defined]
+    weights = {name: torch.from_numpy(np.array(w, dtype=np.float32))
+               for name, w in model_file.weights.items()}  # type: ignore[attr-defined]
+    model.load_state_dict(weights, strict=True)
+    model.eval()
+    return model
+
+
+# -------------------------------------------------------------------------------------- a run folder
+MODEL_NAME = "model.knobcap"
+CONFIG_NAME = "config.json"
+METRICS_NAME = "metrics.json"
+VALIDATION_SEGMENT = "validation_2"
+
+
+def run_session_root(run: Path) -> Path:
+    """The session folder of a run: ``config.json``'s ``"session"`` (relative to the run folder or
+    absolute), else the folder two levels up (``DIR/runs/<run>``)."""
+    config_path = run / CONFIG_NAME
+    if config_path.is_file():
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise EvaluationError(f"{config_path}: not valid JSON ({error}); train the run again.") from None
+        if isinstance(config, dict) and isinstance(config.get("session"), str):
+            root = Path(config["session"])
+            return root if root.is_absolute() else (run / root).resolve()
+    return run.resolve().parent.parent
+
+
+def evaluate_run(run: str | Path, device: str | None = None, grid: int = 6,
+                 di: str | Path | None = None, use_di: bool = True, di_settings: int = DEFAULT_DI_SETTINGS,
+                 di_seconds: float | None = None, seed: int = 0, progress: Progress | None = None,
+                 write: bool = True) -> dict[str, object]:
+    """Evaluate the model of a run folder and write ``metrics.json`` there.
+
+    Without ``device``: held-out time and held-out settings on the session's takes. With ``device`` (a
+    registered virtual device, e.g. ``"ts808"``): also the dense ``grid`` (levels per knob, every switch
+    combination) on the validation segment, and the DI clips (``di``: a WAV or a folder; ``None``: the
+    bundled clip) rendered at ``di_settings`` seeded random settings.
+    """
+    from knobcap.modelfile import load_model_file
+    from knobcap.session import Session
+
+    run = Path(run)
+    model_path = run / MODEL_NAME
+    if not model_path.is_file():
+        raise EvaluationError(f"{run}: no {MODEL_NAME} in this run folder; run 'knobcap train' first, "
+                              "or give the folder that holds the model.")
+    model_file = load_model_file(model_path)
+    controls = model_file.controls
+    rate = int(model_file.sample_rate)
+    session = Session.open(run_session_root(run))
+    if session.controls.names != controls.names:
+        raise EvaluationError(
+            f"{model_path}: the model's controls ({', '.join(controls.names)}) differ from those of the "
+            f"session {session.root} ({', '.join(session.controls.names)}); evaluate it on its own session.")
+    signal = session.input()
+    if signal.map.sample_rate != rate:
+        raise EvaluationError(f"{model_path}: the model runs at {rate} Hz but the session's input is at "
+                              f"{signal.map.sample_rate} Hz.")
+    segment = signal.map.segment(VALIDATION_SEGMENT)
+    audio = np.asarray(signal.audio, dtype=np.float32)
+    predict = torch_predictor(load_torch_model(model_file), controls)
+
+    plan = [t for t in session.plan() if session.take_path(t.take).is_file()]
+    seen = [(t.take, dict(t.setting), t.role) for t in plan if t.role != "holdout"]
+    held = [(t.take, dict(t.setting), t.role) for t in plan if t.role == "holdout"]
+    training = [s for _, s, _ in seen]
+    doc: dict[str, object] = {
+        "run": str(run), "model": MODEL_NAME, "session": str(session.root), "device": device,
+        "sample_rate": rate,
+        "segment": {"name": segment.name, "start": segment.start, "stop": segment.stop,
+                    "seconds": (segment.stop - segment.start) / rate},
+    }
+    doc["heldout_time"] = section(controls, evaluate_takes(
+        predict, audio, seen, session.aligned_take, segment.start, segment.stop, rate, progress=progress,
+        task="held-out time"), description="recorded takes at their own (trained) settings, on the "
+        "validation segment, which training never saw")
+    doc["heldout_settings"] = section(controls, evaluate_takes(
+        predict, audio, held, session.aligned_take, segment.start, segment.stop, rate, progress=progress,
+        task="held-out settings"), description="takes planned as holdout (never trained on), on the "
+        "validation segment")
+    headline: dict[str, object] = {"source": "heldout_settings", **doc["heldout_settings"]["summary"]}  # type: ignore[index]
+    if device is not None:
+        from knobcap.devices import get_device
+
+        dev = get_device(device)
+        if dev.controls.names != controls.names:
+            raise EvaluationError(
+                f"device {device!r} has controls {', '.join(dev.controls.names)} but the model has "
+                f"{', '.join(controls.names)}; pass the device the session was recorded with.")
+        cache = RenderCache(run / "cache")
+        grid_rows = evaluate_against_device(
+            predict, dev, controls, audio, rate, dense_grid(controls, grid), segment.start, segment.stop,
+            training, cache, progress=progress, task="dense grid")
+        doc["grid"] = section(controls, grid_rows, levels=grid, description=(
+            f"{grid} taper-aware levels per knob x every switch combination, device vs model on the "
+            "validation segment; 'summary' covers the points never trained on"))
+        headline = {"source": "grid", **doc["grid"]["summary"]}  # type: ignore[index]
+        if use_di:
+            settings = random_settings(controls, di_settings, seed)
+            clips = di_clips(di, rate, di_seconds)
+            rows: list[Row] = []
+            for name, clip in clips:
+                rows += evaluate_against_device(predict, dev, controls, clip, rate, settings,
+                                                training=training, cache=cache, clip=name,
+                                                progress=progress, task=f"DI {name}")
+            doc["di"] = section(controls, rows, clips=[n for n, _ in clips], seed=seed, description=(
+                "real DI guitar clips rendered through the device at seeded random settings"))
+    doc["headline"] = headline
+    doc = metrics_document(**doc)
+    if write:
+        write_metrics(run / METRICS_NAME, doc)
+    return doc
