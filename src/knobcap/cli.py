@@ -88,9 +88,33 @@ def train(directory: Annotated[Path, typer.Argument(help="Session folder.")]) ->
 
 
 @app.command(name="eval")
-def evaluate(run: Annotated[Path, typer.Argument(help="Run folder.")]) -> None:
-    """Evaluate a trained model on held-out settings and real DI clips."""
-    not_built("eval")
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="Run folder (holds model.knobcap).")],
+    device: Annotated[str | None, typer.Option(
+        help="Virtual device the session was recorded with (e.g. ts808): adds a dense grid and DI.")] = None,
+    grid: Annotated[int, typer.Option(help="Grid levels per knob (times every switch combination).")] = 6,
+    di: Annotated[Path | None, typer.Option(
+        help="DI WAV or folder of them (48 kHz); default: the clip bundled with knobcap.")] = None,
+    no_di: Annotated[bool, typer.Option("--no-di", help="Skip the DI clips.")] = False,
+    di_settings: Annotated[int, typer.Option(help="Random settings to render each DI clip at.")] = 4,
+    di_seconds: Annotated[float | None, typer.Option(help="Use only the first seconds of each clip.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the DI settings.")] = 0,
+) -> None:
+    """Evaluate a trained model on held-out time, held-out settings, a dense grid and real DI clips."""
+    from knobcap.demo import progress_bar
+    from knobcap.evaluate import evaluate_run, rows_table, summary_table
+
+    try:
+        with progress_bar(console) as update:
+            doc = evaluate_run(run, device=device, grid=grid, di=di, use_di=not no_di,
+                               di_settings=di_settings, di_seconds=di_seconds, seed=seed, progress=update)
+    except (ValueError, KeyError, FileNotFoundError) as error:
+        fail(str(error).strip("'\""))
+    console.print(rows_table(doc, "heldout_settings", "held-out settings (never trained on)"))
+    if "grid" in doc:
+        console.print(rows_table(doc, "grid", "dense grid: worst settings", limit=8))
+    console.print(summary_table(doc))
+    console.print(f"metrics: {Path(run) / 'metrics.json'}", highlight=False)
 
 
 @app.command()

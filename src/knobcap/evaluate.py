@@ -504,3 +504,47 @@ def evaluate_run(run: str | Path, device: str | None = None, grid: int = 6,
     if write:
         write_metrics(run / METRICS_NAME, doc)
     return doc
+
+
+# ------------------------------------------------------------------------------------------- display
+SECTION_TITLES = (("heldout_time", "held-out time (trained settings)"),
+                  ("heldout_settings", "held-out settings (never trained on)"),
+                  ("grid", "dense grid, never trained on"), ("di", "real DI playing, never trained on"))
+
+
+def summary_table(doc: Mapping[str, object]) -> object:
+    """A rich table: one row per section of a metrics.json object, with NAM's verdicts."""
+    from rich.table import Table
+
+    table = Table(title="ESR (error-to-signal ratio; lower is better)", title_justify="left")
+    for column in ("evaluation", "settings", "median", "p90", "max", "verdict (median / max)"):
+        table.add_column(column, justify="left" if column.startswith(("eval", "verdict")) else "right")
+    for key, title in SECTION_TITLES:
+        part = doc.get(key)
+        if not isinstance(part, Mapping):
+            continue
+        s = part["summary"]
+        if not s["count"]:
+            table.add_row(title, "0", "-", "-", "-", "-")
+            continue
+        table.add_row(title, str(s["count"]), f"{s['median']:.4f}", f"{s['p90']:.4f}", f"{s['max']:.4f}",
+                      f"{verdict(s['median'])} / {verdict(s['max'])}")
+    return table
+
+
+def rows_table(doc: Mapping[str, object], key: str, title: str, limit: int = 12) -> object:
+    """A rich table of one section's rows, worst first (at most ``limit``)."""
+    from rich.table import Table
+
+    part = doc.get(key)
+    rows = list(part["rows"]) if isinstance(part, Mapping) else []
+    rows.sort(key=lambda r: -(r["esr"] if r["esr"] is not None else math.inf))
+    table = Table(title=title, title_justify="left")
+    for column in ("setting", "take / clip", "ESR", "verdict"):
+        table.add_column(column, justify="right" if column == "ESR" else "left")
+    for row in rows[:limit]:
+        where = row.get("take") or row.get("clip") or ""
+        if row.get("trained"):
+            where = f"{where} (trained)".strip()
+        table.add_row(row["label"], where, f"{row['esr']:.4f}", row["verdict"])
+    return table
