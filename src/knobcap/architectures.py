@@ -1,0 +1,155 @@
+"""What each built-in architecture's config means, without torch: defaults, checks, weight shapes.
+
+``models/`` (torch) builds networks from these configs, ``modelfile.py`` checks a file's weights
+against :func:`weight_shapes`, and the streaming engine can read the same facts. Configs are plain
+JSON-able dicts; every check raises :class:`ArchitectureError` with a message that says what to fix.
+
+Receptive field of a WaveNet: ``1 + sum over arrays and layers of (kernel_size - 1) * dilation``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping
+from typing import Any
+
+ACTIVATIONS: tuple[str, ...] = ("tanh", "hardtanh", "leaky_relu")
+"""Activations of the WaveNet: ``tanh``; ``hardtanh`` = clip(z, -1, 1); ``leaky_relu`` =
+``z if z >= 0 else 0.01 z``."""
+LEAKY_SLOPE = 0.01
+
+MAX_CHANNELS = 256
+MAX_LAYERS = 64
+MAX_DILATION = 1 << 16
+MAX_KERNEL = 64
+MAX_CONTROLS = 256
+MAX_HIDDEN = 1024
+MAX_LSTM_LAYERS = 8
+
+
+class ArchitectureError(ValueError):
+    """An architecture config is malformed; the message names the key and what to fix."""
+
+
+def _dilations(count: int = 10) -> list[int]:
+    return [1 << i for i in range(count)]
+
+
+def default_config(architecture: str, n_controls: int) -> dict[str, Any]:
+    """The default config of a built-in architecture for ``n_controls`` control inputs."""
+    if architecture == "wavenet":
+        return {
+            "n_controls": n_controls,
+            "arrays": [
+                {"channels": 12, "head_size": 6, "kernel_size": 3, "dilations": _dilations()},
+                {"channels": 6, "head_size": 1, "kernel_size": 3, "dilations": _dilations()},
+            ],
+            "head_scale": 0.02,
+            "activation": "tanh",
+        }
+    if architecture == "lstm":
+        return {"n_controls": n_controls, "hidden_size": 24, "num_layers": 1}
+    raise ArchitectureError(f"no default config for architecture {architecture!r}.")
+
+
+def _int(config: Mapping[str, Any], key: str, where: str, low: int, high: int) -> int:
+    value = config.get(key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ArchitectureError(f"{where}: '{key}' must be an integer, got {value!r}.")
+    if not low <= value <= high:
+        raise ArchitectureError(f"{where}: '{key}' = {value} is out of range {low}..{high}.")
+    return value
+
+
+def check_config(architecture: str, config: Mapping[str, Any], where: str = "config") -> dict[str, Any]:
+    """Validate a built-in architecture's config and return a clean deep copy.
+
+    Unknown architectures pass through unchecked (a user's own, checked by its own class).
+    """
+    if not isinstance(config, Mapping):
+        raise ArchitectureError(f"{where}: the config must be a JSON object.")
+    clean = copy.deepcopy(dict(config))
+    _int(clean, "n_controls", where, 0, MAX_CONTROLS)
+    if architecture == "wavenet":
+        arrays = clean.get("arrays")
+        if not isinstance(arrays, list) or not 1 <= len(arrays) <= 8:
+            raise ArchitectureError(f"{where}: 'arrays' must be a list of 1 to 8 layer arrays.")
+        for i, array in enumerate(arrays):
+            here = f"{where}: arrays[{i}]"
+            if not isinstance(array, Mapping):
+                raise ArchitectureError(f"{here} must be an object.")
+            channels = _int(array, "channels", here, 1, MAX_CHANNELS)
+            head = _int(array, "head_size", here, 1, MAX_CHANNELS)
+            _int(array, "kernel_size", here, 1, MAX_KERNEL)
+            dilations = array.get("dilations")
+            if (not isinstance(dilations, list) or not 1 <= len(dilations) <= MAX_LAYERS
+                    or not all(isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= MAX_DILATION
+                               for d in dilations)):
+                raise ArchitectureError(
+                    f"{here}: 'dilations' must be a list of 1 to {MAX_LAYERS} integers from 1 to "
+                    f"{MAX_DILATION}.")
+            if i + 1 < len(arrays):
+                following = arrays[i + 1].get("channels") if isinstance(arrays[i + 1], Mapping) else None
+                if head != following:
+                    raise ArchitectureError(
+                        f"{here}: head_size ({head}) must equal the channels of the next array "
+                        f"({following}).")
+            elif head != 1:
+                raise ArchitectureError(f"{here}: the last array's head_size must be 1 (mono out).")
+            del channels
+        scale = clean.get("head_scale")
+        if isinstance(scale, bool) or not isinstance(scale, int | float) or not math.isfinite(scale):
+            raise ArchitectureError(f"{where}: 'head_scale' must be a finite number.")
+        if clean.get("activation") not in ACTIVATIONS:
+            raise ArchitectureError(
+                f"{where}: 'activation' must be one of {', '.join(ACTIVATIONS)}, got "
+                f"{clean.get('activation')!r}.")
+    elif architecture == "lstm":
+        _int(clean, "hidden_size", where, 1, MAX_HIDDEN)
+        _int(clean, "num_layers", where, 1, MAX_LSTM_LAYERS)
+    return clean
+
+
+def receptive_field(architecture: str, config: Mapping[str, Any]) -> int:
+    """Input samples behind one output sample."""
+    if architecture == "wavenet":
+        return 1 + sum((a["kernel_size"] - 1) * d for a in config["arrays"] for d in a["dilations"])
+    return 1
+
+
+def weight_shapes(architecture: str, config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    """The state-dict names and shapes of a built-in architecture (the model file's contract)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    n_cond = 1 + int(config["n_controls"])
+    if architecture == "wavenet":
+        previous = 1
+        for i, array in enumerate(config["arrays"]):
+            ch, k = array["channels"], array["kernel_size"]
+            shapes[f"arrays.{i}.rechannel.weight"] = (ch, previous, 1)
+            for j in range(len(array["dilations"])):
+                prefix = f"arrays.{i}.layers.{j}"
+                shapes[f"{prefix}.conv.weight"] = (ch, ch, k)
+                shapes[f"{prefix}.conv.bias"] = (ch,)
+                shapes[f"{prefix}.mixin.weight"] = (ch, n_cond, 1)
+                shapes[f"{prefix}.out.weight"] = (ch, ch, 1)
+                shapes[f"{prefix}.out.bias"] = (ch,)
+            shapes[f"arrays.{i}.head_rechannel.weight"] = (array["head_size"], ch, 1)
+            shapes[f"arrays.{i}.head_rechannel.bias"] = (array["head_size"],)
+            previous = ch
+        return shapes
+    if architecture == "lstm":
+        hidden = config["hidden_size"]
+        for layer in range(config["num_layers"]):
+            inputs = n_cond if layer == 0 else hidden
+            shapes[f"lstm.weight_ih_l{layer}"] = (4 * hidden, inputs)
+            shapes[f"lstm.weight_hh_l{layer}"] = (4 * hidden, hidden)
+            shapes[f"lstm.bias_ih_l{layer}"] = (4 * hidden,)
+            shapes[f"lstm.bias_hh_l{layer}"] = (4 * hidden,)
+        shapes["head.weight"] = (1, hidden)
+        shapes["head.bias"] = (1,)
+        return shapes
+    raise ArchitectureError(f"no weight layout known for architecture {architecture!r}.")
+
+
+BUILT_IN: tuple[str, ...] = ("wavenet", "lstm")
