@@ -1,0 +1,586 @@
+"""The run report: one self-contained ``report.html`` a guitarist reads and listens to.
+
+``write_report(run_dir)`` gathers what a run folder holds (``model.knobcap``, ``metrics.json`` from
+evaluation, ``config.json`` and the training history from training) and, where the session folder is
+beside it (``SESSION/runs/<run>/``), renders short listening examples: the recorded target against the
+model at held-out settings, and the model on a real DI clip. Everything is embedded (PNG and FLAC as
+base64 data URIs), so the file opens offline and can be mailed.
+
+Each part is optional: a part whose data is missing is replaced by a plain note saying what is missing
+and which command makes it, never by a made-up figure.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from knobcap import __version__, plots
+from knobcap.controls import Controls, ControlsError, Knob
+from knobcap.fileio import write_text_atomic
+
+REPORT_NAME = "report.html"
+EXCERPT_SECONDS = 6.0
+PREROLL_SECONDS = 0.5
+MAX_EXAMPLES = 3  # held-out settings with listening examples (worst, median, best)
+HISTORY_FILES = ("train_log.csv", "history.csv", "history.json", "train_history.json")
+
+
+class ReportError(ValueError):
+    """A report cannot be written; the message names the folder and what to do."""
+
+
+# -------------------------------------------------------------------------------------------- data
+@dataclass
+class SettingRow:
+    """One recorded setting of the session with its ESR (None when not evaluated)."""
+
+    take: str
+    setting: dict[str, float | str]
+    role: str
+    esr: float | None
+
+
+@dataclass
+class RunData:
+    """What a run folder tells, read defensively (missing parts are ``None`` or empty, with a note)."""
+
+    run_dir: Path
+    controls: Controls | None = None
+    model_path: Path | None = None
+    model_meta: dict[str, Any] = field(default_factory=dict)
+    architecture: str = ""
+    sample_rate: int | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    history: dict[str, list[float]] = field(default_factory=dict)
+    rows: list[SettingRow] = field(default_factory=list)
+    grid: list[plots.PointESR] = field(default_factory=list)
+    di: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.run_dir.name
+
+    def heldout(self) -> list[SettingRow]:
+        return [r for r in self.rows if r.role == "holdout" and r.esr is not None]
+
+
+def _read_json(path: Path, notes: list[str]) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        notes.append(f"{path.name} could not be read ({error}); it was left out.")
+        return {}
+    if not isinstance(data, dict):
+        notes.append(f"{path.name} is not a JSON object; it was left out.")
+        return {}
+    return data
+
+
+def _float(value: Any) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def read_history(run_dir: Path, notes: list[str] | None = None) -> dict[str, list[float]]:
+    """The training history as columns: a CSV with an ``epoch`` (or ``step``) column, or JSON.
+
+    JSON may be ``{"epoch": [...], "train_loss": [...]}`` or a list of per-epoch objects.
+    Non-numeric cells become NaN; non-numeric columns are dropped.
+    """
+    notes = [] if notes is None else notes
+    for name in HISTORY_FILES:
+        path = run_dir / name
+        if not path.is_file():
+            continue
+        try:
+            if path.suffix == ".csv":
+                with path.open(newline="", encoding="utf-8") as handle:
+                    records: list[Mapping[str, Any]] = list(csv.DictReader(handle))
+            else:
+                data = json.loads(path.read_text(encoding="utf-8"))
+                if isinstance(data, Mapping) and isinstance(data.get("epochs"), list):
+                    data = data["epochs"]
+                if isinstance(data, Mapping):
+                    length = max((len(v) for v in data.values() if isinstance(v, list)), default=0)
+                    records = [{k: v[i] for k, v in data.items() if isinstance(v, list) and i < len(v)}
+                               for i in range(length)]
+                else:
+                    records = [r for r in data if isinstance(r, Mapping)] if isinstance(data, list) else []
+        except (OSError, UnicodeDecodeError, ValueError, csv.Error) as error:
+            notes.append(f"{name} could not be read ({error}); no training curves.")
+            return {}
+        return _columns(records)
+    return {}
+
+
+def _columns(records: Sequence[Mapping[str, Any]]) -> dict[str, list[float]]:
+    keys: list[str] = []
+    for record in records:
+        keys.extend(k for k in record if k not in keys)
+    columns: dict[str, list[float]] = {}
+    for key in keys:
+        values = [_float(r.get(key)) for r in records]
+        if any(v is not None for v in values):
+            columns[key] = [math.nan if v is None else v for v in values]
+    if "epoch" not in columns and "step" not in columns and records:
+        columns = {"epoch": [float(i) for i in range(len(records))], **columns}
+    return columns
+
+
+def _metric_rows(metrics: Mapping[str, Any]) -> Iterable[tuple[str, Mapping[str, Any]]]:
+    """Every ``(section name, row)`` of metrics.json (sections are objects holding a ``rows`` list)."""
+    for name, section in metrics.items():
+        if isinstance(section, Mapping) and isinstance(section.get("rows"), list):
+            for row in section["rows"]:
+                if isinstance(row, Mapping) and isinstance(row.get("setting"), Mapping):
+                    yield name, row
+
+
+def _plan_rows(session_dir: Path, controls: Controls, notes: list[str]) -> dict[str, SettingRow]:
+    """Takes, settings and roles from the session's plan.csv (read directly: no session module needed)."""
+    path = session_dir / "plan.csv"
+    if not path.is_file():
+        return {}
+    out: dict[str, SettingRow] = {}
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            for record in csv.DictReader(handle):
+                setting = controls.validate_setting(
+                    {n: record[n] for n in controls.names if n in record}, where=str(path))
+                out[record["take"]] = SettingRow(record["take"], setting, record.get("role", "train"), None)
+    except (OSError, KeyError, ValueError, csv.Error) as error:
+        notes.append(f"{path} could not be read ({error}); the recorded settings come from metrics.json.")
+        return {}
+    return out
+
+
+def session_dir_of(run_dir: Path, config: Mapping[str, Any]) -> Path | None:
+    """The session folder of a run: ``config.json``'s ``session`` entry, else ``run_dir/../..``."""
+    candidates = []
+    if isinstance(config.get("session"), str):
+        given = Path(config["session"])
+        candidates.append(given if given.is_absolute() else (run_dir / given))
+    candidates.append(run_dir.parent.parent)
+    for candidate in candidates:
+        if (candidate / "controls.toml").is_file() or (candidate / "plan.csv").is_file():
+            return candidate.resolve()
+    return None
+
+
+def load_run(run_dir: str | Path) -> RunData:
+    """Read a run folder. Only a missing folder is an error; a missing part becomes a note."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ReportError(f"{run_dir}: no such run folder; give a folder under SESSION/runs/.")
+    run = RunData(run_dir=run_dir)
+    model_path = run_dir / "model.knobcap"
+    if model_path.is_file():
+        run.model_path = model_path
+        data = _read_json(model_path, run.notes)
+        try:
+            run.controls = Controls.from_dict(data.get("controls", {}), source=model_path)
+        except ControlsError as error:
+            run.notes.append(f"the controls in model.knobcap are unreadable ({error}).")
+        run.architecture = str(data.get("architecture", ""))
+        run.sample_rate = int(data["sample_rate"]) if isinstance(data.get("sample_rate"), int) else None
+        run.model_meta = data.get("metadata", {}) if isinstance(data.get("metadata"), dict) else {}
+    else:
+        run.notes.append("no model.knobcap in the run folder: run 'knobcap train' (no listening examples).")
+    run.metrics = _read_json(run_dir / "metrics.json", run.notes)
+    if not run.metrics:
+        run.notes.append("no metrics.json: run 'knobcap eval RUN' for ESRs, the map and the table.")
+    run.config = _read_json(run_dir / "config.json", run.notes)
+    run.history = read_history(run_dir, run.notes)
+    if not run.history:
+        run.notes.append("no training history (train_log.csv) in the run folder: no training curves.")
+
+    session_dir = session_dir_of(run_dir, run.config)
+    if run.controls is None and session_dir is not None:
+        try:
+            from knobcap.controls import load_controls
+
+            run.controls = load_controls(session_dir / "controls.toml")
+        except ControlsError as error:
+            run.notes.append(str(error))
+    if run.controls is None:
+        run.notes.append("the controls are unknown (no model.knobcap, no controls.toml): no map.")
+        return run
+
+    rows = _plan_rows(session_dir, run.controls, run.notes) if session_dir else {}
+    for name, row in _metric_rows(run.metrics):
+        esr = _float(row.get("esr"))
+        if "take" in row:
+            take = str(row["take"])
+            old = rows.get(take)
+            role = str(row.get("role") or (old.role if old else "train"))
+            if old is None or old.esr is None:
+                rows[take] = SettingRow(take, dict(row["setting"]), role, esr)
+        elif "clip" in row:
+            run.di.append({"section": name, **row})
+        elif "grid" in name.lower() and esr is not None:
+            run.grid.append(plots.PointESR(dict(row["setting"]), esr, "grid"))
+    run.rows = list(rows.values())
+    return run
+
+
+# ----------------------------------------------------------------------------------------- audio
+@dataclass
+class Example:
+    """A listening example: target (may be absent) and model output of one input at one setting."""
+
+    title: str
+    setting: dict[str, float | str]
+    model: np.ndarray
+    target: np.ndarray | None
+    dry: np.ndarray | None
+    sample_rate: int
+    esr: float | None = None
+
+
+def audio_data_uri(audio: np.ndarray, sample_rate: int) -> str:
+    """A base64 ``data:audio/flac`` URI of 16-bit audio (clipped to [-1, 1])."""
+    import soundfile as sf
+
+    buffer = io.BytesIO()
+    data = np.clip(np.nan_to_num(np.asarray(audio, dtype=np.float32)), -1.0, 1.0)
+    sf.write(buffer, data, sample_rate, format="FLAC", subtype="PCM_16")
+    return "data:audio/flac;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def png_data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _excerpt_span(signal_map: Any, length: int, sample_rate: int) -> tuple[int, int]:
+    """A musical excerpt of the test signal: the start of ``validation_2`` (held-out time), else
+    ``playing``, else the middle."""
+    span = int(EXCERPT_SECONDS * sample_rate)
+    for name in ("validation_2", "playing"):
+        try:
+            segment = signal_map.segment(name)
+        except (AttributeError, KeyError, ValueError):
+            continue
+        return segment.start, min(segment.start + span, segment.stop)
+    start = max(0, (length - span) // 2)
+    return start, min(length, start + span)
+
+
+def _render_excerpt(renderer: Any, audio: np.ndarray, start: int, stop: int,
+                    setting: Mapping[str, object]) -> np.ndarray:
+    begin = max(0, start - int(PREROLL_SECONDS * renderer.sample_rate))
+    out = renderer.render(np.asarray(audio[begin:stop], np.float32), setting)
+    return np.asarray(out, np.float32)[start - begin:]
+
+
+def _pick_examples(heldout: list[SettingRow]) -> list[SettingRow]:
+    ranked = sorted(heldout, key=lambda r: -(r.esr or 0.0))
+    if len(ranked) <= MAX_EXAMPLES:
+        return ranked
+    return [ranked[0], ranked[len(ranked) // 2], ranked[-1]]
+
+
+def heldout_examples(run: RunData, renderer: Any, notes: list[str]) -> list[Example]:
+    """Target vs model on the test signal's held-out-time excerpt at held-out settings."""
+    session_dir = session_dir_of(run.run_dir, run.config)
+    picks = _pick_examples(run.heldout())
+    if session_dir is None or not picks:
+        notes.append("no held-out takes with ESRs (or no session folder beside the run): "
+                     "no target-vs-model examples.")
+        return []
+    try:
+        from knobcap.session import Session
+
+        session = Session.open(session_dir)
+        signal = session.input()
+    except (ImportError, OSError, ValueError) as error:
+        notes.append(f"the session at {session_dir} cannot be opened ({error}): no target-vs-model audio.")
+        return []
+    start, stop = _excerpt_span(signal.map, len(signal.audio), renderer.sample_rate)
+    examples = []
+    for row in picks:
+        try:
+            target = np.asarray(session.aligned_take(row.take), np.float32)[start:stop]
+            model = _render_excerpt(renderer, signal.audio, start, stop, row.setting)
+        except (OSError, ValueError) as error:
+            notes.append(f"take {row.take} could not be rendered ({error}).")
+            continue
+        examples.append(Example(f"{row.take} (held out)", row.setting, model, target,
+                                np.asarray(signal.audio[start:stop], np.float32), renderer.sample_rate,
+                                row.esr))
+    return examples
+
+
+def _device_name(run: RunData) -> str | None:
+    for source in (run.metrics, run.config, run.model_meta):
+        for key in ("device", "virtual_device"):
+            if isinstance(source.get(key), str):
+                return source[key]
+        for value in source.values():
+            if isinstance(value, Mapping) and isinstance(value.get("device"), str):
+                return value["device"]
+    return None
+
+
+def di_example(run: RunData, renderer: Any, setting: Mapping[str, object], notes: list[str],
+               clip: str | Path | None = None) -> Example | None:
+    """The model on a real DI clip at ``setting``; the target too when a virtual device is known."""
+    from knobcap.fileio import read_wav
+
+    if clip is None:
+        from importlib import resources
+
+        clip = Path(str(resources.files("knobcap") / "data" / "di_guitar.wav"))
+    try:
+        dry, _ = read_wav(clip, sample_rate=renderer.sample_rate)
+    except ValueError as error:
+        notes.append(f"no DI example: {error}")
+        return None
+    dry = dry[: int(EXCERPT_SECONDS * renderer.sample_rate)]
+    model = np.asarray(renderer.render(dry, setting), np.float32)
+    target = None
+    device_name = _device_name(run)
+    if device_name:
+        try:
+            from knobcap.devices import get_device
+
+            device = get_device(device_name)
+            target = np.asarray(device.process(dry.astype(np.float64), renderer.sample_rate, setting),
+                                np.float32)
+        except (ImportError, KeyError, ValueError) as error:
+            notes.append(f"the virtual device {device_name!r} is unavailable ({error}); DI target left out.")
+    esr = None
+    if target is not None and float(np.sum(target.astype(float) ** 2)) > 0:
+        esr = float(np.sum((model.astype(float) - target) ** 2) / np.sum(target.astype(float) ** 2))
+    return Example(f"real DI guitar ({Path(clip).name})", dict(setting), model, target, dry,
+                   renderer.sample_rate, esr)
+
+
+# ------------------------------------------------------------------------------------------ HTML
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
+color:#222;line-height:1.45}
+h1{margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
+.headline{font-size:1.25em;background:#f4f6fa;border-left:5px solid #4c72b0;padding:.6em 1em}
+.great{color:#1a7f37}.not-bad{color:#9a6700}.might-sound-OK{color:#bc4c00}.probably-not{color:#cf222e}
+table{border-collapse:collapse;font-size:.92em}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left}
+th{background:#f4f6fa} tr.holdout td{background:#fff4f2}
+img{max-width:100%} .players{display:grid;grid-template-columns:repeat(auto-fill,minmax(300px,1fr));gap:1em}
+.player{border:1px solid #ddd;border-radius:6px;padding:.6em} .player audio{width:100%}
+.note{color:#555;font-size:.9em} code{background:#f4f4f4;padding:0 .2em}
+"""
+
+
+def _verdict_span(esr: float | None) -> str:
+    if esr is None:
+        return "<span>not evaluated</span>"
+    word = plots.verdict(esr)
+    return f'<span class="{word.replace(" ", "-")}">{esr:.4f} ({html.escape(word)})</span>'
+
+
+def _label(controls: Controls | None, setting: Mapping[str, object]) -> str:
+    if controls is None:
+        return ", ".join(f"{k}={v}" for k, v in setting.items())
+    parts = []
+    for control in (*controls.knobs, *controls.switches):
+        value = setting.get(control.name, "?")
+        parts.append(f"{control.name}={float(value):.3g}" if isinstance(control, Knob) and
+                     _float(value) is not None else f"{control.name}={value}")
+    return " ".join(parts)
+
+
+def _summary(values: Sequence[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    data = np.asarray(values, float)
+    return {"count": len(values), "median": float(np.median(data)), "p90": float(np.percentile(data, 90)),
+            "max": float(np.max(data))}
+
+
+def _headline(run: RunData) -> str:
+    parts = []
+    held = _summary([r.esr for r in run.heldout() if r.esr is not None])
+    if held:
+        parts.append(f"On <b>{held['count']} settings never trained on</b> (held out): median ESR "
+                     f"{_verdict_span(held['median'])}, worst {_verdict_span(held['max'])}.")
+    grid = _summary([p.esr for p in run.grid])
+    if grid:
+        parts.append(f"Across a dense grid of {grid['count']} settings: median "
+                     f"{_verdict_span(grid['median'])}, 90% below {grid['p90']:.4f}, "
+                     f"worst {_verdict_span(grid['max'])}.")
+    di = _summary([e for e in (_float(r.get("esr")) for r in run.di) if e is not None])
+    if di:
+        parts.append(f"On real DI guitar: median {_verdict_span(di['median'])}.")
+    if not parts:
+        return ('<p class="headline">No ESRs yet: run <code>knobcap eval RUN</code>, then this report '
+                "again.</p>")
+    return ('<p class="headline">' + "<br>".join(parts) + "</p>"
+            '<p class="note">ESR (error-to-signal ratio) = Σ(model − target)² / Σ target²: 0 is perfect. '
+            "Verdicts as in NAM: below 0.01 great, below 0.035 not bad, below 0.1 might sound OK.</p>")
+
+
+def _settings_table(run: RunData) -> str:
+    if not run.rows:
+        return '<p class="note">No recorded settings are known (no plan.csv and no metrics.json).</p>'
+    names = run.controls.names if run.controls else sorted({k for r in run.rows for k in r.setting})
+    order = {"holdout": 0, "anchor": 1, "train": 2}
+    rows = sorted(run.rows, key=lambda r: (order.get(r.role, 3), -(r.esr or 0.0)))
+    head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
+    body = []
+    for row in rows:
+        cells = []
+        for n in names:
+            value = row.setting.get(n, "")
+            number = _float(value)
+            cells.append(f"<td>{number:.3g}</td>" if number is not None and not isinstance(value, str)
+                         else f"<td>{html.escape(str(value))}</td>")
+        body.append(f'<tr class="{html.escape(row.role)}"><td>{html.escape(row.take)}</td>'
+                    f"<td>{html.escape(row.role)}</td>{''.join(cells)}<td>{_verdict_span(row.esr)}</td></tr>")
+    return (f'<table id="settings-table"><tr><th>take</th><th>role</th>{head}<th>ESR</th></tr>'
+            + "".join(body) + "</table>"
+            '<p class="note">train: the model learned from it; anchor: a knob extreme, also trained on; '
+            "holdout: never trained on, so its ESR says how the model does between recorded settings. "
+            "ESR of trained takes is on held-out time (the validation segment).</p>")
+
+
+def _figure(png: bytes, alt: str, figure_id: str) -> str:
+    return f'<figure id="{figure_id}"><img alt="{html.escape(alt)}" src="{png_data_uri(png)}"></figure>'
+
+
+def _players(examples: Sequence[Example], controls: Controls | None) -> str:
+    cards = []
+    for example in examples:
+        rows = [("model", example.model)]
+        if example.target is not None:
+            rows.insert(0, ("target (the device)", example.target))
+        if example.dry is not None:
+            rows.append(("dry input", example.dry))
+        audio = "".join(
+            f'<div>{html.escape(label)}<br><audio controls preload="none" src="'
+            f'{audio_data_uri(data, example.sample_rate)}"></audio></div>' for label, data in rows)
+        esr = f"<br>ESR {_verdict_span(example.esr)}" if example.esr is not None else ""
+        cards.append(f'<div class="player"><b>{html.escape(example.title)}</b><br>'
+                     f'<span class="note">{html.escape(_label(controls, example.setting))}</span>{esr}'
+                     f"{audio}</div>")
+    return '<div class="players">' + "".join(cards) + "</div>"
+
+
+def build_html(run: RunData, examples: Sequence[Example], di: Example | None,
+               extra_notes: Sequence[str] = ()) -> str:
+    """The whole report page as one string."""
+    title = f"knobcap report: {run.name}"
+    device = (run.controls.name if run.controls and run.controls.name else "") or _device_name(run) or ""
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}"
+             f"</title><meta name='viewport' content='width=device-width'><style>{_CSS}</style></head><body>",
+             f"<h1>{html.escape(title)}</h1>",
+             f'<p class="note">{html.escape(device)} · model {html.escape(run.architecture or "?")} · '
+             f"written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by knobcap {__version__}</p>",
+             _headline(run)]
+
+    parts.append("<h2>Listen: target vs model at settings never trained on</h2>")
+    if examples:
+        parts.append('<p class="note">Each excerpt is the held-out-time validation passage of the test '
+                     "signal. Play the target, then the model: the worst held-out setting comes first.</p>")
+        parts.append(_players(examples, run.controls))
+    else:
+        parts.append('<p class="note">No listening examples (see the notes at the end).</p>')
+    if di is not None:
+        parts.append("<h2>Listen: real guitar</h2>")
+        parts.append('<p class="note">A clean DI recording the model never heard, at the worst held-out '
+                     "setting.</p>")
+        parts.append(_players([di], run.controls))
+
+    parts.append("<h2>Where the model is accurate: ESR across the knobs</h2>")
+    if run.controls is not None and (run.grid or any(r.esr is not None for r in run.rows)):
+        recorded = [plots.PointESR(r.setting, r.esr if r.esr is not None else math.nan, r.role)
+                    for r in run.rows]
+        png = plots.esr_map(run.controls, run.grid, recorded)
+        parts.append(_figure(png, "ESR map", "esr-map"))
+        if run.grid:
+            parts.append('<p class="note">Colour: ESR of the model against the virtual device on a dense '
+                         "grid (darker is better). Markers: recorded settings (○ train, □ anchor, "
+                         "✕ held out).</p>")
+        else:
+            parts.append('<p class="note">No dense grid (it needs a virtual device): the markers show the '
+                         "recorded settings coloured by their ESR; elsewhere the ESR is unknown.</p>")
+    else:
+        parts.append('<p class="note">No ESRs to map yet.</p>')
+
+    parts.append("<h2>Every recorded setting</h2>")
+    parts.append(_settings_table(run))
+
+    parts.append("<h2>Training</h2>")
+    x_key = "epoch" if "epoch" in run.history else "step"
+    if run.history and len(run.history.get(x_key, [])) >= 1:
+        parts.append(_figure(plots.training_curves(run.history, x_key), "training curves", "training"))
+    else:
+        parts.append('<p class="note">No training history in the run folder.</p>')
+    if run.config:
+        shown = {k: v for k, v in run.config.items() if not isinstance(v, dict | list) or len(str(v)) < 200}
+        parts.append("<details><summary>training config</summary><pre>"
+                     + html.escape(json.dumps(shown, indent=1)) + "</pre></details>")
+
+    worst = examples[0] if examples and examples[0].target is not None else None
+    parts.append("<h2>The worst held-out setting, up close</h2>")
+    if worst is not None:
+        label = _label(run.controls, worst.setting)
+        parts.append(_figure(plots.waveform_overlay(worst.target, worst.model, worst.sample_rate,
+                                                    f"waveforms at {label}"), "waveform overlay", "waveform"))
+        parts.append(_figure(plots.spectrum_overlay(worst.target, worst.model, worst.sample_rate,
+                                                    f"average spectrum at {label}"), "spectrum overlay",
+                             "spectrum"))
+    else:
+        parts.append('<p class="note">Needs a held-out take and the session folder beside the run.</p>')
+
+    notes = [*run.notes, *extra_notes]
+    if notes:
+        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(run_dir: str | Path, output: str | Path | None = None, *, renderer: Any = None,
+                 di_clip: str | Path | None = None, audio: bool = True) -> Path:
+    """Write ``report.html`` (or ``output``) for a run folder and return its path.
+
+    ``renderer`` (a :class:`knobcap.play.render.Renderer`) runs the model for the listening examples;
+    by default the run's ``model.knobcap`` is opened with the streaming engine (PyTorch as a fallback).
+    The report is derived data: an older report at the same path is replaced (atomically).
+    """
+    run = load_run(run_dir)
+    notes: list[str] = []
+    examples: list[Example] = []
+    di = None
+    if audio and renderer is None and run.model_path is not None:
+        from knobcap.play.render import RenderError, load_renderer
+
+        try:
+            renderer = load_renderer(run.model_path, allow_torch=True)
+        except (RenderError, ValueError) as error:
+            notes.append(f"the model could not be run ({error}): no listening examples.")
+    if audio and renderer is not None:
+        examples = heldout_examples(run, renderer, notes)
+        held = sorted(run.heldout(), key=lambda r: -(r.esr or 0.0))
+        setting = held[0].setting if held else (run.controls or renderer.controls).default_setting()
+        di = di_example(run, renderer, setting, notes, di_clip)
+    text = build_html(run, examples, di, notes)
+    path = Path(output) if output is not None else run.run_dir / REPORT_NAME
+    return write_text_atomic(path, text)
