@@ -1,0 +1,24 @@
+"""Streaming inference without torch: numba kernels, knob smoothing, block processing.
+
+``Engine.from_file(path)`` -> ``.set(setting)`` -> ``.process_block(in, out)`` / ``.process(audio)``.
+"""
+
+from knobcap.engine.engine import (
+    DEFAULT_RAMP_MS,
+    MAX_BLOCK,
+    Engine,
+    EngineError,
+    register_core,
+    supported_architectures,
+)
+from knobcap.engine.ramp import ramp_trajectory
+
+__all__ = [
+    "DEFAULT_RAMP_MS",
+    "MAX_BLOCK",
+    "Engine",
+    "EngineError",
+    "ramp_trajectory",
+    "register_core",
+    "supported_architectures",
+]

@@ -1,0 +1,68 @@
+"""Knob smoothing: the conditioning vector ramps linearly to a new setting; switches jump.
+
+After ``set`` at some sample, with ``c0`` the vector the engine was using and ``c1`` the new one,
+the ``n``-th sample processed afterwards (``n = 1, 2, ...``) is conditioned on
+
+    c(n) = c0 + (c1 - c0) * min(n, R) / R          (knob entries; R = ramp length in samples)
+    c(n) = c1                                      (switch entries, and every entry when R = 0)
+
+so a knob arrives exactly at ``c1`` after ``R`` samples and nothing is ever stepped (no zipper noise).
+The ramp state lives in two small arrays that the kernels read and advance:
+``cstate`` (float64, shape (2, C): start, target) and ``istate`` (int64: ring position, samples since
+the last ``set``, ramp length R, ring capacity).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+RING_POS, ELAPSED, RAMP_LEN, RING_CAPACITY = 0, 1, 2, 3
+
+
+@njit(cache=True)
+def fill_conditioning(cstate: np.ndarray, istate: np.ndarray, cbuf: np.ndarray, n: int) -> bool:
+    """Write the next ``n`` conditioning vectors into ``cbuf[:, :n]`` and advance the ramp.
+
+    Returns True when the vector changes within this block (then every column is filled), False when
+    it is constant (then only ``cbuf[:, 0]`` is filled).
+    """
+    C = cbuf.shape[0]
+    elapsed = istate[ELAPSED]
+    length = istate[RAMP_LEN]
+    if elapsed >= length:
+        for j in range(C):
+            cbuf[j, 0] = np.float32(cstate[1, j])
+        return False
+    for t in range(n):
+        e = elapsed + t + 1
+        if e >= length:
+            for j in range(C):
+                cbuf[j, t] = np.float32(cstate[1, j])
+        else:
+            f = e / length
+            for j in range(C):
+                cbuf[j, t] = np.float32(cstate[0, j] + (cstate[1, j] - cstate[0, j]) * f)
+    istate[ELAPSED] = min(elapsed + n, length)
+    return True
+
+
+def current_vector(cstate: np.ndarray, istate: np.ndarray) -> np.ndarray:
+    """The conditioning vector of the last processed sample (float64)."""
+    length = int(istate[RAMP_LEN])
+    elapsed = int(istate[ELAPSED])
+    if elapsed >= length:
+        return cstate[1].copy()
+    return cstate[0] + (cstate[1] - cstate[0]) * (elapsed / length)
+
+
+def ramp_trajectory(start: np.ndarray, target: np.ndarray, knob_mask: np.ndarray, ramp: int,
+                    n: int) -> np.ndarray:
+    """The (C, n) float32 vectors of ``n`` samples after a ``set`` (the law above, for tests and tools)."""
+    start = np.asarray(start, float).copy()
+    target = np.asarray(target, float)
+    start[~knob_mask] = target[~knob_mask]
+    steps = np.arange(1, n + 1, dtype=float)
+    frac = np.ones(n) if ramp <= 0 else np.minimum(steps, ramp) / ramp
+    out = start[:, None] + (target - start)[:, None] * frac[None, :]
+    return out.astype(np.float32)
