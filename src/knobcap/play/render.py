@@ -37,6 +37,7 @@ class EngineRenderer:
     """The streaming engine (numba, no torch) at a fixed setting, from a reset state."""
 
     def __init__(self, path: str | Path, block_size: int = 2048) -> None:
+        self.path = Path(path)
         try:
             from knobcap import engine
         except ImportError as error:
@@ -53,10 +54,10 @@ class EngineRenderer:
     def render(self, audio: np.ndarray, setting: Mapping[str, object]) -> np.ndarray:
         clean = self.controls.validate_setting(setting)
         with self._lock:  # one engine, one state: renders take turns
-            self._engine.reset()
-            self._engine.set(clean, ramp=False)
+            self._engine.set(clean, ramp_ms=0.0)
+            self._engine.reset()  # silence at the setting: the same start as the report's target
             out = self._engine.process(np.ascontiguousarray(audio, dtype=np.float32),
-                                       block_size=self.block_size)
+                                       block_size=min(self.block_size, self._engine.max_block))
         return np.asarray(out, dtype=np.float32)
 
 
