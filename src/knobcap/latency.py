@@ -1,0 +1,227 @@
+"""Latency calibration: where the input arrives in a recording, with which polarity, and aligning it.
+
+With blips (knobcap's own signal) each calibration pulse is found by matched filtering: the recording
+around the blip's onset ``b`` is correlated with the reference pulse ``p``,
+
+    r[k] = sum_j p[j] * y[b + k + j],   k = 0 .. max_lag,
+
+and the strongest |r[k]| is the pulse's arrival; its sign is the device's polarity. A pulse counts as
+found when its peak stands ``MIN_SNR`` times above the rms of the same filter run over the recording's
+leading silence (the noise floor). Both blips must be found, agree in polarity and agree within
+``MAX_DISAGREEMENT`` samples, otherwise the result is not confident.
+
+Without blips (a custom signal) the whole reference is cross-correlated with the recording (FFT) over
+lags 0 .. max_lag; the two halves of the reference give two estimates that must agree the same way.
+
+Onset, not peak: a device that low-passes the input delays the *peak* of its response by a few samples
+beyond the true arrival. Aligning on the peak would ask a causal model to predict the future (a 2-sample
+error costs an ESR of about 0.07 at 1 kHz), while aligning a little early costs nothing. So the arrival
+is the earliest lag of the peak's lobe (same sign, ``|r| >= fraction * |peak|``; 0.1 for blips, 0.5
+for music, whose correlation lobes are wide and noisy), plus the same distance measured on the
+reference's own autocorrelation; for a pure delay this is exact. Measured on filters (delay 77
+samples): one-pole 1.5 kHz low-pass +1 sample, 2nd-order Butterworth 1.5 kHz +2 (its low-frequency
+group delay is about 7), 4th-order 3 kHz +4, tanh into a 700 Hz low-pass +1; a pure delay and a
+high-pass: exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Literal
+
+import numpy as np
+from scipy.fft import irfft, next_fast_len, rfft
+
+from knobcap.signal import SignalMap
+
+MAX_DISAGREEMENT = 3      # samples between the two estimates for a confident result
+MIN_SNR = 8.0             # blip peak over the matched filter's rms on the leading silence
+MIN_XCORR = 0.1           # normalised cross-correlation needed without blips
+BLIP_ONSET_FRACTION = 0.1   # a blip lobe's edge, as a fraction of its peak
+XCORR_ONSET_FRACTION = 0.5  # the same for a music cross-correlation (its lobes are wide and noisy)
+XCORR_SECONDS = 8.0       # length of each chunk cross-correlated without blips
+_LOBE_LIMIT = 256         # how far back from the peak an onset may lie, in samples
+
+Method = Literal["blips", "xcorr"]
+
+
+@dataclass(frozen=True)
+class Latency:
+    """A recording's delay behind its input (``samples``), polarity (+1/-1) and how sure we are.
+
+    ``disagreement`` is the distance in samples between the two independent estimates (two blips, or
+    two halves of the signal); ``reason`` says in plain words why a result is not confident.
+    """
+
+    samples: int
+    polarity: int
+    method: Method
+    disagreement: int
+    confident: bool
+    reason: str = ""
+
+    def milliseconds(self, sample_rate: int) -> float:
+        return 1000.0 * self.samples / sample_rate
+
+
+def _lobe_onset(r: np.ndarray, peak: int, threshold: float) -> int:
+    """Earliest index of the run ending at ``peak`` where r keeps the peak's sign and |r| >= threshold."""
+    sign = np.sign(r[peak])
+    k = peak
+    while k > 0 and peak - k < _LOBE_LIMIT and r[k - 1] * sign >= threshold:
+        k -= 1
+    return k
+
+
+def _self_offset(auto: np.ndarray, fraction: float) -> int:
+    """For an autocorrelation ``auto`` (lag 0 first, lags >= 0), how far before its peak the lobe starts.
+
+    The autocorrelation is symmetric, so the lobe's left edge lies as far before lag 0 as its right
+    edge lies after it.
+    """
+    threshold = fraction * auto[0]
+    k = 0
+    while k + 1 < len(auto) and auto[k + 1] >= threshold:
+        k += 1
+    return k
+
+
+def _arrival(r: np.ndarray, auto: np.ndarray, fraction: float, floor: float = 0.0
+             ) -> tuple[int, int, int, float]:
+    """(onset lag, peak lag, polarity, |peak|) of the strongest lobe in ``r``.
+
+    ``auto`` is the reference's autocorrelation (lags >= 0), which gives the onset's offset.
+    """
+    offset = _self_offset(auto, fraction)
+    peak = int(np.argmax(np.abs(r)))
+    height = float(abs(r[peak]))
+    onset = _lobe_onset(r, peak, max(fraction * height, floor))
+    return min(onset + offset, peak), peak, (1 if r[peak] >= 0 else -1), height
+
+
+def _padded(x: np.ndarray, start: int, n: int) -> np.ndarray:
+    """x[start:start + n] as float64, zero-padded past the end."""
+    out = np.zeros(n)
+    part = np.asarray(x[start:start + n], dtype=np.float64)
+    out[:len(part)] = part
+    return out
+
+
+def calibrate_latency(recorded: np.ndarray, reference: np.ndarray, signal_map: SignalMap,
+                      max_seconds: float = 0.5) -> Latency:
+    """Find the latency and polarity of ``recorded`` relative to ``reference`` (the test signal)."""
+    recorded = np.asarray(recorded)
+    if recorded.ndim != 1:
+        raise ValueError(f"calibrate_latency needs a mono recording; got shape {recorded.shape}.")
+    max_lag = round(max_seconds * signal_map.sample_rate)
+    if max_lag < 0:
+        raise ValueError("max_seconds must not be negative.")
+    if signal_map.blips:
+        return _from_blips(recorded, np.asarray(reference), signal_map, max_lag)
+    return _from_xcorr(recorded, np.asarray(reference), max_lag, signal_map.sample_rate)
+
+
+def _from_blips(recorded: np.ndarray, reference: np.ndarray, signal_map: SignalMap,
+                max_lag: int) -> Latency:
+    blips = signal_map.blips
+    size = signal_map.blip_length
+    pulse = np.asarray(reference[blips[0]:blips[0] + size], dtype=np.float64)
+    spacing = min((b - a for a, b in pairwise(blips)), default=signal_map.length)
+    if max_lag + size >= spacing:
+        raise ValueError(f"a latency of {max_lag} samples cannot be searched with blips {spacing} samples "
+                         f"apart; lower max_seconds.")
+    auto = np.array([np.dot(pulse[:size - k], pulse[k:]) for k in range(size)])
+    lead = _padded(recorded, 0, blips[0])
+    noise = np.correlate(lead, pulse, mode="valid")
+    noise_rms = float(np.sqrt(np.mean(noise * noise))) if len(noise) else 0.0
+    floor = MIN_SNR * noise_rms
+    least = 1e-4 * float(np.dot(pulse, pulse))  # -80 dB below the pulse's own energy: a digital zero
+    found: list[tuple[int, int, int]] = []
+    for onset in blips:
+        window = _padded(recorded, onset, max_lag + size)
+        r = np.correlate(window, pulse, mode="valid")
+        lag, peak, polarity, height = _arrival(r, auto, BLIP_ONSET_FRACTION, floor / 2)
+        if height > floor and height > least:
+            found.append((lag, peak, polarity))
+    if len(found) < len(blips):
+        missing = len(blips) - len(found)
+        lag, polarity = (found[0][0], found[0][2]) if found else (0, 1)
+        return Latency(lag, polarity, "blips", 0, False,
+                       f"{missing} of the {len(blips)} calibration blips did not stand out of the noise "
+                       f"within {max_lag} samples of where they were played")
+    lags = [f[0] for f in found]
+    peaks = [f[1] for f in found]
+    disagreement = max(peaks) - min(peaks)
+    if len({f[2] for f in found}) > 1:
+        return Latency(min(lags), found[0][2], "blips", disagreement, False,
+                       "the calibration blips came back with opposite polarities")
+    if disagreement > MAX_DISAGREEMENT:
+        return Latency(min(lags), found[0][2], "blips", disagreement, False,
+                       f"the calibration blips disagree by {disagreement} samples")
+    return Latency(min(lags), found[0][2], "blips", disagreement, True)
+
+
+def _xcorr_estimate(recorded: np.ndarray, ref: np.ndarray, start: int, max_lag: int
+                    ) -> tuple[int, int, int, float]:
+    """(onset lag, peak lag, polarity, normalised correlation) of ``ref``, played at ``start``."""
+    rec = _padded(recorded, start, len(ref) + max_lag)
+    size = next_fast_len(len(rec) + len(ref))
+    spectrum = rfft(ref, size)
+    r = irfft(rfft(rec, size) * np.conj(spectrum), size)[:max_lag + 1]
+    auto = irfft(np.abs(spectrum) ** 2, size)[:min(_LOBE_LIMIT, len(ref) - 1) + 1]
+    lag, peak, polarity, height = _arrival(r, auto, XCORR_ONSET_FRACTION)
+    energy = float(auto[0]) * float(np.dot(rec[peak:peak + len(ref)], rec[peak:peak + len(ref)]))
+    return lag, peak, polarity, height / np.sqrt(energy) if energy > 0 else 0.0
+
+
+def _loudest_chunk(ref: np.ndarray, start: int, stop: int, size: int) -> int:
+    """Start of the most energetic ``size``-sample chunk of ref[start:stop] (half-chunk steps)."""
+    best, best_energy = start, -1.0
+    for s in range(start, max(start, stop - size) + 1, max(1, size // 2)):
+        chunk = ref[s:s + size]
+        energy = float(np.dot(chunk, chunk))
+        if energy > best_energy:
+            best, best_energy = s, energy
+    return best
+
+
+def _from_xcorr(recorded: np.ndarray, reference: np.ndarray, max_lag: int, sample_rate: int) -> Latency:
+    """Two estimates from the loudest ``XCORR_SECONDS`` of each half of the reference."""
+    ref = np.asarray(reference, dtype=np.float64)
+    if not np.any(ref):
+        raise ValueError("the reference signal is silent; latency cannot be found from it.")
+    half = len(ref) // 2
+    size = min(half, round(XCORR_SECONDS * sample_rate))
+    estimates = []
+    for lo, hi in ((0, half), (half, len(ref))):
+        s = _loudest_chunk(ref, lo, hi, size)
+        estimates.append(_xcorr_estimate(recorded, ref[s:s + size], s, max_lag))
+    lag = min(e[0] for e in estimates)
+    strongest = max(estimates, key=lambda e: e[3])
+    rho = min(e[3] for e in estimates)
+    disagreement = abs(estimates[0][1] - estimates[1][1])
+    if rho < MIN_XCORR:
+        return Latency(lag, strongest[2], "xcorr", disagreement, False,
+                       f"the recording hardly resembles the input (correlation {rho:.2f})")
+    if estimates[0][2] != estimates[1][2] or disagreement > MAX_DISAGREEMENT:
+        return Latency(lag, strongest[2], "xcorr", disagreement, False,
+                       f"the two halves of the signal give latencies {disagreement} samples apart")
+    return Latency(lag, strongest[2], "xcorr", disagreement, True)
+
+
+def align(recorded: np.ndarray, latency: Latency | int, length: int) -> np.ndarray:
+    """The recording moved earlier by the latency, its polarity fixed, trimmed or zero-padded to ``length``.
+
+    ``out[n] = polarity * recorded[n + latency]`` (zero where the recording has ended), as float32.
+    """
+    if isinstance(latency, Latency):
+        shift, polarity = latency.samples, latency.polarity
+    else:
+        shift, polarity = int(latency), 1
+    if shift < 0:
+        raise ValueError(f"latency must not be negative; got {shift} samples.")
+    out = np.zeros(length, dtype=np.float32)
+    part = np.asarray(recorded[shift:shift + length], dtype=np.float32)
+    out[:len(part)] = part if polarity >= 0 else -part
+    return out
