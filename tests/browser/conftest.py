@@ -22,7 +22,10 @@ CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-b
 
 def chromium_path() -> str | None:
     for candidate in (os.environ.get("KNOBCAP_CHROMIUM"), "chromium", "chromium-browser"):
-        if candidate and (found := shutil.which(candidate) or (candidate if Path(candidate).is_file() else None)):
+        if not candidate:
+            continue
+        found = shutil.which(candidate) or (candidate if Path(candidate).is_file() else None)
+        if found:
             return found
     return None
 

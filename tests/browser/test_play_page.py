@@ -54,8 +54,10 @@ def test_play_page_turn_a_knob_renders_new_audio(page, served, screenshot):
     assert page.locator("#switches select").count() == 1
     assert page.locator("#clip-select option").count() == 1
     assert page.locator("audio#player").count() == 1
-    duration = page.evaluate("""() => new Promise(done => { const p = document.getElementById('player');
-        if (p.readyState >= 1) done(p.duration); else p.addEventListener('loadedmetadata', () => done(p.duration)); })""")
+    duration = page.evaluate("""() => new Promise(done => {
+        const p = document.getElementById('player');
+        if (p.readyState >= 1) done(p.duration);
+        else p.addEventListener('loadedmetadata', () => done(p.duration)); })""")
     assert math.isclose(duration, 8.0, abs_tol=0.05)
     before = _model_audio(page)
     screenshot(page, "play_page")
