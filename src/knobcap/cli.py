@@ -46,7 +46,31 @@ def signal(
     seconds: Annotated[float, typer.Option(help="Length in seconds (about 30 to 180).")] = 90.0,
 ) -> None:
     """Write knobcap's test signal (48 kHz reamp file) and its segment map beside it."""
-    not_built("signal")
+    import math
+
+    from rich.table import Table
+
+    from knobcap.signal import SignalError, generate_signal, write_signal
+
+    try:
+        generated = generate_signal(seconds)
+        wav, js = write_signal(out, generated)
+    except (SignalError, OSError) as error:
+        fail(str(error))
+    m = generated.map
+    table = Table(title=f"{wav} ({m.length / m.sample_rate:.1f} s, {m.sample_rate} Hz, 24-bit, "
+                  f"signal version {m.version})")
+    for column in ("segment", "start (s)", "stop (s)", "length (s)", "peak (dBFS)"):
+        table.add_column(column, justify="left" if column == "segment" else "right")
+    for seg in m.segments:
+        part = generated.audio[seg.start:seg.stop]
+        peak = float(abs(part).max()) if len(part) else 0.0
+        level = f"{20 * math.log10(peak):.1f}" if peak > 0 else "-inf"
+        table.add_row(seg.name, f"{seg.start / m.sample_rate:.3f}", f"{seg.stop / m.sample_rate:.3f}",
+                      f"{seg.length / m.sample_rate:.3f}", level)
+    console.print(table)
+    console.print(f"Wrote {wav} and its segment map {js}. Play it through the device at each setting.",
+                  highlight=False)
 
 
 # ------------------------------------------------------------------------------------------ session
@@ -77,7 +101,55 @@ def reamp(
 @app.command()
 def check(directory: Annotated[Path, typer.Argument(help="Session folder.")]) -> None:
     """Check every take: latency, rate, length, clipping, silence, noise floor and drift."""
-    not_built("check")
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.table import Table
+
+    from knobcap.check import check_session, format_setting
+    from knobcap.session import Session
+
+    try:
+        session = Session.open(directory)
+        count = len(session.plan())
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      console=console, transient=True) as bar:
+            task = bar.add_task("check", total=count)
+            report = check_session(session, progress=lambda take, i, n: bar.update(
+                task, completed=i, description=f"check {take}"))
+    except ValueError as error:
+        fail(str(error))
+    rate = report.signal_map.sample_rate
+    table = Table(title=f"knobcap check {directory}")
+    for column in ("take", "role", "setting", "latency (ms)", "polarity", "peak dBFS", "noise dBFS",
+                   "drift ESR", "status", "problem"):
+        table.add_column(column, justify="right" if column in (
+            "latency (ms)", "peak dBFS", "noise dBFS", "drift ESR") else "left")
+    colour = {"ok": "green", "warn": "yellow", "fail": "red"}
+
+    def number(x: float | None, fmt: str) -> str:
+        return "-" if x is None else format(x, fmt)
+
+    for t in report.takes:
+        lat = t.latency if t.latency is not None and t.latency.confident else None
+        table.add_row(
+            t.take, t.role, format_setting(t.setting), number(lat and lat.milliseconds(rate), ".2f"),
+            "-" if lat is None else ("+" if lat.polarity > 0 else "inverted"),
+            number(t.peak_dbfs, ".1f"), number(t.noise_floor_dbfs, ".0f"), number(t.drift_esr, ".4f"),
+            f"[{colour[t.status]}]{t.status}[/]", "; ".join(p.short for p in t.problems))
+    console.print(table)
+    for t in report.takes:
+        for p in t.problems:
+            console.print(f"[{colour[p.severity]}]{p.severity}[/] {t.take} ({p.code}): {p.message}",
+                          highlight=False)
+    for p in report.problems:
+        console.print(f"[{colour[p.severity]}]{p.severity}[/] ({p.code}): {p.message}", highlight=False)
+    failed = sum(t.status == "fail" for t in report.takes)
+    summary = (f"{len(report.takes) - failed} of {len(report.takes)} takes pass; wrote "
+               f"{session.check_path}.")
+    if not report.ok:
+        err_console.print(f"[bold red]check failed:[/] {summary} Fix the takes above and run "
+                          f"'knobcap check {directory}' again.", highlight=False)
+        raise typer.Exit(1)
+    console.print(f"[green]check passed:[/] {summary} Next: knobcap train {directory}", highlight=False)
 
 
 # ------------------------------------------------------------------------------------------ models

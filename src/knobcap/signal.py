@@ -429,6 +429,10 @@ def _phrases(n: int, rng: np.random.Generator, rate: int, levels: list[float] | 
         y = _phrase(length, rng, rate)
         if levels is not None:
             level = levels[k % len(levels)]
+        elif k % 4 == 0:  # loud (-4..-1 dBFS) and soft (-40..-28 dBFS) phrases come in every length
+            level = -4.0 + 3.0 * float(rng.random())
+        elif k % 4 == 2:
+            level = -40.0 + 12.0 * float(rng.random())
         else:  # mostly ordinary playing (-20..-1 dBFS), a third soft (-40..-20 dBFS)
             soft = rng.random() < 0.3
             level = -40.0 + 20.0 * float(rng.random()) if soft else -20.0 + 19.0 * float(rng.random())
