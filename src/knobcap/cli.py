@@ -80,22 +80,133 @@ def init(
     device: Annotated[str | None, typer.Option(help="Copy a virtual device's controls.")] = None,
 ) -> None:
     """Create a session folder with a commented controls.toml template."""
-    not_built("init")
+    from knobcap.devices import get_device
+    from knobcap.session import init_session
+
+    controls = None
+    if device is not None:
+        try:
+            controls = get_device(device).controls
+        except KeyError as error:
+            fail(str(error.args[0]))
+    try:
+        path = init_session(directory, controls, device)
+    except ValueError as error:
+        fail(str(error))
+    console.print(f"Wrote [bold]{path}[/]" + (f" (the controls of {device})." if device else "."))
+    if device is None:
+        console.print("Describe your device's knobs and switches in it, then run "
+                      f"[bold]knobcap plan {directory}[/].", highlight=False)
+    else:
+        console.print(f"Next: [bold]knobcap plan {directory}[/], then [bold]knobcap reamp {directory} "
+                      f"--device {device}[/].", highlight=False)
 
 
 @app.command()
-def plan(directory: Annotated[Path, typer.Argument(help="Session folder.")]) -> None:
+def plan(
+    directory: Annotated[Path, typer.Argument(help="Session folder.")],
+    n: Annotated[int | None, typer.Option("--n", help="Takes to record in all (default: sized for "
+                                           "the controls).")] = None,
+    minutes: Annotated[float | None, typer.Option(help="Time budget for the recording session, "
+                                                   "instead of --n.")] = None,
+    seconds: Annotated[float | None, typer.Option(help="Length of knobcap's test signal (30 to 180 s; "
+                                                   "default 90, 30 with --quick).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the design (same seed, same plan).")] = 0,
+    input: Annotated[Path | None, typer.Option("--input", help="Your own test signal (48 kHz mono "
+                                                "WAV, e.g. NAM's reamp file), used as it is.")] = None,
+    quick: Annotated[bool, typer.Option(help="A small session for a demo: 30 s signal, half the "
+                                         "settings.")] = False,
+) -> None:
     """Choose the settings to record, order them, write input.wav and plan.csv."""
-    not_built("plan")
+    from rich.table import Table
+
+    from knobcap.design import format_value
+    from knobcap.session import make_plan
+
+    try:
+        result = make_plan(directory, n=n, minutes=minutes, seconds=seconds, seed=seed,
+                           input_file=input, quick=quick)
+    except ValueError as error:
+        fail(str(error))
+    from knobcap.controls import load_controls
+
+    controls = load_controls(directory / "controls.toml")
+    table = Table(title=f"Plan for {controls.name or directory}", title_justify="left")
+    table.add_column("take")
+    for knob in controls.knobs:
+        table.add_column(knob.name + (f" ({knob.unit})" if knob.unit else ""), justify="right")
+    for switch in controls.switches:
+        table.add_column(switch.name)
+    table.add_column("role")
+    for row in result.takes:
+        values = [format_value(k, float(row.setting[k.name])) for k in controls.knobs]
+        values += [str(row.setting[s.name]) for s in controls.switches]
+        style = {"anchor": "cyan", "holdout": "magenta"}.get(row.role, "")
+        table.add_row(row.take, *values, f"[{style}]{row.role}[/]" if style else row.role)
+    console.print(table)
+    counts = {r: sum(t.role == r for t in result.takes) for r in ("train", "anchor", "holdout")}
+    console.print(f"{counts['train']} space-filling, {counts['anchor']} anchor (knob ends) and "
+                  f"{counts['holdout']} held-out settings (never trained on).", highlight=False)
+    console.print(f"Session time: {result.time.describe()}.", highlight=False)
+    console.print(f"[dim]Assumed: {result.costs.describe()}.[/]", highlight=False)
+    written = [name for name, did in (("plan.csv", result.wrote_plan), ("input.wav", result.wrote_input))
+               if did]
+    console.print((f"Wrote {' and '.join(written)} in {directory}." if written else
+                   f"{directory / 'plan.csv'} and input.wav are unchanged.")
+                  + (f" {result.recorded} take(s) already recorded." if result.recorded else ""),
+                  highlight=False)
+    console.print(f"Next: play input.wav through the device at each setting, in order, and save "
+                  f"{directory / 'takes'}/<take>.wav (or: knobcap reamp {directory} --device ts808).",
+                  highlight=False)
 
 
 @app.command()
 def reamp(
     directory: Annotated[Path, typer.Argument(help="Session folder.")],
     device: Annotated[str, typer.Option(help="Virtual device to record through.")] = "ts808",
+    seed: Annotated[int, typer.Option(help="Seed of the latencies and noise floors.")] = 0,
+    invert_polarity: Annotated[bool, typer.Option(help="Record with the polarity inverted, as a "
+                                                   "miswired interface would.")] = False,
+    pcm24: Annotated[bool, typer.Option(help="Write 24-bit PCM instead of 32-bit float.")] = False,
 ) -> None:
     """Record every planned take through a virtual device."""
-    not_built("reamp")
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from knobcap.devices import get_device
+    from knobcap.reamp import reamp_session
+    from knobcap.session import Session
+
+    try:
+        session = Session.open(directory)
+        virtual = get_device(device)
+        missing = len(session.missing_takes())
+    except KeyError as error:
+        fail(str(error.args[0]))
+    except ValueError as error:
+        fail(str(error))
+    if missing == 0:
+        console.print(f"All {len(session.plan())} takes are already recorded in {session.takes_dir}; "
+                      "nothing to do (knobcap never overwrites a take).", highlight=False)
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task(f"reamp through {device}", total=missing)
+
+        def step(row, index, count):
+            bar.update(task, completed=index, description=f"{row.take} ({row.role})")
+
+        try:
+            done = reamp_session(session, virtual, seed=seed, invert_polarity=invert_polarity,
+                                 subtype="PCM_24" if pcm24 else "FLOAT", progress=step)
+        except ValueError as error:
+            fail(str(error))
+        bar.update(task, completed=missing, description="done")
+    rate = session.input().sample_rate
+    if done:
+        lat = [1000.0 * d.latency / rate for d in done]
+        console.print(f"Recorded {len(done)} take(s) in {session.takes_dir} (latency {min(lat):.1f} to "
+                      f"{max(lat):.1f} ms, polarity {'inverted' if invert_polarity else 'normal'}). "
+                      f"Next: knobcap check {directory}", highlight=False)
 
 
 @app.command()

@@ -1,0 +1,591 @@
+"""Experimental design: which knob and switch settings to record, and in which order.
+
+A grid wastes takes (11 x 11 x 2 x 2 = 484 reamps for two knobs and two switches, and only one
+interior level per knob when coarse); a space-filling design reaches a given accuracy with far fewer.
+The default design has three parts, all computed in the knobs' taper-aware coordinates
+``u = knob.to_unit(value)`` (equal steps in ``u`` are roughly equal steps in sound):
+
+* **space-filling** training settings: a *sliced* Latin hypercube with one slice per switch
+  combination (Qian 2012). With ``s`` slices of ``m`` points, each slice is a Latin hypercube on ``m``
+  coarse levels and the union is one on ``n = m s`` fine levels. A swap optimiser then minimises the
+  Morris-Mitchell criterion
+
+      phi = sum_{i<j} w_ij / d_ij^p,   p = 15,   w_ij = 2 if i, j share a slice else 1,
+
+  (``d_ij`` = Euclidean distance of the knob coordinates), a smooth stand-in for maximising the
+  smallest distance, within each slice and over the union. When the switch combinations outnumber the
+  budget, or do not divide it, combinations are allocated greedily so that every switch position (and
+  every pair of positions of two switches) is recorded about equally often.
+* **anchors**: corners of the knob cube so that every knob is recorded at its minimum and maximum
+  (users play at the extremes; space-filling points stay ``1/(2n)`` away from them).
+* **held-out** settings: random, never trained on, one of them within 10 % of a knob's end, where
+  errors concentrate.
+
+Knob values are rounded to what a user can dial (a hundredth of the range, e.g. 0.1 on a 0-10 dial; 3
+significant digits on a log knob) and every coordinate is recomputed from the rounded values.
+
+**Order.** The takes are ordered as an open travelling-salesman path (nearest neighbour from every
+start, then 2-opt) with the cost of going from setting ``a`` to setting ``b``
+
+    c(a, b) = sum_k tau_turn |p_k(a) - p_k(b)| + tau_touch (knobs touched) + tau_flip (switches flipped)
+
+where ``p`` is the knob's rotation (what the hand does, not ``u``). The session time is
+``takes x (signal length + per-take overhead) + sum of the moves``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import combinations, pairwise
+from typing import Literal
+
+import numpy as np
+
+from knobcap.controls import Controls, Knob, Setting
+
+Role = Literal["train", "anchor", "holdout"]
+ROLES: tuple[str, ...] = ("train", "anchor", "holdout")
+
+_PHI_POWER = 15.0
+_EDGE = 0.1  # "near an edge": within 10 % of a knob's end (in u)
+
+
+class DesignError(ValueError):
+    """A design cannot be made as asked; the message says why and what to ask instead."""
+
+
+# ------------------------------------------------------------------------------------------ costs
+@dataclass(frozen=True)
+class MoveCosts:
+    """Seconds a person spends between takes (assumed figures; change them for a robot).
+
+    ``turn``: a full rotation of a knob (turning carefully and reading the dial); ``touch``: reaching
+    for a knob at all; ``flip``: one switch; ``take``: per take (arm, play, stop, name and save).
+    """
+
+    turn: float = 4.0
+    touch: float = 3.0
+    flip: float = 2.0
+    take: float = 20.0
+
+    def describe(self) -> str:
+        return (f"{self.turn:g} s per full knob turn + {self.touch:g} s per knob touched, "
+                f"{self.flip:g} s per switch flip, {self.take:g} s per take to arm, play and save")
+
+
+DEFAULT_COSTS = MoveCosts()
+
+
+@dataclass(frozen=True)
+class SessionTime:
+    """How long recording a plan takes: ``takes x (signal + overhead) + moves``."""
+
+    takes: int
+    signal_seconds: float
+    overhead_seconds: float
+    move_seconds: float
+    knob_turns: float  # total rotations
+    knobs_touched: int
+    flips: int
+
+    @property
+    def total_seconds(self) -> float:
+        return self.takes * (self.signal_seconds + self.overhead_seconds) + self.move_seconds
+
+    @property
+    def minutes(self) -> float:
+        return self.total_seconds / 60.0
+
+    def describe(self) -> str:
+        return (f"{self.takes} takes x ({self.signal_seconds:g} s signal + {self.overhead_seconds:g} s "
+                f"per take) + {self.move_seconds / 60:.1f} min of control moves ({self.knobs_touched} "
+                f"knob moves, {self.knob_turns:.1f} turns, {self.flips} switch flips) = about "
+                f"{self.minutes:.0f} min")
+
+
+def _rotations(controls: Controls, settings: Sequence[Mapping[str, object]]) -> np.ndarray:
+    return np.array([[k.rotation(float(s[k.name])) for k in controls.knobs]  # type: ignore[arg-type]
+                     for s in settings], dtype=float).reshape(len(settings), len(controls.knobs))
+
+
+def _switch_codes(controls: Controls, settings: Sequence[Mapping[str, object]]) -> np.ndarray:
+    return np.array([[sw.positions.index(str(s[sw.name])) for sw in controls.switches]
+                     for s in settings], dtype=int).reshape(len(settings), len(controls.switches))
+
+
+def cost_matrix(controls: Controls, settings: Sequence[Mapping[str, object]],
+                costs: MoveCosts = DEFAULT_COSTS) -> np.ndarray:
+    """Seconds to go from setting ``i`` to setting ``j`` (symmetric, zero diagonal)."""
+    p = _rotations(controls, settings)
+    s = _switch_codes(controls, settings)
+    delta = np.abs(p[:, None, :] - p[None, :, :])
+    flips = (s[:, None, :] != s[None, :, :]).sum(axis=2)
+    return (costs.turn * delta.sum(axis=2) + costs.touch * (delta > 1e-9).sum(axis=2)
+            + costs.flip * flips)
+
+
+def session_time(controls: Controls, settings: Sequence[Mapping[str, object]], signal_seconds: float,
+                 costs: MoveCosts = DEFAULT_COSTS) -> SessionTime:
+    """The time to record ``settings`` in the order given."""
+    p = _rotations(controls, settings)
+    s = _switch_codes(controls, settings)
+    step = np.abs(np.diff(p, axis=0))
+    flips = int((np.diff(s, axis=0) != 0).sum())
+    touched = int((step > 1e-9).sum())
+    turns = float(step.sum())
+    moves = costs.turn * turns + costs.touch * touched + costs.flip * flips
+    return SessionTime(len(settings), float(signal_seconds), costs.take, float(moves), turns, touched,
+                       flips)
+
+
+def order_path(cost: np.ndarray) -> list[int]:
+    """An open travelling-salesman path over a symmetric cost matrix (free start and end).
+
+    Nearest neighbour from every start, keep the cheapest, then 2-opt (reverse ``path[i:j+1]`` while
+    it lowers the cost) until no reversal helps.
+    """
+    n = len(cost)
+    if n <= 2:
+        return list(range(n))
+    best: list[int] = []
+    best_cost = math.inf
+    for start in range(n):
+        path = [start]
+        free = np.ones(n, bool)
+        free[start] = False
+        total = 0.0
+        for _ in range(n - 1):
+            row = np.where(free, cost[path[-1]], np.inf)
+            nxt = int(np.argmin(row))
+            total += row[nxt]
+            path.append(nxt)
+            free[nxt] = False
+        if total < best_cost - 1e-12:
+            best, best_cost = path, total
+    return _two_opt(best, cost)
+
+
+def _two_opt(path: list[int], cost: np.ndarray) -> list[int]:
+    order = np.array(path)
+    n = len(order)
+    improved = True
+    while improved:
+        improved = False
+        for i in range(n - 1):
+            j = np.arange(i + 1, n)
+            a, b = order[i - 1] if i > 0 else -1, order[i]
+            c, d = order[j], np.where(j + 1 < n, order[np.minimum(j + 1, n - 1)], -1)
+            old = np.where(d >= 0, cost[c, np.maximum(d, 0)], 0.0)
+            new = np.where(d >= 0, cost[b, np.maximum(d, 0)], 0.0)
+            if a >= 0:
+                old = old + cost[a, b]
+                new = new + cost[a, c]
+            gain = old - new
+            k = int(np.argmax(gain))
+            if gain[k] > 1e-9:
+                order[i:j[k] + 1] = order[i:j[k] + 1][::-1].copy()
+                improved = True
+    return [int(x) for x in order]
+
+
+def path_cost(cost: np.ndarray, order: Sequence[int]) -> float:
+    return float(sum(cost[a, b] for a, b in pairwise(order)))
+
+
+# ------------------------------------------------------------------------------- rounding to a dial
+def dial_step(knob: Knob) -> float:
+    """The step a user can dial: about a hundredth of the range (0.1 on a 0-10 knob)."""
+    return 10.0 ** (math.floor(math.log10(knob.max - knob.min)) - 2)
+
+
+def round_value(knob: Knob, value: float) -> float:
+    """A knob value rounded to what a user can set (log knobs: 3 significant digits)."""
+    value = min(max(float(value), knob.min), knob.max)
+    if knob.taper == "log":
+        digits = 2 - math.floor(math.log10(abs(value)))
+        rounded = round(value, digits)
+    else:
+        step = dial_step(knob)
+        rounded = knob.min + round((value - knob.min) / step) * step
+        rounded = round(rounded, max(0, -math.floor(math.log10(step))) + 1)
+    return min(max(rounded, knob.min), knob.max)
+
+
+def format_value(knob: Knob, value: float) -> str:
+    """The text of a knob value in plan.csv and tables (no float noise: ``7.3``, ``1200``)."""
+    text = np.format_float_positional(round_value(knob, value), precision=6, trim="-")
+    return text
+
+
+def round_setting(controls: Controls, setting: Mapping[str, object]) -> Setting:
+    clean = controls.validate_setting(setting)
+    for knob in controls.knobs:
+        clean[knob.name] = round_value(knob, float(clean[knob.name]))  # type: ignore[arg-type]
+    return clean
+
+
+# -------------------------------------------------------------------------- switch-combination balance
+def balanced_combinations(controls: Controls, n: int, rng: np.random.Generator) -> list[dict[str, str]]:
+    """``n`` switch combinations spread evenly: each combination about ``n / |C|`` times, and, when
+    ``n`` is not a multiple, the extra ones (or all, when ``n < |C|``) chosen greedily so that every
+    position of every switch, and every pair of positions of two switches, appears about equally often.
+    """
+    combos = controls.switch_combinations()
+    if not controls.switches:
+        return [{} for _ in range(n)]
+    full, extra = divmod(n, len(combos))
+    chosen = [c for c in combos for _ in range(full)]
+    names = [s.name for s in controls.switches]
+    single: dict[tuple[str, str], int] = {}
+    pair: dict[tuple[str, str, str, str], int] = {}
+    available = list(range(len(combos)))
+    for _ in range(extra):
+        scores = []
+        for index in available:
+            combo = combos[index]
+            score = sum((single.get((k, combo[k]), 0) + 1) ** 2 * 100 for k in names)
+            score += sum((pair.get((a, combo[a], b, combo[b]), 0) + 1) ** 2
+                         for a, b in combinations(names, 2))
+            scores.append(score + rng.random() * 0.5)
+        pick = available.pop(int(np.argmin(scores)))
+        combo = combos[pick]
+        for k in names:
+            single[(k, combo[k])] = single.get((k, combo[k]), 0) + 1
+        for a, b in combinations(names, 2):
+            key = (a, combo[a], b, combo[b])
+            pair[key] = pair.get(key, 0) + 1
+        chosen.append(combo)
+    return chosen
+
+
+# ------------------------------------------------------------------------------- sliced maximin LHS
+def _phi_rows(d2: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    return weights * d2 ** (-_PHI_POWER / 2)
+
+
+def sliced_maximin_lhs(slice_sizes: Sequence[int], dims: int, rng: np.random.Generator,
+                       iterations: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A sliced Latin hypercube in ``[0, 1]^dims`` optimised for distance between points.
+
+    Returns ``(x, slice_of)``: ``x[i]`` is point ``i`` at the centres ``(level + 1/2) / n`` of ``n``
+    levels and ``slice_of[i]`` its slice. With equal slices of ``m`` points the design is exactly
+    sliced (every slice a Latin hypercube on ``m`` levels); with unequal ones only the union is Latin
+    and the criterion spreads each slice. Swaps keep these properties: in one dimension, two points
+    exchange their levels when they share a slice or the same coarse level.
+    """
+    sizes = [int(m) for m in slice_sizes if m > 0]
+    n = sum(sizes)
+    slice_of = np.repeat(np.arange(len(sizes)), sizes)
+    if n == 0 or dims == 0:
+        return np.zeros((n, dims)), slice_of
+    s = len(sizes)
+    strict = len(set(sizes)) == 1
+    levels = np.zeros((n, dims), dtype=int)
+    if strict:
+        m = sizes[0]
+        for d in range(dims):
+            owner = np.stack([rng.permutation(s) for _ in range(m)])  # owner[c, t]: fine offset
+            for t in range(s):
+                coarse = rng.permutation(m)
+                levels[slice_of == t, d] = coarse * s + owner[coarse, t]
+    else:
+        for d in range(dims):
+            levels[:, d] = rng.permutation(n)
+    coarse_size = s if strict else n
+    x = (levels + 0.5) / n
+    weights = np.where(slice_of[:, None] == slice_of[None, :], 2.0, 1.0)
+    np.fill_diagonal(weights, 0.0)
+    d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(axis=2)
+    np.fill_diagonal(d2, np.inf)
+    energy = _phi_rows(d2, weights)
+    log_phi = math.log(energy.sum() / 2)
+    steps = iterations if iterations is not None else min(30_000, 4000 + 150 * n * max(1, dims // 2))
+    threshold0 = 0.02
+    for it in range(steps):
+        d = int(rng.integers(dims))
+        a = int(rng.integers(n))
+        if strict:
+            eligible = np.flatnonzero((slice_of == slice_of[a])
+                                      | (levels[:, d] // coarse_size == levels[a, d] // coarse_size))
+        else:
+            eligible = np.arange(n)
+        eligible = eligible[eligible != a]
+        if eligible.size == 0:
+            continue
+        b = int(eligible[rng.integers(eligible.size)])
+        col = x[:, d]
+        xa, xb = col[a], col[b]
+        row_a = d2[a] - (xa - col) ** 2 + (xb - col) ** 2
+        row_b = d2[b] - (xb - col) ** 2 + (xa - col) ** 2
+        row_a[a] = row_b[b] = np.inf
+        row_a[b] = row_b[a] = d2[a, b]
+        new_a, new_b = _phi_rows(row_a, weights[a]), _phi_rows(row_b, weights[b])
+        delta = new_a.sum() + new_b.sum() - energy[a].sum() - energy[b].sum()
+        phi = math.exp(log_phi)
+        if phi + delta <= 0:
+            continue
+        new_log = math.log(phi + delta)
+        threshold = threshold0 * (1.0 - it / steps)
+        if new_log - log_phi < threshold * rng.random():
+            x[a, d], x[b, d] = xb, xa
+            levels[a, d], levels[b, d] = levels[b, d], levels[a, d]
+            for i, row, e in ((a, row_a, new_a), (b, row_b, new_b)):
+                d2[i], d2[:, i] = row, row
+                energy[i], energy[:, i] = e, e
+            log_phi = math.log(energy.sum() / 2)
+    return x, slice_of
+
+
+# ------------------------------------------------------------------------------------------ design
+@dataclass(frozen=True)
+class DesignPoint:
+    setting: Setting
+    role: Role
+
+
+@dataclass(frozen=True)
+class Design:
+    """Planned settings, in recording order, with the role of each."""
+
+    controls: Controls
+    points: tuple[DesignPoint, ...]
+    seed: int = 0
+    costs: MoveCosts = field(default_factory=MoveCosts)
+
+    @property
+    def settings(self) -> list[Setting]:
+        return [p.setting for p in self.points]
+
+    @property
+    def roles(self) -> list[Role]:
+        return [p.role for p in self.points]
+
+    def count(self, role: Role) -> int:
+        return sum(p.role == role for p in self.points)
+
+    def time(self, signal_seconds: float) -> SessionTime:
+        return session_time(self.controls, self.settings, signal_seconds, self.costs)
+
+
+@dataclass(frozen=True)
+class DesignSize:
+    """How many settings of each role a design has."""
+
+    train: int
+    anchor: int
+    holdout: int
+
+    @property
+    def total(self) -> int:
+        return self.train + self.anchor + self.holdout
+
+
+def _effective_combos(controls: Controls) -> int:
+    return min(len(controls.switch_combinations()), 4)
+
+
+def _knob_points(k: int) -> int:
+    """Space-filling points per switch combination: 4 for one or two knobs, ~3.6 more per knob."""
+    return max(4, round(4 + 3.6 * (k - 2)))
+
+
+def default_anchors(controls: Controls) -> int:
+    return 2 if len(controls.knobs) == 1 else 4
+
+
+def default_holdouts(controls: Controls) -> int:
+    k = len(controls.knobs)
+    return 2 if k == 1 else 4 if k <= 3 else 6
+
+
+def default_size(controls: Controls, quick: bool = False) -> DesignSize:
+    """The default number of settings: about 4 space-filling points per switch combination for two
+    knobs (more per knob; at most 4 combinations' worth, spread by balance beyond), plus anchors and
+    held-out settings. ``quick``: half the space-filling points and fewer held out (a demo session).
+    """
+    _require_knobs(controls)
+    train = _knob_points(len(controls.knobs)) * _effective_combos(controls)
+    holdout = default_holdouts(controls)
+    if quick:
+        train = max(minimum_train(controls), train // 2)
+        holdout = max(1, holdout // 2)
+    return DesignSize(train, default_anchors(controls), holdout)
+
+
+def minimum_train(controls: Controls) -> int:
+    """Fewest space-filling settings: two, and at least one per position of the widest switch."""
+    return max([2, *(len(s.positions) for s in controls.switches)])
+
+
+def size_from_total(controls: Controls, total: int) -> DesignSize:
+    """Split ``total`` takes into space-filling, anchor and held-out settings."""
+    _require_knobs(controls)
+    holdout = min(default_holdouts(controls), max(1, round(0.15 * total)))
+    anchor = default_anchors(controls)
+    if total - holdout - anchor < minimum_train(controls) + 2 and anchor > 2:
+        anchor = 2
+    train = total - holdout - anchor
+    smallest = minimum_train(controls) + 2 + 1
+    if train < minimum_train(controls):
+        raise DesignError(
+            f"--n {total} is too few takes for these controls: a plan needs at least {smallest} (at "
+            f"least {minimum_train(controls)} space-filling settings so that every switch position is "
+            f"recorded, 2 anchors at the knobs' ends and 1 held-out setting). Ask for more takes.")
+    return DesignSize(train, anchor, holdout)
+
+
+def _require_knobs(controls: Controls) -> None:
+    if not controls.knobs:
+        raise DesignError(
+            f"{controls.source or 'controls'}: there are no knobs, so there is nothing to design; "
+            "record each switch combination once, or add the device's knobs to controls.toml.")
+
+
+def _anchor_units(k: int, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` corners of ``[0, 1]^k`` in complementary pairs, so every knob is at 0 and at 1."""
+    if k == 1:
+        return np.array([[0.0], [1.0]])[: max(count, 2)]
+    corners: list[np.ndarray] = []
+    while len(corners) < count:
+        if not corners:
+            c = np.zeros(k)
+        elif k == 2 and len(corners) == 2:
+            c = np.array([0.0, 1.0])
+        else:  # a corner that differs from the first one in about half the knobs
+            c = np.zeros(k)
+            c[rng.permutation(k)[: k // 2]] = 1.0
+        corners.extend([c, 1.0 - c])
+    return np.array(corners[:count])
+
+
+def _knob_setting(controls: Controls, u: np.ndarray, combo: Mapping[str, str]) -> Setting:
+    setting: Setting = {knob.name: round_value(knob, knob.from_unit(float(v)))
+                        for knob, v in zip(controls.knobs, u, strict=True)}
+    setting.update(combo)
+    return setting
+
+
+def _same_combo(controls: Controls, a: Mapping[str, object], b: Mapping[str, object]) -> bool:
+    return all(a[s.name] == b[s.name] for s in controls.switches)
+
+
+def _holdouts(controls: Controls, train: list[Setting], count: int, rng: np.random.Generator
+              ) -> list[Setting]:
+    """Random settings away from the training ones; the first within 10 % of one knob's end."""
+    k = len(controls.knobs)
+    train_u = np.array([controls.unit_knobs(s) for s in train]).reshape(len(train), k)
+    gaps = []
+    for i, s in enumerate(train):
+        same = [j for j, t in enumerate(train) if j != i and _same_combo(controls, s, t)]
+        if same:
+            gaps.append(np.min(np.linalg.norm(train_u[same] - train_u[i], axis=1)))
+    radius = 0.5 * float(np.median(gaps)) if gaps else 0.0
+    combos = balanced_combinations(controls, count, rng)
+    order = rng.permutation(count)
+    combos = [combos[i] for i in order]
+    chosen: list[Setting] = []
+    for index, combo in enumerate(combos):
+        best, best_gap = None, -1.0
+        for _ in range(200):
+            u = rng.uniform(_EDGE, 1.0 - _EDGE, size=k)
+            if index == 0:
+                knob = int(rng.integers(k))
+                edge = rng.uniform(0.02, _EDGE)
+                u[knob] = edge if rng.random() < 0.5 else 1.0 - edge
+            setting = _knob_setting(controls, u, combo)
+            others = [t for t in (*train, *chosen) if _same_combo(controls, setting, t)]
+            su = controls.unit_knobs(setting)
+            gap = min((float(np.linalg.norm(controls.unit_knobs(t) - su)) for t in others),
+                      default=math.inf)
+            if gap > best_gap:
+                best, best_gap = setting, gap
+            if gap >= radius:
+                break
+        if best is None or best_gap <= 0.0:
+            raise DesignError("could not place a held-out setting apart from the training ones; "
+                              "ask for fewer takes or change the seed.")
+        chosen.append(best)
+    return chosen
+
+
+def initial_design(controls: Controls, size: DesignSize | int | None = None, seed: int = 0,
+                   costs: MoveCosts = DEFAULT_COSTS, iterations: int | None = None) -> Design:
+    """The first plan: sliced maximin LHS + anchors + held-out settings, in recording order.
+
+    ``size``: a :class:`DesignSize`, a total number of takes, or ``None`` for :func:`default_size`.
+    Deterministic for a given ``seed``.
+    """
+    _require_knobs(controls)
+    if size is None:
+        size = default_size(controls)
+    elif isinstance(size, int):
+        size = size_from_total(controls, size)
+    if size.train < minimum_train(controls):
+        raise DesignError(f"{size.train} space-filling settings are too few; these controls need at "
+                          f"least {minimum_train(controls)} so that every switch position is recorded.")
+    rng = np.random.default_rng(seed)
+    k = len(controls.knobs)
+    combos = balanced_combinations(controls, size.train, rng)
+    keys = [tuple(c.values()) for c in combos]
+    distinct = list(dict.fromkeys(keys))
+    sizes = [keys.count(key) for key in distinct]
+    x, slice_of = sliced_maximin_lhs(sizes, k, rng, iterations)
+    train = [_knob_setting(controls, x[i], dict(zip(combos[0], distinct[slice_of[i]], strict=True)))
+             for i in range(len(x))]
+    anchor_combos = balanced_combinations(controls, size.anchor, rng)
+    anchor_combos = [anchor_combos[i] for i in rng.permutation(size.anchor)]
+    anchors = [_knob_setting(controls, u, combo)
+               for u, combo in zip(_anchor_units(k, size.anchor, rng), anchor_combos, strict=True)]
+    held = _holdouts(controls, train + anchors, size.holdout, rng)
+    settings = train + anchors + held
+    roles: list[Role] = ["train"] * len(train) + ["anchor"] * len(anchors) + ["holdout"] * len(held)
+    order = order_path(cost_matrix(controls, settings, costs))
+    points = tuple(DesignPoint(settings[i], roles[i]) for i in order)
+    return Design(controls, points, seed, costs)
+
+
+def size_for_minutes(controls: Controls, minutes: float, signal_seconds: float, seed: int = 0,
+                     costs: MoveCosts = DEFAULT_COSTS) -> Design:
+    """The largest default-shaped design whose session fits in ``minutes``."""
+    _require_knobs(controls)
+    per_take = signal_seconds + costs.take + len(controls.knobs) * (costs.touch + 0.3 * costs.turn)
+    total = max(int(minutes * 60 // per_take), 1)
+    smallest = minimum_train(controls) + 3
+    while total >= smallest:
+        design = initial_design(controls, total, seed, costs)
+        if design.time(signal_seconds).minutes <= minutes:
+            return design
+        total -= 1
+    needed = initial_design(controls, smallest, seed, costs).time(signal_seconds).minutes
+    raise DesignError(
+        f"--minutes {minutes:g} is too short: even the smallest plan ({smallest} takes of "
+        f"{signal_seconds:g} s) takes about {math.ceil(needed)} min. Allow more minutes or a shorter "
+        "signal (--seconds).")
+
+
+# ------------------------------------------------------------------------------------------ quality
+def knob_units(controls: Controls, settings: Sequence[Mapping[str, object]]) -> np.ndarray:
+    return np.array([controls.unit_knobs(s) for s in settings]).reshape(len(settings), len(controls.knobs))
+
+
+def maximin_distance(controls: Controls, settings: Sequence[Mapping[str, object]],
+                     within_combinations: bool = False) -> float:
+    """The smallest knob-coordinate distance between two settings (of one switch combination when
+    ``within_combinations``; ``inf`` when no pair qualifies)."""
+    u = knob_units(controls, settings)
+    best = math.inf
+    for i, j in combinations(range(len(settings)), 2):
+        if within_combinations and not _same_combo(controls, settings[i], settings[j]):
+            continue
+        best = min(best, float(np.linalg.norm(u[i] - u[j])))
+    return best
+
+
+def discrepancy(controls: Controls, settings: Sequence[Mapping[str, object]]) -> float:
+    """Centred L2 discrepancy (scipy) of the knob coordinates: lower is more uniform."""
+    from scipy.stats import qmc
+
+    return float(qmc.discrepancy(np.clip(knob_units(controls, settings), 0.0, 1.0), method="CD"))
+
