@@ -43,11 +43,14 @@ _SLOPE = np.float32(LEAKY_SLOPE)
 @njit(cache=True, inline="always")
 def fast_tanh(x: float) -> float:
     """Rational tanh (see the module docstring); float32 in, float32 out."""
-    x = min(max(x, -_CLAMP), _CLAMP)
+    x = _CLAMP if x > _CLAMP else x  # selects, not branches: the loops stay vectorised
+    x = -_CLAMP if x < -_CLAMP else x
     s = x * x
     p = (((_P4 * s + _P3) * s + _P2) * s + _P1) * s + _P0
     q = (((_Q4 * s + _Q3) * s + _Q2) * s + _Q1) * s + _ONE
-    return min(max(x * p / q, -_ONE), _ONE)
+    y = x * p / q
+    y = _ONE if y > _ONE else y
+    return -_ONE if y < -_ONE else y
 
 
 @njit(cache=True, inline="always")
@@ -57,16 +60,16 @@ def fast_sigmoid(x: float) -> float:
 
 
 @njit(cache=True)
-def activate(z: np.ndarray, n: int, code: int) -> None:
-    """Apply activation ``code`` in place to ``z[:n]``."""
+def activate(z: np.ndarray, start: int, n: int, code: int) -> None:
+    """Apply activation ``code`` in place to ``z[start:start + n]``."""
     if code == TANH:
-        for t in range(n):
+        for t in range(start, start + n):
             z[t] = fast_tanh(z[t])
     elif code == HARDTANH:
-        for t in range(n):
+        for t in range(start, start + n):
             z[t] = min(max(z[t], -_ONE), _ONE)
     else:
-        for t in range(n):
+        for t in range(start, start + n):
             v = z[t]
             z[t] = v if v >= 0 else _SLOPE * v
 
@@ -74,5 +77,23 @@ def activate(z: np.ndarray, n: int, code: int) -> None:
 def tanh_array(x: np.ndarray) -> np.ndarray:
     """The engine's tanh over a float32 array (a copy), for tests and for checking its accuracy."""
     out = np.array(x, dtype=np.float32, copy=True).ravel()
-    activate(out, out.size, TANH)
+    activate(out, 0, out.size, TANH)
     return out.reshape(np.shape(x))
+
+
+@njit(cache=True)
+def activate_rows(S: np.ndarray, plane: int, rows: int, n: int, code: int) -> None:
+    """Apply activation ``code`` in place to ``S[plane, :rows, :n]``."""
+    for r in range(rows):
+        if code == TANH:
+            for t in range(n):
+                S[plane, r, t] = fast_tanh(S[plane, r, t])
+        elif code == HARDTANH:
+            for t in range(n):
+                v = S[plane, r, t]
+                v = _ONE if v > _ONE else v
+                S[plane, r, t] = -_ONE if v < -_ONE else v
+        else:
+            for t in range(n):
+                v = S[plane, r, t]
+                S[plane, r, t] = v if v >= 0 else _SLOPE * v

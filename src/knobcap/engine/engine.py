@@ -22,7 +22,7 @@ import numpy as np
 
 from knobcap.controls import Controls, Setting
 from knobcap.engine.lstm import LSTMCore
-from knobcap.engine.ramp import ELAPSED, RAMP_LEN, RING_CAPACITY, RING_POS, current_vector
+from knobcap.engine.ramp import ELAPSED, RAMP_LEN, RING_POS, current_vector
 from knobcap.engine.wavenet import WaveNetCore
 from knobcap.modelfile import ModelFile, load_model_file
 
@@ -38,8 +38,9 @@ class Core(Protocol):
     receptive_field: int
     preroll: int
 
-    def run(self, x: np.ndarray, y: np.ndarray, n: int, cstate: np.ndarray, istate: np.ndarray,
-            cbuf: np.ndarray) -> None: ...
+    itab: np.ndarray  # int64 table whose first entries are the ramp header (knobcap.engine.ramp)
+
+    def run(self, x: np.ndarray, y: np.ndarray, n: int, cstate: np.ndarray) -> None: ...
 
     def clear(self) -> None: ...
 
@@ -77,13 +78,12 @@ class Engine:
         self.max_block = int(max_block)
         self.ramp_ms = float(ramp_ms)
         self.core: Core = _CORES[model.architecture](model.config, model.weights, self.max_block)
+        self._run = self.core.run
         n_controls = self.controls.vector_size
         self._knob_mask = np.zeros(n_controls, bool)
         self._knob_mask[: len(self.controls.knobs)] = True
         self._cstate = np.zeros((2, n_controls), np.float64)
-        self._istate = np.zeros(4, np.int64)
-        self._istate[RING_CAPACITY] = 2 * self.max_block
-        self._cbuf = np.zeros((n_controls, self.max_block), np.float32)
+        self._istate = self.core.itab
         self._setting: Setting = self.controls.default_setting()
         if setting is not None:
             self._setting = self._merge(setting)
@@ -153,7 +153,7 @@ class Engine:
             sink = np.zeros(self.max_block, np.float32)
             while remaining:
                 n = min(remaining, self.max_block)
-                self.core.run(zeros, sink, n, self._cstate, self._istate, self._cbuf)
+                self.core.run(zeros, sink, n, self._cstate)
                 remaining -= n
 
     def process_block(self, in_block: np.ndarray, out_block: np.ndarray) -> None:
@@ -169,7 +169,7 @@ class Engine:
         if in_block.dtype != np.float32 or out_block.dtype != np.float32:
             raise EngineError("process_block needs float32 buffers; convert once, outside the audio loop.")
         if n:
-            self.core.run(in_block, out_block, n, self._cstate, self._istate, self._cbuf)
+            self._run(in_block, out_block, n, self._cstate)
 
     def process(self, audio: np.ndarray, block_size: int = 512,
                 progress: Callable[[int], None] | None = None) -> np.ndarray:
@@ -182,8 +182,7 @@ class Engine:
         y = np.empty_like(x)
         for start in range(0, x.shape[0], block_size):
             stop = min(start + block_size, x.shape[0])
-            self.core.run(x[start:stop], y[start:stop], stop - start, self._cstate, self._istate,
-                          self._cbuf)
+            self._run(x[start:stop], y[start:stop], stop - start, self._cstate)
             if progress is not None:
                 progress(stop - start)
         return y

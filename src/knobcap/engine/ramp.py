@@ -7,9 +7,10 @@ the ``n``-th sample processed afterwards (``n = 1, 2, ...``) is conditioned on
     c(n) = c1                                      (switch entries, and every entry when R = 0)
 
 so a knob arrives exactly at ``c1`` after ``R`` samples and nothing is ever stepped (no zipper noise).
-The ramp state lives in two small arrays that the kernels read and advance:
-``cstate`` (float64, shape (2, C): start, target) and ``istate`` (int64: ring position, samples since
-the last ``set``, ramp length R, ring capacity).
+The ramp state lives in small arrays that the kernels read and advance: ``cstate`` (float64, shape
+(2, C): start, target) and the first entries of the kernel's int64 table ``itab`` (ring position,
+samples since the last ``set``, ramp length R, ring capacity); the vectors are written into the
+kernel's float32 memory at ``itab[CBUF]`` with row stride ``itab[STRIDE]`` (one row a control).
 """
 
 from __future__ import annotations
@@ -17,33 +18,38 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-RING_POS, ELAPSED, RAMP_LEN, RING_CAPACITY = 0, 1, 2, 3
+# Header of every kernel's int64 table: ring position, samples since ``set``, ramp length, ring
+# capacity, offset of the conditioning rows in the float32 memory, their stride, number of controls.
+RING_POS, ELAPSED, RAMP_LEN, RING_CAPACITY, CBUF, STRIDE, N_CONTROLS = range(7)
+HEADER = 8
 
 
 @njit(cache=True)
-def fill_conditioning(cstate: np.ndarray, istate: np.ndarray, cbuf: np.ndarray, n: int) -> bool:
-    """Write the next ``n`` conditioning vectors into ``cbuf[:, :n]`` and advance the ramp.
+def fill_conditioning(cstate: np.ndarray, itab: np.ndarray, mem: np.ndarray, n: int) -> bool:
+    """Write the next ``n`` conditioning vectors into the memory's rows and advance the ramp.
 
     Returns True when the vector changes within this block (then every column is filled), False when
-    it is constant (then only ``cbuf[:, 0]`` is filled).
+    it is constant (then only column 0 is filled).
     """
-    C = cbuf.shape[0]
-    elapsed = istate[ELAPSED]
-    length = istate[RAMP_LEN]
+    C = itab[N_CONTROLS]
+    base = itab[CBUF]
+    stride = itab[STRIDE]
+    elapsed = itab[ELAPSED]
+    length = itab[RAMP_LEN]
     if elapsed >= length:
         for j in range(C):
-            cbuf[j, 0] = np.float32(cstate[1, j])
+            mem[base + j * stride] = np.float32(cstate[1, j])
         return False
     for t in range(n):
         e = elapsed + t + 1
         if e >= length:
             for j in range(C):
-                cbuf[j, t] = np.float32(cstate[1, j])
+                mem[base + j * stride + t] = np.float32(cstate[1, j])
         else:
             f = e / length
             for j in range(C):
-                cbuf[j, t] = np.float32(cstate[0, j] + (cstate[1, j] - cstate[0, j]) * f)
-    istate[ELAPSED] = min(elapsed + n, length)
+                mem[base + j * stride + t] = np.float32(cstate[0, j] + (cstate[1, j] - cstate[0, j]) * f)
+    itab[ELAPSED] = min(elapsed + n, length)
     return True
 
 

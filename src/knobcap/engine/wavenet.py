@@ -11,7 +11,10 @@ once a block) and a per-sample bias during a knob ramp. Each layer keeps the his
 block is written at ``L + w`` and, when ``w`` would run past ``R``, the last ``L`` samples are copied
 to the front and ``w`` restarts at 0, so nothing is allocated while streaming.
 
-All weights live in one flat float32 array and all offsets in int64 tables, so a block is one call.
+Weights live in one flat float32 array, the rings in another, scratch planes in a third, and every
+size and offset in one int64 table ``itab``, so a block is one cheap call; the loops index these
+arrays directly (no array views, so no reference counting in the hot path) and run over time
+innermost, which the compiler vectorises.
 """
 
 from __future__ import annotations
@@ -23,40 +26,42 @@ import numpy as np
 from numba import njit
 
 from knobcap.architectures import receptive_field
-from knobcap.engine.activations import ACTIVATION_CODES, activate
-from knobcap.engine.ramp import RING_CAPACITY, RING_POS, fill_conditioning
+from knobcap.engine.activations import ACTIVATION_CODES, activate_rows
+from knobcap.engine.ramp import CBUF, HEADER, N_CONTROLS, RING_CAPACITY, RING_POS, STRIDE, fill_conditioning
 
+# Global fields after the ramp header.
+G_ARRAYS, G_LAYERS, G_ACT, G_SCRATCH, G_PLANE, G_SCALE, G_ATAB, G_LTAB = range(HEADER, HEADER + 8)
 # Columns of the array table and of the layer table.
 A_LAYERS, A_FIRST, A_IN, A_CH, A_HEAD, A_RECH, A_HEADW, A_HEADB = range(8)
+A_COLS = 8
 L_CH, L_K, L_D, L_PAST, L_CONVW, L_CONVB, L_MX, L_MC, L_OUTW, L_OUTB, L_HIST, L_ROW = range(12)
-
-# Scratch planes: activations, head sum, array output h, head output, one plane for the ramped bias.
-S_A, S_HEAD, S_H, S_HOUT, S_BIAS = range(5)
+L_COLS = 12
+# Scratch planes (first index of ``scratch``): activations, head sum, array output h, head output,
+# ramped bias.
+P_A, P_HEAD, P_H, P_HOUT, P_BIAS = range(5)
 
 
 class WaveNetCore:
-    """The packed weights, ring buffers and scratch of one streaming WaveNet."""
+    """The packed memory and tables of one streaming WaveNet."""
 
     def __init__(self, config: Mapping[str, Any], weights: Mapping[str, np.ndarray], max_block: int
                  ) -> None:
         self.n_controls = int(config["n_controls"])
         self.receptive_field = receptive_field("wavenet", config)
-        self.head_scale = np.float32(config["head_scale"])
-        self.activation = ACTIVATION_CODES[config["activation"]]
         self.max_block = int(max_block)
-        self.capacity = 2 * self.max_block
-        flat: list[np.ndarray] = []
+        capacity = 2 * self.max_block
+        chunks: list[np.ndarray] = []
         size = 0
 
-        def put(array: np.ndarray) -> int:
+        def put(array: np.ndarray | float) -> int:
             nonlocal size
             offset = size
-            flat.append(np.ascontiguousarray(array, dtype=np.float32).ravel())
-            size += flat[-1].size
+            chunks.append(np.ascontiguousarray(array, dtype=np.float32).ravel())
+            size += chunks[-1].size
             return offset
 
-        arrays, layers = [], []
-        hist_size = 0
+        arrays: list[list[int]] = []
+        layers: list[list[int]] = []
         previous = 1
         for i, spec in enumerate(config["arrays"]):
             ch, k = int(spec["channels"]), int(spec["kernel_size"])
@@ -66,28 +71,43 @@ class WaveNetCore:
                 p = f"arrays.{i}.layers.{j}"
                 mixin = weights[f"{p}.mixin.weight"][:, :, 0]
                 past = (k - 1) * int(d)
-                row = past + self.capacity
                 layers.append([ch, k, int(d), past, put(weights[f"{p}.conv.weight"]),
                                put(weights[f"{p}.conv.bias"]), put(mixin[:, 0]), put(mixin[:, 1:]),
                                put(weights[f"{p}.out.weight"][:, :, 0]), put(weights[f"{p}.out.bias"]),
-                               hist_size, row])
-                hist_size += ch * row
+                               0, past + capacity])
             head_w = put(weights[f"arrays.{i}.head_rechannel.weight"][:, :, 0])
             head_b = put(weights[f"arrays.{i}.head_rechannel.bias"])
             arrays.append([len(spec["dilations"]), first, previous, ch, int(spec["head_size"]), rech,
                            head_w, head_b])
             previous = ch
-        self.weights = np.concatenate(flat).astype(np.float32)
-        self.arrays = np.asarray(arrays, dtype=np.int64)
-        self.layers = np.asarray(layers, dtype=np.int64)
-        self.history = np.zeros(hist_size, dtype=np.float32)
-        max_ch = int(max(max(a[A_CH], a[A_HEAD]) for a in arrays))
-        self.scratch = np.zeros((5, max_ch, self.max_block), dtype=np.float32)
+        scale = put(np.float32(config["head_scale"]))
+        self.weights = np.concatenate(chunks).astype(np.float32)
+        hist_size = 0
+        for layer in layers:
+            layer[L_HIST] = hist_size
+            hist_size += layer[L_CH] * layer[L_ROW]
+        self.history = np.zeros(hist_size, np.float32)
+        max_ch = max(max(a[A_CH], a[A_HEAD]) for a in arrays)
+        self.scratch = np.zeros((5, max_ch, self.max_block), np.float32)
+        self.cbuf = np.zeros(max(1, self.n_controls) * self.max_block, np.float32)
+        plane, scratch, cbuf = 0, 0, 0
+        atab = HEADER + 8
+        ltab = atab + A_COLS * len(arrays)
+        itab = np.zeros(ltab + L_COLS * len(layers), np.int64)
+        itab[RING_CAPACITY] = capacity
+        itab[CBUF] = cbuf
+        itab[STRIDE] = self.max_block
+        itab[N_CONTROLS] = self.n_controls
+        itab[G_ARRAYS], itab[G_LAYERS] = len(arrays), len(layers)
+        itab[G_ACT] = ACTIVATION_CODES[config["activation"]]
+        itab[G_SCRATCH], itab[G_PLANE], itab[G_SCALE] = scratch, plane, scale
+        itab[G_ATAB], itab[G_LTAB] = atab, ltab
+        itab[atab:ltab] = np.asarray(arrays, np.int64).ravel()
+        itab[ltab:] = np.asarray(layers, np.int64).ravel()
+        self.itab = itab
 
-    def run(self, x: np.ndarray, y: np.ndarray, n: int, cstate: np.ndarray, istate: np.ndarray,
-            cbuf: np.ndarray) -> None:
-        _wavenet_block(x, y, n, self.weights, self.arrays, self.layers, self.history, self.scratch,
-                       cstate, istate, cbuf, self.head_scale, self.activation)
+    def run(self, x: np.ndarray, y: np.ndarray, n: int, cstate: np.ndarray) -> None:
+        _wavenet_block(x, y, n, self.weights, self.history, self.scratch, self.cbuf, self.itab, cstate)
 
     def clear(self) -> None:
         """Forget the past (zeros); the engine then pre-rolls silence to reach the steady state."""
@@ -100,104 +120,131 @@ class WaveNetCore:
 
 
 @njit(cache=True)
-def _wavenet_block(x, y, n, wf, am, lm, hist, S, cstate, istate, cbuf, head_scale, act):
-    C = cbuf.shape[0]
-    ramping = fill_conditioning(cstate, istate, cbuf, n)
-    w = istate[RING_POS]
-    if w + n > istate[RING_CAPACITY]:
-        for l in range(lm.shape[0]):  # noqa: E741
-            past, row, base = lm[l, L_PAST], lm[l, L_ROW], lm[l, L_HIST]
-            for i in range(lm[l, L_CH]):
-                r = base + i * row
-                for s in range(past):
-                    hist[r + s] = hist[r + w + s]
-        w = 0
-    za = S[S_A]
-    head = S[S_HEAD]
-    hcur = S[S_H]
-    hout = S[S_HOUT]
-    bias = S[S_BIAS]
-    for a in range(am.shape[0]):
-        nlay, first, inch, ch, hs = am[a, A_LAYERS], am[a, A_FIRST], am[a, A_IN], am[a, A_CH], am[a, A_HEAD]
-        # Rechannel the array's input into the first layer's ring.
-        l0 = first
-        for o in range(ch):
-            dst = hist[lm[l0, L_HIST] + o * lm[l0, L_ROW] + lm[l0, L_PAST] + w:][:n]
+def _rewind(hist, itab, w):
+    """Copy each ring's last ``L`` samples (before position ``w``) to its front."""
+    ltab = itab[G_LTAB]
+    for l in range(itab[G_LAYERS]):  # noqa: E741
+        e = ltab + l * L_COLS
+        past, row, base = itab[e + L_PAST], itab[e + L_ROW], itab[e + L_HIST]
+        for i in range(itab[e + L_CH]):
+            r = base + i * row
+            for s in range(past):
+                hist[r + s] = hist[r + w + s]
+
+
+@njit(cache=True)
+def _conv(wf, hist, S, cb, itab, e, w, n, ramping, x):
+    """S[P_A] = b + Mc c + mx x + dilated conv of the ring, for the layer at table entry ``e``."""
+    ch, k, d = itab[e + L_CH], itab[e + L_K], itab[e + L_D]
+    past, row, base = itab[e + L_PAST], itab[e + L_ROW], itab[e + L_HIST]
+    ocw, ocb, omx, omc = itab[e + L_CONVW], itab[e + L_CONVB], itab[e + L_MX], itab[e + L_MC]
+    C, stride = itab[N_CONTROLS], itab[STRIDE]
+    for o in range(ch):
+        b = wf[ocb + o]
+        mx = wf[omx + o]
+        if ramping:
             for t in range(n):
-                dst[t] = 0.0
-            for i in range(inch):
-                wv = wf[am[a, A_RECH] + o * inch + i]
-                src = x if a == 0 else hcur[i]
+                S[P_BIAS, 0, t] = b
+            for j in range(C):
+                mc = wf[omc + o * C + j]
+                cj = cb[j * stride:][:n]
                 for t in range(n):
-                    dst[t] += wv * src[t]
+                    S[P_BIAS, 0, t] += mc * cj[t]
+            for t in range(n):
+                S[P_A, o, t] = S[P_BIAS, 0, t] + mx * x[t]
+        else:
+            for j in range(C):
+                b += wf[omc + o * C + j] * cb[j * stride]
+            for t in range(n):
+                S[P_A, o, t] = b + mx * x[t]
+    for i in range(ch):
+        r = base + i * row + past + w
+        for m in range(k):
+            src = hist[r - (k - 1 - m) * d:][:n]
+            for o in range(ch):
+                wv = wf[ocw + (o * ch + i) * k + m]
+                for t in range(n):
+                    S[P_A, o, t] += wv * src[t]
+
+
+@njit(cache=True)
+def _wavenet_block(x, y, n, wf, hist, S, cb, itab, cstate):
+    ramping = fill_conditioning(cstate, itab, cb, n)
+    w = itab[RING_POS]
+    if w + n > itab[RING_CAPACITY]:
+        _rewind(hist, itab, w)
+        w = 0
+    act = itab[G_ACT]
+    atab, ltab = itab[G_ATAB], itab[G_LTAB]
+    for a in range(itab[G_ARRAYS]):
+        ea = atab + a * A_COLS
+        nlay, first, inch, ch = itab[ea + A_LAYERS], itab[ea + A_FIRST], itab[ea + A_IN], itab[ea + A_CH]
+        # Rechannel the array's input into the first layer's ring.
+        e0 = ltab + first * L_COLS
+        dst0 = itab[e0 + L_HIST] + itab[e0 + L_PAST] + w
+        row0 = itab[e0 + L_ROW]
+        rech = itab[ea + A_RECH]
+        for o in range(ch):
+            dv = hist[dst0 + o * row0:][:n]
+            if a == 0:
+                wv = wf[rech + o]
+                for t in range(n):
+                    dv[t] = wv * x[t]
+            else:
+                for t in range(n):
+                    dv[t] = 0.0
+                for i in range(inch):
+                    wv = wf[rech + o * inch + i]
+                    for t in range(n):
+                        dv[t] += wv * S[P_H, i, t]
         # The head sum starts from the previous array's head output (nothing for the first array).
         for o in range(ch):
             for t in range(n):
-                head[o, t] = 0.0 if a == 0 else hout[o, t]
+                S[P_HEAD, o, t] = 0.0 if a == 0 else S[P_HOUT, o, t]
         for j in range(nlay):
-            l = first + j  # noqa: E741
-            k, d, past, row, base = lm[l, L_K], lm[l, L_D], lm[l, L_PAST], lm[l, L_ROW], lm[l, L_HIST]
-            ocw, ocb, omx, omc = lm[l, L_CONVW], lm[l, L_CONVB], lm[l, L_MX], lm[l, L_MC]
-            oow, oob = lm[l, L_OUTW], lm[l, L_OUTB]
+            e = ltab + (first + j) * L_COLS
+            _conv(wf, hist, S, cb, itab, e, w, n, ramping, x)
+            activate_rows(S, P_A, ch, n, act)
             for o in range(ch):
-                z = za[o]
-                b = wf[ocb + o]
-                mx = wf[omx + o]
-                if ramping:
-                    for t in range(n):
-                        bias[0, t] = b
-                    for jc in range(C):
-                        mc = wf[omc + o * C + jc]
-                        cj = cbuf[jc]
-                        for t in range(n):
-                            bias[0, t] += mc * cj[t]
-                    for t in range(n):
-                        z[t] = bias[0, t] + mx * x[t]
-                else:
-                    for jc in range(C):
-                        b += wf[omc + o * C + jc] * cbuf[jc, 0]
-                    for t in range(n):
-                        z[t] = b + mx * x[t]
-                for i in range(ch):
-                    r = base + i * row + past + w
-                    for m in range(k):
-                        wv = wf[ocw + (o * ch + i) * k + m]
-                        src = hist[r - (k - 1 - m) * d:][:n]
-                        for t in range(n):
-                            z[t] += wv * src[t]
-            for o in range(ch):
-                activate(za[o], n, act)
-                h = head[o]
-                z = za[o]
                 for t in range(n):
-                    h[t] += z[t]
+                    S[P_HEAD, o, t] += S[P_A, o, t]
+            # h_next = h + ob + O a, into the next layer's ring (or the array output S[P_H]).
+            row = itab[e + L_ROW]
+            src = itab[e + L_HIST] + itab[e + L_PAST] + w
+            oow, oob = itab[e + L_OUTW], itab[e + L_OUTB]
             last = j == nlay - 1
+            if not last:
+                en = e + L_COLS
+                dst, dst_row = itab[en + L_HIST] + itab[en + L_PAST] + w, itab[en + L_ROW]
             for o in range(ch):
-                src = hist[base + o * row + past + w:][:n]
-                if last:
-                    dst = hcur[o]
-                else:
-                    ln = l + 1
-                    dst = hist[lm[ln, L_HIST] + o * lm[ln, L_ROW] + lm[ln, L_PAST] + w:][:n]
+                sv = hist[src + o * row:][:n]
                 ob = wf[oob + o]
-                for t in range(n):
-                    dst[t] = src[t] + ob
-                for i in range(ch):
-                    wv = wf[oow + o * ch + i]
-                    ai = za[i]
+                if last:
                     for t in range(n):
-                        dst[t] += wv * ai[t]
-        # Head rechannel: hout = head_b + head_w @ head.
-        for hh in range(hs):
-            dst = hout[hh]
-            hb = wf[am[a, A_HEADB] + hh]
+                        S[P_H, o, t] = sv[t] + ob
+                    for i in range(ch):
+                        wv = wf[oow + o * ch + i]
+                        for t in range(n):
+                            S[P_H, o, t] += wv * S[P_A, i, t]
+                else:
+                    dv = hist[dst + o * dst_row:][:n]
+                    for t in range(n):
+                        dv[t] = sv[t] + ob
+                    for i in range(ch):
+                        wv = wf[oow + o * ch + i]
+                        for t in range(n):
+                            dv[t] += wv * S[P_A, i, t]
+        # Head rechannel: S[P_HOUT] = head_b + head_w @ head.
+        ohw, ohb = itab[ea + A_HEADW], itab[ea + A_HEADB]
+        for hh in range(itab[ea + A_HEAD]):
+            hb = wf[ohb + hh]
             for t in range(n):
-                dst[t] = hb
+                S[P_HOUT, hh, t] = hb
             for c in range(ch):
-                wv = wf[am[a, A_HEADW] + hh * ch + c]
-                src = head[c]
+                wv = wf[ohw + hh * ch + c]
                 for t in range(n):
-                    dst[t] += wv * src[t]
+                    S[P_HOUT, hh, t] += wv * S[P_HEAD, c, t]
+    scale = wf[itab[G_SCALE]]
     for t in range(n):
-        y[t] = head_scale * hout[0, t]
-    istate[RING_POS] = w + n
+        y[t] = scale * S[P_HOUT, 0, t]
+    itab[RING_POS] = w + n
