@@ -298,21 +298,28 @@ def _pick_examples(heldout: list[SettingRow]) -> list[SettingRow]:
     return [ranked[0], ranked[len(ranked) // 2], ranked[-1]]
 
 
-def heldout_examples(run: RunData, renderer: Any, notes: list[str]) -> list[Example]:
-    """Target vs model on the test signal's held-out-time excerpt at held-out settings."""
-    session_dir = session_dir_of(run.run_dir, run.config)
+def heldout_examples(run: RunData, renderer: Any, notes: list[str], session: Any = None) -> list[Example]:
+    """Target vs model on the test signal's held-out-time excerpt at held-out settings.
+
+    ``session`` (a :class:`knobcap.session.Session`, or anything with ``input()`` and
+    ``aligned_take(take)``) defaults to the session folder of the run.
+    """
     picks = _pick_examples(run.heldout())
-    if session_dir is None or not picks:
-        notes.append("no held-out takes with ESRs (or no session folder beside the run): "
-                     "no target-vs-model examples.")
+    if not picks:
+        notes.append("no held-out takes with ESRs in metrics.json: no target-vs-model examples.")
         return []
     try:
-        from knobcap.session import Session
+        if session is None:
+            session_dir = session_dir_of(run.run_dir, run.config)
+            if session_dir is None:
+                notes.append("no session folder beside the run: no target-vs-model examples.")
+                return []
+            from knobcap.session import Session
 
-        session = Session.open(session_dir)
+            session = Session.open(session_dir)
         signal = session.input()
     except (ImportError, OSError, ValueError) as error:
-        notes.append(f"the session at {session_dir} cannot be opened ({error}): no target-vs-model audio.")
+        notes.append(f"the session cannot be opened ({error}): no target-vs-model audio.")
         return []
     start, stop = _excerpt_span(signal.map, len(signal.audio), renderer.sample_rate)
     examples = []
@@ -504,8 +511,9 @@ def build_html(run: RunData, examples: Sequence[Example], di: Example | None,
         parts.append('<p class="note">No listening examples (see the notes at the end).</p>')
     if di is not None:
         parts.append("<h2>Listen: real guitar</h2>")
-        parts.append('<p class="note">A clean DI recording the model never heard, at the worst held-out '
-                     "setting.</p>")
+        where = "the worst held-out setting" if run.heldout() else "the default setting"
+        parts.append(f'<p class="note">A clean DI recording the model never heard, at {where}'
+                     + (", against the virtual device." if di.target is not None else ".") + "</p>")
         parts.append(_players([di], run.controls))
 
     parts.append("<h2>Where the model is accurate: ESR across the knobs</h2>")
@@ -558,11 +566,12 @@ def build_html(run: RunData, examples: Sequence[Example], di: Example | None,
 
 
 def write_report(run_dir: str | Path, output: str | Path | None = None, *, renderer: Any = None,
-                 di_clip: str | Path | None = None, audio: bool = True) -> Path:
+                 session: Any = None, di_clip: str | Path | None = None, audio: bool = True) -> Path:
     """Write ``report.html`` (or ``output``) for a run folder and return its path.
 
     ``renderer`` (a :class:`knobcap.play.render.Renderer`) runs the model for the listening examples;
     by default the run's ``model.knobcap`` is opened with the streaming engine (PyTorch as a fallback).
+    ``session`` defaults to the run's session folder (``config.json["session"]`` or ``RUN/../..``).
     The report is derived data: an older report at the same path is replaced (atomically).
     """
     run = load_run(run_dir)
@@ -577,7 +586,7 @@ def write_report(run_dir: str | Path, output: str | Path | None = None, *, rende
         except (RenderError, ValueError) as error:
             notes.append(f"the model could not be run ({error}): no listening examples.")
     if audio and renderer is not None:
-        examples = heldout_examples(run, renderer, notes)
+        examples = heldout_examples(run, renderer, notes, session)
         held = sorted(run.heldout(), key=lambda r: -(r.esr or 0.0))
         setting = held[0].setting if held else (run.controls or renderer.controls).default_setting()
         di = di_example(run, renderer, setting, notes, di_clip)
