@@ -301,9 +301,26 @@ def evaluate(
 
 
 @app.command()
-def report(run: Annotated[Path, typer.Argument(help="Run folder.")]) -> None:
-    """Write an HTML report of a run."""
-    not_built("report")
+def report(
+    run: Annotated[Path, typer.Argument(help="Run folder (SESSION/runs/<run>).")],
+    output: Annotated[Path | None, typer.Option("--output", "-o",
+                                                help="HTML file to write (default RUN/report.html).")] = None,
+    di: Annotated[Path | None, typer.Option(help="A DI clip (WAV at the model's rate) for the real-guitar "
+                                                 "example; default: the bundled clip.")] = None,
+    no_audio: Annotated[bool, typer.Option("--no-audio", help="Leave out the listening examples.")] = False,
+) -> None:
+    """Write one self-contained HTML report of a run: ESR map, table, curves, overlays, audio."""
+    from knobcap.report import write_report
+
+    if output is not None and output.suffix.lower() not in {".html", ".htm"}:
+        fail(f"{output}: the report is an HTML file; give a name ending in .html.")
+    try:
+        with console.status("Writing the report (rendering listening examples)…"):
+            path = write_report(run, output, di_clip=di, audio=not no_audio)
+    except ValueError as error:
+        fail(str(error))
+    size = path.stat().st_size / 2**20
+    console.print(f"[bold green]Report:[/] {path} ({size:.1f} MiB, self-contained: opens offline)")
 
 
 @app.command()
@@ -326,9 +343,56 @@ def export(
 
 
 @app.command()
-def play(model: Annotated[Path, typer.Argument(help="model.knobcap file.")]) -> None:
-    """Open a local web page with the model's knobs."""
-    not_built("play")
+def play(
+    model: Annotated[Path, typer.Argument(help="model.knobcap file.")],
+    clip: Annotated[list[Path] | None, typer.Option(help="A DI clip to offer on the page (repeatable); "
+                                                         "the bundled demo clip is always there.")] = None,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: any free port).")] = 8808,
+    browser: Annotated[bool, typer.Option(help="Open the page in the default browser.")] = True,
+    live: Annotated[bool, typer.Option(help="Also run the model on the sound card's input "
+                                            "(needs sounddevice).")] = False,
+    device: Annotated[str | None, typer.Option(help="Sound device for --live (name or number).")] = None,
+    block_size: Annotated[int, typer.Option(help="Block size for --live, in samples.")] = 128,
+) -> None:
+    """Open a local web page with the model's knobs; moving them re-renders a clip through the model."""
+    import webbrowser
+
+    from knobcap.play import PlayServer, open_app
+    from knobcap.play.live import LiveError, LiveStream
+
+    try:
+        app = open_app(model, clip or [])
+    except ValueError as error:
+        fail(str(error))
+    try:
+        server = PlayServer(app, port=port)
+    except OSError as error:
+        if port == 0:
+            fail(f"cannot open a port on 127.0.0.1 ({error.strerror}).")
+        console.print(f"Port {port} is busy ({error.strerror}); using a free one.")
+        server = PlayServer(app, port=0)
+    stream = None
+    if live:
+        try:
+            stream = LiveStream(model, block_size=block_size,
+                                device=int(device) if device and device.isdigit() else device)
+        except (LiveError, ValueError) as error:
+            server.server_close()
+            fail(str(error))
+        app.listeners.append(stream.set)
+        stream.start()
+        console.print(f"Live: input 1 -> model -> outputs, blocks of {block_size} samples.")
+    console.print(f"[bold green]knobcap play[/] {app.title}: {server.url}  (Ctrl-C to stop)")
+    if browser:
+        webbrowser.open(server.url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        console.print("Stopped.")
+    finally:
+        server.server_close()
+        if stream is not None:
+            stream.stop()
 
 
 @app.command()
