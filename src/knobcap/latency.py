@@ -133,13 +133,15 @@ def _from_blips(recorded: np.ndarray, reference: np.ndarray, signal_map: SignalM
                          f"apart; lower max_seconds.")
     auto = np.array([np.dot(pulse[:size - k], pulse[k:]) for k in range(size)])
     lead = _padded(recorded, 0, blips[0])
+    dc = float(np.mean(lead)) if len(lead) else 0.0  # a DC offset must not read as a blip or as noise
+    lead -= dc
     noise = np.correlate(lead, pulse, mode="valid")
     noise_rms = float(np.sqrt(np.mean(noise * noise))) if len(noise) else 0.0
     floor = MIN_SNR * noise_rms
     least = 1e-4 * float(np.dot(pulse, pulse))  # -80 dB below the pulse's own energy: a digital zero
     found: list[tuple[int, int, int]] = []
     for onset in blips:
-        window = _padded(recorded, onset, max_lag + size)
+        window = _padded(recorded, onset, max_lag + size) - dc
         r = np.correlate(window, pulse, mode="valid")
         lag, peak, polarity, height = _arrival(r, auto, BLIP_ONSET_FRACTION, floor / 2)
         if height > floor and height > least:
