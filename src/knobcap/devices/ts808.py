@@ -29,8 +29,9 @@ so it would add < 0.2 mV. Junction capacitance is neglected too (C2 dominates).
 Levels: digital full scale 1.0 is ``input_volts`` (1 V by default, a hot humbucker) peak at the pedal
 input; the output jack's volts times ``level`` (0.2 by default) is the digital output. At maximum
 drive a full-scale 1 kHz sine comes out at about 0.3 (silicon) to 0.5 (LED) peak, and a full-scale
-square wave at 0.65 at most (LED, tone 10), so renders never clip; the level is fixed and never normalised per take. Op-amps are ideal (no rail clipping: within full scale the
-clipping stage swings less than about 2.6 V, inside a 9 V supply's headroom).
+square wave at 0.65 at most (LED, tone 10), so renders never clip; the level is fixed and never
+normalised per take. Op-amps are ideal (no rail clipping: within full scale the clipping stage swings
+less than about 2.6 V, inside a 9 V supply's headroom).
 
 The circuit runs at ``sample_rate * oversampling`` (x8 by default) between half-band resamplers
 (:mod:`knobcap.dsp.oversample`), so output is band-limited and aligned with the input.

@@ -53,10 +53,10 @@ def design_halfband(stopband_edge: float, attenuation_db: float = DEFAULT_ATTENU
     while True:
         n = 4 * k + 3
         h = firwin(n, 0.5, window=("kaiser", beta))  # cut-off at a quarter of the rate
-        h[1::2][np.arange(h.size // 2) != k] = 0.0  # exact zeros (firwin leaves ~1e-18)
-        h[2 * k + 1] = 0.5
-        h /= h.sum()
-        w, response = freqz(h, worN=np.linspace(stopband_edge, 0.5, 512) * 2.0 * np.pi)
+        h[1::2] = 0.0  # exact zeros (firwin leaves ~1e-18) ...
+        h *= 0.5 / h.sum()  # ... side taps summing to 1/2 ...
+        h[2 * k + 1] = 0.5  # ... and a centre tap of exactly 1/2: unit DC gain, both polyphase branches
+        _w, response = freqz(h, worN=np.linspace(stopband_edge, 0.5, 512) * 2.0 * np.pi)
         worst = 20.0 * np.log10(np.max(np.abs(response)) + 1e-300)
         if worst <= -attenuation_db or k > 4000:
             return h
