@@ -1,0 +1,221 @@
+"""Bake one setting of a parametric model into a standard NAM ``.nam`` snapshot (no torch).
+
+WaveNet: each layer's mixin sees ``[x; c]``; for a fixed setting ``c`` its control part is a constant
+per channel, ``Mc c``, which folds into the conv bias, and its audio column becomes NAM's input mixer
+with ``condition_size = 1``: an exact bake. LSTM: ``W_ih [x; c] + b = W_ih[:, 0] x + (b + W_ih[:, 1:] c)``
+gives a NAM LSTM with ``input_size = 1`` and a zero initial state (as knobcap's LSTM starts).
+
+NAM's weights are one flat list in its loader's walk order. WaveNet, per layer array: rechannel weight;
+then per layer: conv weight (out, in, tap), conv bias, input-mixer weight, 1x1 weight, 1x1 bias; then
+head-rechannel weight and bias; after all arrays, ``head_scale``. LSTM, per layer: the
+``[W_ih W_hh]`` matrix (gates i, f, g, o by rows), the summed bias, the initial hidden state, the initial
+cell state; then the head weight and bias.
+
+Two WaveNet config layouts are written: ``classic`` (file version 0.5.4: one ``activation`` string,
+``head_size``, ``gated``, ``head_bias``), which every NAM plugin reads, and ``current`` (0.7.0, as
+neural-amp-modeler 0.13 writes: per-layer ``kernel_sizes`` and activations, a ``head`` object,
+``bottleneck``, ``layer1x1``, ``head1x1``). Both describe the same network with the same weights.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from collections.abc import Mapping, Sequence
+from itertools import product
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from knobcap.architectures import LEAKY_SLOPE
+from knobcap.controls import Setting
+from knobcap.fileio import write_json_atomic
+from knobcap.modelfile import ModelFile
+
+LAYOUTS = ("classic", "current")
+_VERSIONS = {"classic": "0.5.4", "current": "0.7.0"}
+_ACTIVATIONS = {"tanh": "Tanh", "hardtanh": "Hardtanh", "leaky_relu": "LeakyReLU"}
+
+
+class ExportError(ValueError):
+    """A model cannot be exported as asked; the message says why and what to do."""
+
+
+def bake_vector(model: ModelFile, setting: Mapping[str, object] | None) -> tuple[Setting, np.ndarray]:
+    """The full setting (defaults filled in) and its normalised float64 vector."""
+    full: dict[str, object] = dict(model.controls.default_setting())
+    full.update(setting or {})
+    clean = model.controls.validate_setting(full, where="export setting")
+    return clean, model.controls.to_vector(clean).astype(np.float64)
+
+
+def _flat(array: np.ndarray) -> list[np.ndarray]:
+    return [np.asarray(array, np.float32).ravel()]
+
+
+def _wavenet(model: ModelFile, c: np.ndarray, layout: str) -> tuple[dict[str, Any], np.ndarray]:
+    cfg, w = model.config, model.weights
+    activation = _ACTIVATIONS[cfg["activation"]]
+    layers: list[dict[str, Any]] = []
+    parts: list[np.ndarray] = []
+    previous = 1
+    for i, spec in enumerate(cfg["arrays"]):
+        ch, k, dil, hs = spec["channels"], spec["kernel_size"], list(spec["dilations"]), spec["head_size"]
+        parts += _flat(w[f"arrays.{i}.rechannel.weight"])
+        for j in range(len(dil)):
+            p = f"arrays.{i}.layers.{j}"
+            mixin = np.asarray(w[f"{p}.mixin.weight"], np.float64)[:, :, 0]
+            bias = np.asarray(w[f"{p}.conv.bias"], np.float64) + mixin[:, 1:] @ c
+            parts += _flat(w[f"{p}.conv.weight"]) + _flat(bias)
+            parts += _flat(w[f"{p}.mixin.weight"][:, :1, :])
+            parts += _flat(w[f"{p}.out.weight"]) + _flat(w[f"{p}.out.bias"])
+        parts += _flat(w[f"arrays.{i}.head_rechannel.weight"]) + _flat(w[f"arrays.{i}.head_rechannel.bias"])
+        if layout == "classic":
+            layers.append({"input_size": previous, "condition_size": 1, "channels": ch, "head_size": hs,
+                           "kernel_size": k, "dilations": dil, "activation": activation,
+                           "gated": False, "head_bias": True})
+        else:
+            act: dict[str, Any] = {"type": activation}
+            if cfg["activation"] == "leaky_relu":
+                act["negative_slope"] = LEAKY_SLOPE
+            layers.append({"input_size": previous, "condition_size": 1,
+                           "head": {"out_channels": hs, "kernel_size": 1, "bias": True},
+                           "channels": ch, "kernel_sizes": [k] * len(dil), "dilations": dil,
+                           "activation": [dict(act) for _ in dil], "bottleneck": ch,
+                           "head1x1": {"active": False, "out_channels": hs, "groups": 1},
+                           "layer1x1": {"active": True, "groups": 1}, "groups_input": 1,
+                           "groups_input_mixin": 1, "gating_mode": ["none"] * len(dil),
+                           "secondary_activation": [None] * len(dil)})
+        previous = ch
+    parts.append(np.asarray([cfg["head_scale"]], np.float32))
+    config = {"layers": layers, "head": None, "head_scale": float(cfg["head_scale"])}
+    return config, np.concatenate(parts)
+
+
+def _lstm(model: ModelFile, c: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
+    cfg, w = model.config, model.weights
+    hidden, n_layers = int(cfg["hidden_size"]), int(cfg["num_layers"])
+    parts: list[np.ndarray] = []
+    for layer in range(n_layers):
+        w_ih = np.asarray(w[f"lstm.weight_ih_l{layer}"], np.float64)
+        bias = (np.asarray(w[f"lstm.bias_ih_l{layer}"], np.float64)
+                + np.asarray(w[f"lstm.bias_hh_l{layer}"], np.float64))
+        if layer == 0:
+            bias = bias + w_ih[:, 1:] @ c
+            w_ih = w_ih[:, :1]
+        matrix = np.concatenate([w_ih, np.asarray(w[f"lstm.weight_hh_l{layer}"], np.float64)], axis=1)
+        parts += _flat(matrix) + _flat(bias) + _flat(np.zeros(2 * hidden))
+    parts += _flat(w["head.weight"]) + _flat(w["head.bias"])
+    return {"input_size": 1, "hidden_size": hidden, "num_layers": n_layers}, np.concatenate(parts)
+
+
+def nam_snapshot(model: ModelFile, setting: Mapping[str, object] | None = None, layout: str = "classic",
+                 metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The ``.nam`` JSON object of ``model`` baked at ``setting`` (missing controls take defaults)."""
+    if layout not in LAYOUTS:
+        raise ExportError(f"unknown .nam layout {layout!r}; use one of {', '.join(LAYOUTS)}.")
+    clean, c = bake_vector(model, setting)
+    if model.architecture == "wavenet":
+        architecture = "WaveNet"
+        config, weights = _wavenet(model, c, layout)
+    elif model.architecture == "lstm":
+        architecture = "LSTM"
+        config, weights = _lstm(model, c)
+    else:
+        raise ExportError(
+            f"architecture {model.architecture!r} has no .nam equivalent; NAM snapshots can be made from "
+            "wavenet and lstm models.")
+    now = _dt.datetime.now()
+    name = model.controls.name or "knobcap capture"
+    setting_text = ", ".join(f"{k}={_fmt(v)}" for k, v in clean.items())
+    meta: dict[str, Any] = {
+        "date": {"year": now.year, "month": now.month, "day": now.day, "hour": now.hour,
+                 "minute": now.minute, "second": now.second},
+        "name": f"{name} ({setting_text})",
+        "modeled_by": "knobcap",
+        "gear_type": None, "gear_make": None, "gear_model": name, "tone_type": None,
+        "input_level_dbu": None, "output_level_dbu": None,
+        "knobcap": {"setting": clean, "architecture": model.architecture},
+    }
+    heldout = model.metadata.get("heldout_esr") if isinstance(model.metadata, dict) else None
+    if isinstance(heldout, dict):
+        meta["training"] = {"knobcap_heldout_esr": heldout}
+    meta.update(metadata or {})
+    return {"version": _VERSIONS[layout], "metadata": meta, "architecture": architecture, "config": config,
+            "weights": [float(v) for v in weights], "sample_rate": int(model.sample_rate)}
+
+
+def _fmt(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _refuse_existing(path: Path, force: bool) -> None:
+    if path.exists() and not force:
+        raise ExportError(
+            f"{path} exists; knobcap does not overwrite it. Choose another name or pass --force.")
+
+
+def export_nam(model: ModelFile, path: str | Path, setting: Mapping[str, object] | None = None,
+               layout: str = "classic", force: bool = False) -> Path:
+    """Write a ``.nam`` snapshot atomically (an existing file is kept unless ``force``)."""
+    path = Path(path)
+    _refuse_existing(path, force)
+    return write_json_atomic(path, nam_snapshot(model, setting, layout))
+
+
+def grid_settings(model: ModelFile, steps: int, fixed: Mapping[str, object] | None = None) -> list[Setting]:
+    """Settings over a grid: ``steps`` values per knob (even in the taper-aware coordinate), every switch
+    position; controls in ``fixed`` are held."""
+    if steps < 2:
+        raise ExportError(f"--grid needs at least 2 values per knob, got {steps}.")
+    fixed = dict(fixed or {})
+    axes: list[list[tuple[str, object]]] = []
+    for knob in model.controls.knobs:
+        if knob.name in fixed:
+            axes.append([(knob.name, fixed[knob.name])])
+        else:
+            axes.append([(knob.name, round(knob.from_unit(u), 6)) for u in np.linspace(0.0, 1.0, steps)])
+    for switch in model.controls.switches:
+        values = [fixed[switch.name]] if switch.name in fixed else list(switch.positions)
+        axes.append([(switch.name, v) for v in values])
+    return [dict(combo) for combo in product(*axes)]
+
+
+def _file_name(setting: Mapping[str, object]) -> str:
+    text = "_".join(f"{k}={_fmt(v)}" for k, v in setting.items())
+    return re.sub(r"[^A-Za-z0-9_.=\-]", "-", text) + ".nam"
+
+
+def export_nam_grid(model: ModelFile, folder: str | Path, steps: int,
+                    fixed: Mapping[str, object] | None = None, layout: str = "classic",
+                    force: bool = False) -> list[Path]:
+    """Write one ``.nam`` a grid setting into ``folder`` (see :func:`grid_settings`)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ExportError(f"{folder} is a file; --grid writes a folder of .nam files. Choose a folder name.")
+    settings = grid_settings(model, steps, fixed)
+    paths = [folder / _file_name(s) for s in settings]
+    for path in paths:
+        _refuse_existing(path, force)
+    folder.mkdir(parents=True, exist_ok=True)
+    return [export_nam(model, p, s, layout, force=True) for p, s in zip(paths, settings, strict=True)]
+
+
+def classic_to_current(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Translate a classic WaveNet config to the current layout (same network, same weights)."""
+    layers = []
+    for lc in config["layers"]:
+        n = len(lc["dilations"])
+        act = {"type": lc["activation"]}
+        if lc["activation"] == "LeakyReLU":
+            act["negative_slope"] = LEAKY_SLOPE
+        layers.append({"input_size": lc["input_size"], "condition_size": lc["condition_size"],
+                       "head": {"out_channels": lc["head_size"], "kernel_size": 1, "bias": lc["head_bias"]},
+                       "channels": lc["channels"], "kernel_sizes": [lc["kernel_size"]] * n,
+                       "dilations": list(lc["dilations"]), "activation": [dict(act) for _ in range(n)]})
+    return {"layers": layers, "head": config["head"], "head_scale": config["head_scale"]}
+
+
+__all__: Sequence[str] = ["LAYOUTS", "ExportError", "bake_vector", "classic_to_current", "export_nam",
+                          "export_nam_grid", "grid_settings", "nam_snapshot"]
