@@ -212,11 +212,15 @@ def esr_map(controls: Controls, grid: Sequence[PointESR], recorded: Sequence[Poi
     from matplotlib.cm import ScalarMappable
 
     bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes, shrink=0.85, pad=0.02)
-    bar.set_label("ESR (log scale; lower is better)", labelpad=38)
-    for limit, word in VERDICTS:
-        if norm.vmin <= limit <= norm.vmax:
+    bar.set_label("ESR (log scale; lower is better)")
+    marks = [(limit, word) for limit, word in VERDICTS if norm.vmin <= limit <= norm.vmax]
+    if marks:  # label the colour bar with NAM's verdict limits instead of bare powers of ten
+        from matplotlib.ticker import NullFormatter
+
+        bar.set_ticks([limit for limit, _ in marks], labels=[f"{limit:g} {word}" for limit, word in marks])
+        bar.ax.yaxis.set_minor_formatter(NullFormatter())
+        for limit, _ in marks:
             bar.ax.axhline(limit, color="white", linewidth=1.2)
-            bar.ax.text(1.6, limit, word, transform=bar.ax.get_yaxis_transform(), fontsize=7, va="center")
     handles = [plt.Line2D([], [], marker=m, linestyle="", markerfacecolor=f, markeredgecolor="black",
                           color="black", markersize=8, label=role) for role, (m, f) in ROLE_MARKERS.items()]
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False,
