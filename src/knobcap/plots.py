@@ -181,7 +181,8 @@ def esr_map(controls: Controls, grid: Sequence[PointESR], recorded: Sequence[Poi
     panels = [(kx, ky, combo) for kx, ky in pairs for combo in combos]
     columns = min(len(panels), 4)
     rows = math.ceil(len(panels) / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.4 * columns + 0.8, 3.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns + 1.6, 3.2 * rows), squeeze=False,
+                             gridspec_kw={"wspace": 0.38, "hspace": 0.55})
     image = None
     for ax, (kx, ky, combo) in zip(axes.flat, panels, strict=False):
         others = {k.name: default[k.name] for k in knobs if k not in (kx, ky)}
@@ -217,7 +218,8 @@ def esr_map(controls: Controls, grid: Sequence[PointESR], recorded: Sequence[Poi
     if marks:  # label the colour bar with NAM's verdict limits instead of bare powers of ten
         from matplotlib.ticker import NullFormatter
 
-        bar.set_ticks([limit for limit, _ in marks], labels=[f"{limit:g} {word}" for limit, word in marks])
+        bar.set_ticks([limit for limit, _ in marks],
+                      labels=[f"{word} below {limit:g}" for limit, word in marks])
         bar.ax.yaxis.set_minor_formatter(NullFormatter())
         for limit, _ in marks:
             bar.ax.axhline(limit, color="white", linewidth=1.2)
