@@ -213,7 +213,9 @@ def classic_to_current(config: Mapping[str, Any]) -> dict[str, Any]:
         layers.append({"input_size": lc["input_size"], "condition_size": lc["condition_size"],
                        "head": {"out_channels": lc["head_size"], "kernel_size": 1, "bias": lc["head_bias"]},
                        "channels": lc["channels"], "kernel_sizes": [lc["kernel_size"]] * n,
-                       "dilations": list(lc["dilations"]), "activation": [dict(act) for _ in range(n)]})
+                       "dilations": list(lc["dilations"]), "activation": [dict(act) for _ in range(n)],
+                       "gating_mode": ["gated" if lc.get("gated") else "none"] * n,
+                       "secondary_activation": [{"type": "Sigmoid"} if lc.get("gated") else None] * n})
     return {"layers": layers, "head": config["head"], "head_scale": config["head_scale"]}
 
 

@@ -1,0 +1,165 @@
+"""Export: .nam snapshots load in neural-amp-modeler and match knobcap's engine; Proteus JSON; refusals.
+
+The NAM check runs the ``nam`` package in a subprocess with a Python that has it: ``$KNOBCAP_NAM_PYTHON``
+(CI makes one: .ci/run), else this Python if ``import nam`` works; otherwise it skips, saying so.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from knobcap.architectures import weight_shapes
+from knobcap.controls import Controls, Knob, Switch
+from knobcap.engine import Engine
+from knobcap.export import ExportError, export_nam, export_nam_grid, export_proteus, nam_snapshot
+from knobcap.export.nam import classic_to_current, grid_settings
+from knobcap.modelfile import ModelFile
+
+CONTROLS = Controls(knobs=(Knob("drive"), Knob("tone", taper="audio")),
+                    switches=(Switch("diodes", ("silicon", "led")),), name="Test Drive")
+SETTING = {"drive": 7.0, "tone": 3.0, "diodes": "led"}
+
+
+def random_model(architecture: str, config: dict, controls: Controls = CONTROLS, seed: int = 0,
+                 scale: float = 0.4) -> ModelFile:
+    rng = np.random.default_rng(seed)
+    weights = {name: (scale * rng.standard_normal(shape)).astype(np.float32)
+               for name, shape in weight_shapes(architecture, config).items()}
+    return ModelFile(architecture, config, controls, 48_000, weights)
+
+
+def wavenet_config(n_controls: int, activation: str = "tanh") -> dict:
+    return {"n_controls": n_controls, "head_scale": 0.5, "activation": activation,
+            "arrays": [{"channels": 5, "head_size": 3, "kernel_size": 3, "dilations": [1, 2, 4, 8]},
+                       {"channels": 3, "head_size": 1, "kernel_size": 2, "dilations": [1, 16]}]}
+
+
+def lstm_config(n_controls: int, layers: int = 2) -> dict:
+    return {"n_controls": n_controls, "hidden_size": 6, "num_layers": layers}
+
+
+def nam_python() -> str | None:
+    env = os.environ.get("KNOBCAP_NAM_PYTHON")
+    if env:
+        return env
+    if importlib.util.find_spec("nam") is not None:
+        return sys.executable
+    return None
+
+
+_RUN_NAM = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import torch
+    from nam.models import init_from_nam
+    x = np.load(sys.argv[1])
+    for path in sys.argv[2:]:
+        with open(path) as f:
+            model = init_from_nam(json.load(f))
+        model.eval()
+        with torch.no_grad():
+            y = model(torch.from_numpy(x)[None], pad_start=True)[0].numpy()
+        np.save(path + ".npy", y.astype(np.float32))
+""")
+
+
+def run_nam(python: str, nam_files: list[Path], x: np.ndarray, tmp_path: Path) -> list[np.ndarray]:
+    """Run each .nam file on ``x`` with NAM's own loader (one subprocess for all)."""
+    script = tmp_path / "run_nam.py"
+    script.write_text(_RUN_NAM)
+    np.save(tmp_path / "x.npy", x)
+    done = subprocess.run([python, str(script), str(tmp_path / "x.npy"), *map(str, nam_files)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [np.load(f"{path}.npy") for path in nam_files]
+
+
+@pytest.mark.slow
+def test_nam_snapshots_match_engine_in_neural_amp_modeler(tmp_path):
+    python = nam_python()
+    if python is None:
+        pytest.skip("neural-amp-modeler is not installed: set KNOBCAP_NAM_PYTHON to a Python that has "
+                    "it (see .ci/run) to check .nam files against NAM's own loader")
+    x = (0.5 * np.random.default_rng(3).standard_normal(6000)).astype(np.float32)
+    cases = [("wavenet", "current", "tanh"), ("wavenet", "classic", "tanh"),
+             ("wavenet", "current", "leaky_relu"), ("lstm", "classic", "tanh")]
+    files, expected, skips = [], [], []
+    for i, (architecture, layout, activation) in enumerate(cases):
+        config = (wavenet_config(CONTROLS.vector_size, activation) if architecture == "wavenet"
+                  else lstm_config(3))
+        model = random_model(architecture, config, seed=i)
+        path = export_nam(model, tmp_path / f"snap{i}.nam", SETTING, layout=layout)
+        data = json.loads(path.read_text())
+        assert data["sample_rate"] == 48_000 and data["metadata"]["knobcap"]["setting"] == SETTING
+        if layout == "classic" and architecture == "wavenet":
+            # NAM 0.13's Python reads only the current layout; the classic one names the same network.
+            assert data["version"].startswith("0.5") and data["config"]["layers"][0]["activation"] == "Tanh"
+            data["config"] = classic_to_current(data["config"])
+            path = tmp_path / f"snap{i}_as_current.nam"
+            path.write_text(json.dumps(data))
+        engine = Engine(model, setting=SETTING)
+        files.append(path)
+        expected.append(engine.process(x, block_size=256))
+        skips.append(engine.receptive_field)
+    outputs = run_nam(python, files, x, tmp_path)
+    for case, want, got, skip in zip(cases, expected, outputs, skips, strict=True):
+        assert np.abs(want).max() > 0.05, case  # a real signal, not silence
+        assert np.max(np.abs(got[skip:] - want[skip:])) <= 1e-5, case
+
+
+def test_bake_changes_with_setting_and_weights_count():
+    model = random_model("wavenet", wavenet_config(3))
+    a = nam_snapshot(model, {"drive": 0.0})
+    b = nam_snapshot(model, {"drive": 10.0})
+    assert len(a["weights"]) == len(b["weights"])
+    assert a["weights"] != b["weights"]
+    # weights: per array rechannel, per layer conv w+b, mixer, 1x1 w+b; head w+b; head_scale.
+    expected = 0
+    previous = 1
+    for arr in model.config["arrays"]:
+        ch, k, hs = arr["channels"], arr["kernel_size"], arr["head_size"]
+        per_layer = ch * ch * k + ch + ch + ch * ch + ch
+        expected += ch * previous + len(arr["dilations"]) * per_layer + hs * ch + hs
+        previous = ch
+    assert len(a["weights"]) == expected + 1 and a["weights"][-1] == pytest.approx(0.5)
+
+
+def test_grid_writes_every_setting_and_never_overwrites(tmp_path):
+    model = random_model("lstm", lstm_config(3, layers=1))
+    settings = grid_settings(model, 3, fixed={"tone": 5.0})
+    assert len(settings) == 3 * 1 * 2
+    paths = export_nam_grid(model, tmp_path / "grid", 3, fixed={"tone": 5.0})
+    assert len(paths) == 6 and all(p.suffix == ".nam" for p in paths)
+    assert len({p.name for p in paths}) == 6
+    with pytest.raises(ExportError, match="exists"):
+        export_nam_grid(model, tmp_path / "grid", 3, fixed={"tone": 5.0})
+
+
+def test_proteus_json_and_refusals(tmp_path):
+    controls = Controls(knobs=(Knob("gain"),), switches=(Switch("mode", ("a", "b")),))
+    model = random_model("lstm", lstm_config(2, layers=1), controls=controls)
+    path, warnings = export_proteus(model, tmp_path / "p.json", {"mode": "b"})
+    data = json.loads(path.read_text())
+    assert data["model_data"]["input_size"] == 2 and data["model_data"]["hidden_size"] == 6
+    w_ih = np.asarray(data["state_dict"]["rec.weight_ih_l0"])
+    assert w_ih.shape == (24, 2)
+    # The switch (+1 for "b") is folded into the bias.
+    folded = model.weights["lstm.bias_ih_l0"] + model.weights["lstm.weight_ih_l0"][:, 2]
+    np.testing.assert_allclose(data["state_dict"]["rec.bias_ih_l0"], folded, atol=1e-6)
+    assert any("hidden size" in w for w in warnings)
+    with pytest.raises(ExportError, match="LSTM models only"):
+        export_proteus(random_model("wavenet", wavenet_config(2), controls=controls), tmp_path / "w.json")
+    three = Controls(knobs=(Knob("a"), Knob("b"), Knob("c")))
+    with pytest.raises(ExportError, match="one or two knobs"):
+        export_proteus(random_model("lstm", lstm_config(3, 1), controls=three), tmp_path / "t.json")
+    with pytest.raises(ExportError, match="exists"):
+        export_proteus(model, tmp_path / "p.json")
