@@ -1,0 +1,133 @@
+"""Latency calibration: blips and cross-correlation, polarity, noise, filtering devices, and align."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from scipy.signal import butter, lfilter
+
+from knobcap.latency import MAX_DISAGREEMENT, Latency, align, calibrate_latency
+from knobcap.signal import TestSignal, custom_signal_map, generate_signal
+
+RATE = 48_000
+DI = Path("/work/shared/data/di")
+
+
+@pytest.fixture(scope="module")
+def signal() -> TestSignal:
+    return generate_signal(30.0)
+
+
+def delayed(x: np.ndarray, delay: int, polarity: int = 1, noise_dbfs: float | None = None,
+            seed: int = 0) -> np.ndarray:
+    y = np.concatenate([np.zeros(delay), polarity * np.asarray(x, dtype=np.float64), np.zeros(RATE // 2)])
+    if noise_dbfs is not None:
+        y = y + 10 ** (noise_dbfs / 20) * np.random.default_rng(seed).standard_normal(len(y))
+    return y
+
+
+@pytest.mark.parametrize("delay", [0, 1, 137, 4_800, 23_990])
+def test_pure_delay_is_exact(signal: TestSignal, delay: int) -> None:
+    lat = calibrate_latency(delayed(signal.audio, delay), signal.audio, signal.map)
+    assert lat == Latency(delay, 1, "blips", 0, True)
+
+
+def test_polarity_inversion_and_noisy_floor(signal: TestSignal) -> None:
+    y = delayed(signal.audio, 250, polarity=-1, noise_dbfs=-40)
+    lat = calibrate_latency(y, signal.audio, signal.map)
+    assert (lat.samples, lat.polarity, lat.confident) == (250, -1, True)
+
+
+def test_dc_offset_does_not_hide_the_blips(signal: TestSignal) -> None:
+    lat = calibrate_latency(delayed(signal.audio, 99) + 0.1, signal.audio, signal.map)
+    assert (lat.samples, lat.confident) == (99, True)
+
+
+@pytest.mark.parametrize(("name", "late"),
+                         [("lowpass", 2), ("butterworth", 3), ("drive", 2), ("highpass", 0)])
+def test_filtering_devices_are_never_aligned_late(signal: TestSignal, name: str, late: int) -> None:
+    """The onset, not the peak: a low-passing device is aligned at most a couple of samples late."""
+    x = signal.audio.astype(np.float64)
+    if name == "lowpass":
+        pole = np.exp(-2 * np.pi * 1500 / RATE)
+        y = lfilter([1 - pole], [1, -pole], x)
+    elif name == "butterworth":
+        y = lfilter(*butter(2, 1500 / (RATE / 2)), x)
+    elif name == "drive":
+        pole = np.exp(-2 * np.pi * 700 / RATE)
+        y = lfilter([1 - pole], [1, -pole], np.tanh(30 * x))
+    else:
+        y = lfilter(*butter(1, 200 / (RATE / 2), "high"), x)
+    lat = calibrate_latency(delayed(y, 77, noise_dbfs=-70), signal.audio, signal.map)
+    assert lat.confident and lat.polarity == 1
+    assert 0 <= lat.samples - 77 <= late
+
+
+def test_blips_that_disagree_are_not_confident(signal: TestSignal) -> None:
+    """A recording that dropped samples between the two blips (a glitch) is refused."""
+    y = delayed(signal.audio, 300)
+    b2 = signal.map.blips[1]
+    glitched = np.concatenate([y[:b2 - 1000], y[b2 - 1000 + 20:]])  # 20 samples lost before blip 2
+    glitched = np.concatenate([glitched[:b2 - 1000], np.zeros(40), glitched[b2 - 1000:]])  # 40 added
+    lat = calibrate_latency(glitched, signal.audio, signal.map)
+    assert not lat.confident and lat.disagreement == 20 > MAX_DISAGREEMENT
+    assert "disagree by 20 samples" in lat.reason
+
+
+def test_opposite_blip_polarities_are_not_confident(signal: TestSignal) -> None:
+    y = delayed(signal.audio, 10)
+    b2 = signal.map.blips[1] + 10
+    y[b2:b2 + 4] *= -1
+    lat = calibrate_latency(y, signal.audio, signal.map)
+    assert not lat.confident and "opposite polarities" in lat.reason
+
+
+@pytest.mark.parametrize("case", ["too_late", "silent", "noise_only"])
+def test_no_blips_found(signal: TestSignal, case: str) -> None:
+    n = len(signal.audio)
+    if case == "too_late":
+        y = delayed(signal.audio, 30_000)  # 0.625 s, beyond the 0.5 s searched
+    elif case == "silent":
+        y = np.zeros(n)
+    else:
+        y = np.random.default_rng(1).standard_normal(n) * 0.01
+    lat = calibrate_latency(y, signal.audio, signal.map)
+    assert not lat.confident and "did not stand out" in lat.reason
+
+
+def test_search_range_must_fit_between_blips(signal: TestSignal) -> None:
+    with pytest.raises(ValueError, match="lower max_seconds"):
+        calibrate_latency(signal.audio, signal.audio, signal.map, max_seconds=1.0)
+
+
+def test_cross_correlation_without_blips(signal: TestSignal) -> None:
+    custom = custom_signal_map(signal.audio, RATE)
+    y = delayed(signal.audio, 1234, polarity=-1, noise_dbfs=-50)
+    lat = calibrate_latency(y, signal.audio, custom)
+    assert (lat.samples, lat.polarity, lat.method, lat.confident) == (1234, -1, "xcorr", True)
+    unrelated = np.random.default_rng(2).standard_normal(len(y)) * 0.1
+    assert not calibrate_latency(unrelated, signal.audio, custom).confident
+
+
+def test_cross_correlation_on_a_real_di_recording() -> None:
+    files = sorted(DI.glob("*.wav")) if DI.is_dir() else []
+    if not files:
+        pytest.skip(f"no DI recordings in {DI}")
+    x, rate = sf.read(str(files[0]), dtype="float32", frames=40 * RATE, always_2d=True)
+    x = x[:, 0]
+    pole = np.exp(-2 * np.pi * 2000 / rate)
+    y = delayed(lfilter([1 - pole], [1, -pole], np.tanh(8 * x)), 512, noise_dbfs=-70)
+    lat = calibrate_latency(y, x, custom_signal_map(x, rate))
+    assert lat.confident and -4 <= lat.samples - 512 <= 2
+
+
+def test_align_shifts_fixes_polarity_and_pads() -> None:
+    rec = np.arange(10, dtype=np.float32)
+    assert align(rec, Latency(3, -1, "blips", 0, True), 5).tolist() == [-3, -4, -5, -6, -7]
+    assert align(rec, 8, 5).tolist() == [8, 9, 0, 0, 0]
+    assert align(rec, 0, 12).dtype == np.float32 and len(align(rec, 0, 12)) == 12
+    with pytest.raises(ValueError, match="negative"):
+        align(rec, -1, 5)
