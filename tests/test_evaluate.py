@@ -234,3 +234,101 @@ def test_metrics_file_is_json_with_null_for_infinite_values(tmp_path):
     assert data["format"] == "knobcap-metrics" and data["grid"]["distance"] is None
     assert data["verdicts"]["great"] == 0.01 and data["verdicts"]["probably not"] is None
     assert not list(tmp_path.glob(".*tmp"))
+
+
+# ------------------------------------------------------------------------------- a whole run folder
+class ToyPedal:
+    """A cheap stand-in with the TS808's controls, so a session can be reamped in milliseconds."""
+
+    name = "toy808"
+
+    def __init__(self) -> None:
+        from knobcap.devices import get_device
+
+        self.controls = get_device("ts808").controls
+
+    def process(self, audio, sample_rate, setting):
+        s = self.controls.validate_setting(setting)
+        gain = 1.0 + float(s["drive"]) * (2.0 if s["diodes"] == "led" else 1.0)
+        return (0.3 + 0.02 * float(s["tone"])) * np.tanh(gain * np.asarray(audio, dtype=np.float64))
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    """A session reamped through ToyPedal (a few takes) and a run holding a tiny untrained WaveNet."""
+    torch = pytest.importorskip("torch")
+    from knobcap.devices import register_device
+    from knobcap.modelfile import ModelFile, save_model_file
+    from knobcap.models import create_model
+    from knobcap.reamp import reamp_session
+    from knobcap.session import Session, init_session, make_plan
+
+    register_device("toy808", ToyPedal)
+    root = tmp_path_factory.mktemp("session")
+    pedal = ToyPedal()
+    init_session(root, pedal.controls, "toy808")
+    make_plan(root, n=8, seconds=30.0)
+    session = Session.open(root)
+    reamp_session(session, pedal)
+    torch.manual_seed(0)
+    model = create_model("wavenet", {
+        "n_controls": 4, "head_scale": 0.02, "activation": "tanh",
+        "arrays": [{"channels": 4, "head_size": 2, "kernel_size": 3, "dilations": [1, 2, 4]},
+                   {"channels": 2, "head_size": 1, "kernel_size": 3, "dilations": [1, 2]}]})
+    run = root / "runs" / "r1"
+    weights = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
+    save_model_file(run / "model.knobcap", ModelFile("wavenet", dict(model.config), pedal.controls, 48_000,
+                                                     weights))
+    return session, run, model
+
+
+def test_evaluate_run_writes_metrics_for_every_kind_of_evaluation(toy_run):
+    session, run, model = toy_run
+    updates = []
+    doc = ev.evaluate_run(run, grid=2, di_settings=2, di_seconds=1.0,
+                          progress=lambda task, done, total: updates.append(task))
+    on_disk = json.loads((run / "metrics.json").read_text())
+    assert on_disk["format"] == "knobcap-metrics" and on_disk["device"] == "toy808"  # found in reamp.json
+    plan = session.plan()
+    held = [t for t in plan if t.role == "holdout"]
+    assert len(on_disk["heldout_settings"]["rows"]) == len(held) >= 1
+    assert len(on_disk["heldout_time"]["rows"]) == len(plan) - len(held)
+    assert {r["role"] for r in on_disk["heldout_time"]["rows"]} <= {"train", "anchor"}
+    assert len(on_disk["grid"]["rows"]) == 2 * 2 * 4
+    trained = [r for r in on_disk["grid"]["rows"] if r["trained"]]
+    assert on_disk["grid"]["summary"]["count"] == 16 - len(trained)
+    assert trained, "the anchors sit at knob corners, so some corner grid points are training settings"
+    assert len(on_disk["di"]["rows"]) == 2 and on_disk["di"]["clips"] == ["di_guitar"]
+    assert on_disk["headline"]["source"] == "grid"
+    assert {"held-out time", "held-out settings", "dense grid", "DI di_guitar"} <= set(updates)
+    assert (run / "cache").is_dir()
+
+    # the held-out-setting ESR is what one computes by hand from the take and the torch model
+    seg = session.input().map.segment("validation_2")
+    take = held[0]
+    x = session.input().audio
+    first = seg.start - 1000  # more than the tiny model's receptive field
+    y = ev.torch_predictor(model, session.controls)(x[first:seg.stop], [take.setting])[0][1000:]
+    row = next(r for r in doc["heldout_settings"]["rows"] if r["take"] == take.take)
+    assert row["esr"] == pytest.approx(ev.esr(y, session.aligned_take(take.take)[seg.start:seg.stop]),
+                                       rel=1e-3)
+
+
+def test_evaluate_run_without_a_device_and_refusals(toy_run, tmp_path):
+    _, run, _ = toy_run
+    doc = ev.evaluate_run(run, device="none", write=False)
+    assert "grid" not in doc and "di" not in doc and doc["headline"]["source"] == "heldout_settings"
+    with pytest.raises(ev.EvaluationError, match=r"no model\.knobcap"):
+        ev.evaluate_run(tmp_path)
+    from knobcap.devices import register_device
+
+    class OneKnob:
+        name = "oneknob"
+        controls = Controls(knobs=(Knob("gain"),))
+
+        def process(self, audio, rate, setting):
+            return audio
+
+    register_device("oneknob", OneKnob)
+    with pytest.raises(ev.EvaluationError, match="pass the device the session was recorded with"):
+        ev.evaluate_run(run, device="oneknob", grid=2, write=False)

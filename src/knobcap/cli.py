@@ -274,7 +274,8 @@ def train(directory: Annotated[Path, typer.Argument(help="Session folder.")]) ->
 def evaluate(
     run: Annotated[Path, typer.Argument(help="Run folder (holds model.knobcap).")],
     device: Annotated[str | None, typer.Option(
-        help="Virtual device the session was recorded with (e.g. ts808): adds a dense grid and DI.")] = None,
+        help="Virtual device for a dense grid and DI (default: the one the session was reamped with; "
+             "'none': skip).")] = None,
     grid: Annotated[int, typer.Option(help="Grid levels per knob (times every switch combination).")] = 6,
     di: Annotated[Path | None, typer.Option(
         help="DI WAV or folder of them (48 kHz); default: the clip bundled with knobcap.")] = None,

@@ -383,6 +383,34 @@ def torch_predictor(model: object, controls: Controls, chunk: int = 1 << 17) -> 
     return predict
 
 
+def engine_predictor(model_file: object, block: int = 8192) -> Predictor:
+    """A :data:`Predictor` over knobcap's streaming engine (numba, no torch): each setting is run from
+    silence (``reset``) with no knob ramp, which gives the same samples as the torch model."""
+    from knobcap.engine import Engine
+
+    engine = Engine(model_file, ramp_ms=0.0, max_block=block)  # type: ignore[arg-type]
+
+    def predict(x: np.ndarray, settings: Sequence[Setting]) -> np.ndarray:
+        out = np.zeros((len(settings), len(x)), np.float32)
+        for i, setting in enumerate(settings):
+            engine.set(setting, ramp_ms=0.0)
+            engine.reset()
+            out[i] = engine.process(x, block_size=block)
+        return out
+
+    return predict
+
+
+def model_predictor(model_file: object) -> Predictor:
+    """The fastest :data:`Predictor` for a loaded model file: the streaming engine when it runs the
+    architecture, else the torch model."""
+    from knobcap.engine import supported_architectures
+
+    if model_file.architecture in supported_architectures():  # type: ignore[attr-defined]
+        return engine_predictor(model_file)
+    return torch_predictor(load_torch_model(model_file), model_file.controls)  # type: ignore[attr-defined]
+
+
 def load_torch_model(model_file: object) -> object:
     """The torch network of a loaded ``model.knobcap`` (:class:`knobcap.modelfile.ModelFile`)."""
     import torch
@@ -419,16 +447,27 @@ def run_session_root(run: Path) -> Path:
     return run.resolve().parent.parent
 
 
+def session_device(root: Path) -> str | None:
+    """The virtual device a session was reamped with (``reamp.json``), if any."""
+    try:
+        data = json.loads((root / "reamp.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    name = data.get("device") if isinstance(data, dict) else None
+    return name if isinstance(name, str) and name else None
+
+
 def evaluate_run(run: str | Path, device: str | None = None, grid: int = 6,
                  di: str | Path | None = None, use_di: bool = True, di_settings: int = DEFAULT_DI_SETTINGS,
                  di_seconds: float | None = None, seed: int = 0, progress: Progress | None = None,
                  write: bool = True) -> dict[str, object]:
     """Evaluate the model of a run folder and write ``metrics.json`` there.
 
-    Without ``device``: held-out time and held-out settings on the session's takes. With ``device`` (a
-    registered virtual device, e.g. ``"ts808"``): also the dense ``grid`` (levels per knob, every switch
-    combination) on the validation segment, and the DI clips (``di``: a WAV or a folder; ``None``: the
-    bundled clip) rendered at ``di_settings`` seeded random settings.
+    Always: held-out time and held-out settings on the session's takes. With a ``device`` (a registered
+    virtual device, e.g. ``"ts808"``; ``None``: the one the session was reamped with, if any; ``"none"``:
+    no device): also the dense ``grid`` (levels per knob, every switch combination) on the validation
+    segment, and the DI clips (``di``: a WAV or a folder; ``None``: the bundled clip) rendered at
+    ``di_settings`` seeded random settings.
     """
     from knobcap.modelfile import load_model_file
     from knobcap.session import Session
@@ -446,13 +485,17 @@ def evaluate_run(run: str | Path, device: str | None = None, grid: int = 6,
         raise EvaluationError(
             f"{model_path}: the model's controls ({', '.join(controls.names)}) differ from those of the "
             f"session {session.root} ({', '.join(session.controls.names)}); evaluate it on its own session.")
+    if device is None:
+        device = session_device(session.root)
+    elif device.lower() == "none":
+        device = None
     signal = session.input()
     if signal.map.sample_rate != rate:
         raise EvaluationError(f"{model_path}: the model runs at {rate} Hz but the session's input is at "
                               f"{signal.map.sample_rate} Hz.")
     segment = signal.map.segment(VALIDATION_SEGMENT)
     audio = np.asarray(signal.audio, dtype=np.float32)
-    predict = torch_predictor(load_torch_model(model_file), controls)
+    predict = model_predictor(model_file)
 
     plan = [t for t in session.plan() if session.take_path(t.take).is_file()]
     seen = [(t.take, dict(t.setting), t.role) for t in plan if t.role != "holdout"]
