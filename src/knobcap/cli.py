@@ -327,20 +327,136 @@ def report(
 @app.command()
 def render(
     model: Annotated[Path, typer.Argument(help="model.knobcap file.")],
-    input_wav: Annotated[Path, typer.Argument(help="Input WAV.")],
-    output_wav: Annotated[Path, typer.Argument(help="Output WAV.")],
+    input_wav: Annotated[Path, typer.Argument(help="Input WAV (any rate; mono or stereo).")],
+    output_wav: Annotated[Path, typer.Argument(help="Output WAV (refused if it exists, unless --force).")],
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="A control's value, e.g. --set drive=7 --set diodes=led (repeatable).")] = None,
+    automation: Annotated[Path | None, typer.Option(
+        help="CSV of moves: time,control,value (seconds; knob units; switch positions).")] = None,
+    ramp_ms: Annotated[float, typer.Option(help="Knob smoothing time in milliseconds.")] = 50.0,
+    block_size: Annotated[int, typer.Option(help="Samples per block (1 to 4096).")] = 512,
+    force: Annotated[bool, typer.Option(help="Replace OUTPUT_WAV if it exists.")] = False,
 ) -> None:
     """Run a model over audio with fixed controls or automation."""
-    not_built("render")
+    import math
+
+    import numpy as np
+    import soundfile as sf
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from scipy.signal import resample_poly
+
+    from knobcap.automation import load_automation, settings_from_args
+    from knobcap.automation import render as run_render
+    from knobcap.controls import parse_setting_args
+    from knobcap.engine import MAX_BLOCK, Engine
+    from knobcap.fileio import write_wav_atomic
+
+    try:
+        out_resolved = output_wav.resolve()
+        if out_resolved in (input_wav.resolve(), model.resolve()) or (
+                automation is not None and out_resolved == automation.resolve()):
+            fail(f"{output_wav}: is one of the inputs; knobcap never overwrites an input. Choose another "
+                 "name.")
+        if output_wav.exists() and not force:
+            fail(f"{output_wav} exists; knobcap does not overwrite it. Choose another name or pass --force.")
+        if not 1 <= block_size <= MAX_BLOCK:
+            fail(f"--block-size must be from 1 to {MAX_BLOCK}, got {block_size}.")
+        engine = Engine.from_file(model, ramp_ms=ramp_ms)
+        fixed = settings_from_args(engine.controls, parse_setting_args(set_ or []))
+        engine.set(fixed, ramp_ms=0)
+        engine.reset()
+        moves = load_automation(automation, engine.controls, engine.sample_rate) if automation else []
+        if not input_wav.is_file():
+            fail(f"{input_wav}: no such file.")
+        try:
+            audio, rate = sf.read(str(input_wav), dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as error:
+            fail(f"{input_wav}: not a readable audio file ({error}). Export it as WAV.")
+        if audio.shape[0] == 0:
+            fail(f"{input_wav}: holds no samples.")
+        channels = audio.shape[1]
+        if channels > 2:
+            fail(f"{input_wav}: has {channels} channels; give a mono or stereo file.")
+        model_rate = engine.sample_rate
+        if rate != model_rate:
+            factor = math.gcd(int(rate), model_rate)
+            up, down = model_rate // factor, int(rate) // factor
+            console.print(f"Resampling {rate} Hz -> {model_rate} Hz (the model's rate) with a polyphase "
+                          "filter, and back afterwards.")
+            audio = resample_poly(audio, up, down, axis=0).astype(np.float32)
+        if channels == 2:
+            console.print("Stereo input: each channel runs through the model on its own.")
+        outputs = []
+        cpu = seconds = 0.0
+        with Progress(TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(),
+                      console=console, transient=True) as progress:
+            task = progress.add_task("rendering", total=audio.shape[0] * channels)
+            for ch in range(channels):
+                if ch:
+                    engine.set(fixed, ramp_ms=0)
+                    engine.reset()
+                y, stats = run_render(engine, audio[:, ch], moves, block_size,
+                                      progress=lambda n: progress.advance(task, n))
+                outputs.append(y)
+                cpu += stats.cpu_seconds
+                seconds += stats.seconds_of_audio
+        result = np.stack(outputs, axis=1)
+        if rate != model_rate:
+            result = resample_poly(result, down, up, axis=0).astype(np.float32)
+        peak = float(np.max(np.abs(result))) if result.size else 0.0
+        write_wav_atomic(output_wav, result if channels == 2 else result[:, 0], int(rate))
+    except ValueError as error:
+        fail(str(error))
+    console.print(f"Wrote {output_wav} ({result.shape[0] / rate:.2f} s, {channels} channel(s), peak "
+                  f"{peak:.3f}).")
+    console.print(f"CPU cost: {cpu / seconds if seconds else 0.0:.4f} cores (CPU seconds per second of "
+                  f"audio per channel, block {block_size}, this machine).")
 
 
 @app.command()
 def export(
     model: Annotated[Path, typer.Argument(help="model.knobcap file.")],
     format: Annotated[str, typer.Argument(help="nam or proteus.")],
+    output: Annotated[Path, typer.Argument(help="File to write (a folder with --grid).")],
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="A control's value to bake, e.g. --set drive=7 (others take their defaults; for "
+                      "proteus only switches are baked).")] = None,
+    grid: Annotated[int | None, typer.Option(
+        help="nam: write a folder of snapshots, this many values per knob (not --set) and every "
+             "switch position.")] = None,
+    layout: Annotated[str, typer.Option(
+        help="nam: 'classic' (file version 0.5, read by every NAM plugin) or 'current' (0.7).")] = "classic",
+    force: Annotated[bool, typer.Option(help="Replace existing files.")] = False,
 ) -> None:
-    """Export a model to NAM or Proteus."""
-    not_built("export")
+    """Export a model to NAM (.nam snapshots) or Proteus (JSON)."""
+    from knobcap.automation import settings_from_args
+    from knobcap.controls import parse_setting_args
+    from knobcap.export import export_nam, export_nam_grid, export_proteus
+    from knobcap.modelfile import load_model_file
+
+    try:
+        loaded = load_model_file(model)
+        if output.resolve() == model.resolve():
+            fail(f"{output}: is the model itself; choose another name.")
+        setting = settings_from_args(loaded.controls, parse_setting_args(set_ or []))
+        if format == "nam":
+            if grid is not None:
+                paths = export_nam_grid(loaded, output, grid, fixed=setting, layout=layout, force=force)
+                console.print(f"Wrote {len(paths)} .nam snapshots into {output}.")
+            else:
+                path = export_nam(loaded, output, setting, layout=layout, force=force)
+                console.print(f"Wrote {path} (NAM {loaded.architecture} snapshot, {layout} layout).")
+        elif format == "proteus":
+            if grid is not None:
+                fail("--grid is for nam snapshots; Proteus keeps its knobs live.")
+            path, warnings = export_proteus(loaded, output, setting, force=force)
+            for warning in warnings:
+                console.print(f"[yellow]note:[/] {warning}")
+            console.print(f"Wrote {path} (Proteus LSTM, knobs live).")
+        else:
+            fail(f"unknown export format {format!r}; use 'nam' or 'proteus'.")
+    except ValueError as error:
+        fail(str(error))
 
 
 @app.command()
