@@ -8,12 +8,16 @@ The default design has three parts, all computed in the knobs' taper-aware coord
 * **space-filling** training settings: a *sliced* Latin hypercube with one slice per switch
   combination (Qian 2012). With ``s`` slices of ``m`` points, each slice is a Latin hypercube on ``m``
   coarse levels and the union is one on ``n = m s`` fine levels. A swap optimiser then minimises the
-  Morris-Mitchell criterion
+  Morris-Mitchell criterion of the union plus that of each slice, each with distances measured
+  against the spacing its number of points allows in ``k`` knob dimensions (``N^(-1/k)``):
 
-      phi = sum_{i<j} w_ij / d_ij^p,   p = 15,   w_ij = 2 if i, j share a slice else 1,
+      phi = sum_{i<j} (d_ij n^(1/k))^-p + sum_slices sum_{i<j in slice} (d_ij m^(1/k))^-p,   p = 15
 
-  (``d_ij`` = Euclidean distance of the knob coordinates), a smooth stand-in for maximising the
-  smallest distance, within each slice and over the union. When the switch combinations outnumber the
+  (``d_ij`` = Euclidean distance of the knob coordinates; ``n`` points in all, ``m`` in the slice), a
+  smooth stand-in for maximising the smallest distance, within each switch combination (what matters
+  when a switch changes the sound a lot) and over the union (when it barely does); dividing by
+  ``n^(p/k)`` gives pair weights ``1 + (n/m)^(p/k)`` within a slice and 1 across. When the switch
+  combinations outnumber the
   budget, or do not divide it, combinations are allocated greedily so that every switch position (and
   every pair of positions of two switches) is recorded about equally often.
 * **anchors**: corners of the knob cube so that every knob is recorded at its minimum and maximum
@@ -295,7 +299,8 @@ def sliced_maximin_lhs(slice_sizes: Sequence[int], dims: int, rng: np.random.Gen
             levels[:, d] = rng.permutation(n)
     coarse_size = s if strict else n
     x = (levels + 0.5) / n
-    weights = np.where(slice_of[:, None] == slice_of[None, :], 2.0, 1.0)
+    boost = 1.0 + (n / np.asarray(sizes, float)[slice_of]) ** (_PHI_POWER / dims)
+    weights = np.where(slice_of[:, None] == slice_of[None, :], boost[:, None], 1.0)
     np.fill_diagonal(weights, 0.0)
     d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(axis=2)
     np.fill_diagonal(d2, np.inf)
@@ -334,6 +339,8 @@ def sliced_maximin_lhs(slice_sizes: Sequence[int], dims: int, rng: np.random.Gen
             for i, row, e in ((a, row_a, new_a), (b, row_b, new_b)):
                 d2[i], d2[:, i] = row, row
                 energy[i], energy[:, i] = e, e
+            log_phi = new_log
+        if it % 1000 == 999:  # no drift from the running updates
             log_phi = math.log(energy.sum() / 2)
     return x, slice_of
 

@@ -1,0 +1,206 @@
+"""Experimental design: coverage, anchors, held-out settings, spread, order and session time."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from knobcap import design as dsg
+from knobcap.controls import Controls, Knob, Switch
+
+
+def ts_like() -> Controls:
+    return Controls(knobs=(Knob("drive", taper="audio"), Knob("tone")),
+                    switches=(Switch("diodes", ("silicon", "led")), Switch("fat", ("off", "on"))))
+
+
+def many(knobs: int, switches: int, positions: int = 2) -> Controls:
+    names = [chr(ord("a") + i) for i in range(positions)]
+    return Controls(knobs=tuple(Knob(f"k{i}") for i in range(knobs)),
+                    switches=tuple(Switch(f"s{i}", tuple(names)) for i in range(switches)))
+
+
+def of_role(design: dsg.Design, *roles: str) -> list[dict]:
+    return [p.setting for p in design.points if p.role in roles]
+
+
+def combo(controls: Controls, setting: dict) -> tuple:
+    return tuple(setting[s.name] for s in controls.switches)
+
+
+# ------------------------------------------------------------------------------------ sliced LHS
+def test_sliced_lhs_is_latin_in_every_slice_and_in_the_union() -> None:
+    x, slice_of = dsg.sliced_maximin_lhs([4, 4, 4], 3, np.random.default_rng(3), iterations=3000)
+    n, s = 12, 3
+    levels = np.floor(x * n).astype(int)
+    for d in range(3):
+        assert sorted(levels[:, d]) == list(range(n))            # union: one point per fine level
+        for t in range(s):
+            coarse = levels[slice_of == t, d] // s
+            assert sorted(coarse) == list(range(4))               # slice: one point per coarse level
+
+
+def test_unequal_slices_keep_the_union_latin() -> None:
+    x, slice_of = dsg.sliced_maximin_lhs([3, 2, 2], 2, np.random.default_rng(0), iterations=1000)
+    assert np.bincount(slice_of).tolist() == [3, 2, 2]
+    for d in range(2):
+        assert sorted(np.floor(x[:, d] * 7).astype(int)) == list(range(7))
+
+
+def test_the_optimiser_spreads_points_apart() -> None:
+    rng = np.random.default_rng(1)
+    raw, _ = dsg.sliced_maximin_lhs([4] * 4, 2, np.random.default_rng(1), iterations=0)
+    tuned, _ = dsg.sliced_maximin_lhs([4] * 4, 2, rng, iterations=4000)
+
+    def smallest(x: np.ndarray) -> float:
+        return min(np.linalg.norm(a - b) for a, b in itertools.combinations(x, 2))
+
+    assert smallest(tuned) > 1.5 * smallest(raw)
+
+
+# ---------------------------------------------------------------------------------- whole design
+@pytest.mark.parametrize("controls, total", [
+    (ts_like(), None), (many(1, 0), None), (many(7, 1), 30), (many(3, 1, positions=3), 14),
+    (many(8, 4), 40), (many(8, 4), 12),   # 16 combinations: more than the space-filling budget
+])
+def test_every_switch_position_is_trained_on(controls: Controls, total: int | None) -> None:
+    design = dsg.initial_design(controls, total, seed=2, iterations=1500)
+    train = of_role(design, "train")
+    for switch in controls.switches:
+        counts = [sum(s[switch.name] == p for s in train) for p in switch.positions]
+        assert min(counts) >= 1
+        assert max(counts) - min(counts) <= 1                    # balanced
+    if total is not None:
+        assert len(design.points) == total
+
+
+def test_anchors_put_every_knob_at_both_ends() -> None:
+    for controls in (ts_like(), many(1, 0), many(5, 1)):
+        design = dsg.initial_design(controls, seed=0, iterations=500)
+        anchors = of_role(design, "anchor")
+        for knob in controls.knobs:
+            values = {s[knob.name] for s in anchors}
+            assert knob.min in values and knob.max in values
+
+
+def test_held_out_settings_are_never_training_settings_and_one_is_near_an_edge() -> None:
+    for seed in range(4):
+        controls = ts_like()
+        design = dsg.initial_design(controls, seed=seed, iterations=800)
+        held = of_role(design, "holdout")
+        trained = of_role(design, "train", "anchor")
+        assert len(held) == 4
+        assert all(h != t for h in held for t in trained)
+        for h in held:
+            same = [t for t in trained if combo(controls, t) == combo(controls, h)]
+            gaps = [np.linalg.norm(controls.unit_knobs(h) - controls.unit_knobs(t)) for t in same]
+            assert min(gaps, default=1.0) > 0.02
+        near = [h for h in held if any(0 < u <= 0.1 or 0.9 <= u < 1 for u in controls.unit_knobs(h))]
+        assert near
+
+
+def test_design_is_more_spread_than_random_designs_of_the_same_size() -> None:
+    controls = ts_like()
+    design = dsg.initial_design(controls, seed=0)
+    train = of_role(design, "train")
+    ours_within = dsg.maximin_distance(controls, train, within_combinations=True)
+    ours_union = dsg.maximin_distance(controls, train)
+    rng = np.random.default_rng(7)
+    beaten_within = beaten_union = 0
+    trials = 40
+    for _ in range(trials):
+        rand = [{k.name: k.from_unit(u) for k, u in zip(controls.knobs, rng.uniform(size=2), strict=True)}
+                | {sw.name: t[sw.name] for sw in controls.switches}   # the same switch combinations
+                for t in train]
+        beaten_within += ours_within > dsg.maximin_distance(controls, rand, within_combinations=True)
+        beaten_union += ours_union > dsg.maximin_distance(controls, rand)
+    assert beaten_within == trials and beaten_union == trials
+    assert dsg.discrepancy(controls, train) < 0.01
+
+
+def test_knob_values_are_dialable_and_the_design_is_deterministic() -> None:
+    controls = Controls(knobs=(Knob("drive", taper="audio"), Knob("freq", 100, 8000, taper="log")),
+                        switches=(Switch("mode", ("a", "b")),))
+    first = dsg.initial_design(controls, seed=5, iterations=800)
+    again = dsg.initial_design(controls, seed=5, iterations=800)
+    other = dsg.initial_design(controls, seed=6, iterations=800)
+    assert first.points == again.points
+    assert first.points != other.points
+    for s in first.settings:
+        assert abs(s["drive"] * 10 - round(s["drive"] * 10)) < 1e-9      # 0.1 of the dial
+        digits = f"{float(s['freq']):.6g}".replace(".", "").lstrip("0")
+        assert len(digits.rstrip("0")) <= 3                               # 3 significant digits
+    assert dsg.format_value(controls.knobs[0], 7.300000000001) == "7.3"
+    assert dsg.round_value(controls.knobs[1], 1234.5) == 1230
+
+
+# ---------------------------------------------------------------------------------------- sizes
+def test_default_sizes_grow_with_knobs_and_switches() -> None:
+    assert dsg.default_size(ts_like()) == dsg.DesignSize(16, 4, 4)
+    assert dsg.default_size(ts_like(), quick=True) == dsg.DesignSize(8, 4, 2)
+    assert dsg.default_size(many(1, 0)) == dsg.DesignSize(4, 2, 2)
+    seven = dsg.default_size(many(7, 1))
+    assert 40 <= seven.train <= 50 and seven.holdout == 6
+    assert dsg.default_size(many(8, 4)).train > seven.train
+
+
+def test_size_from_a_total_and_its_errors() -> None:
+    size = dsg.size_from_total(ts_like(), 20)
+    assert size.total == 20 and size.anchor == 4 and size.holdout == 3
+    small = dsg.size_from_total(ts_like(), 6)
+    assert small.anchor == 2 and small.train >= 2
+    with pytest.raises(dsg.DesignError, match="too few takes"):
+        dsg.size_from_total(ts_like(), 4)
+    with pytest.raises(dsg.DesignError, match="no knobs"):
+        dsg.default_size(Controls(switches=(Switch("x", ("a", "b")),)))
+
+
+def test_minutes_budget_gives_the_largest_plan_that_fits() -> None:
+    controls = many(1, 1)
+    design = dsg.size_for_minutes(controls, 15.0, signal_seconds=60.0)
+    assert design.time(60.0).minutes <= 15.0
+    bigger = dsg.initial_design(controls, len(design.points) + 1)
+    assert bigger.time(60.0).minutes > 15.0
+    with pytest.raises(dsg.DesignError, match="too short"):
+        dsg.size_for_minutes(controls, 3.0, signal_seconds=60.0)
+
+
+# ---------------------------------------------------------------------------------------- order
+def test_session_time_adds_takes_and_moves() -> None:
+    controls = Controls(knobs=(Knob("a"), Knob("b")), switches=(Switch("s", ("x", "y")),))
+    settings = [{"a": 0, "b": 0, "s": "x"}, {"a": 5, "b": 0, "s": "y"}, {"a": 5, "b": 10, "s": "y"}]
+    costs = dsg.MoveCosts(turn=4, touch=3, flip=2, take=20)
+    t = dsg.session_time(controls, settings, 60.0, costs)
+    # moves: (4*0.5 + 3 + 2) + (4*1 + 3) = 14 s;  3 takes x (60 + 20) = 240 s
+    assert t.move_seconds == pytest.approx(14.0)
+    assert t.total_seconds == pytest.approx(254.0)
+    assert (t.knobs_touched, t.flips) == (2, 1)
+    cost = dsg.cost_matrix(controls, settings, costs)
+    assert cost[0, 1] == pytest.approx(7.0) and cost[1, 2] == pytest.approx(7.0)
+    assert np.allclose(cost, cost.T)
+
+
+def test_order_on_a_line_is_a_sweep() -> None:
+    controls = Controls(knobs=(Knob("a"),))
+    values = [3.0, 9.0, 0.0, 6.0, 1.0, 10.0, 4.5]
+    order = dsg.order_path(dsg.cost_matrix(controls, [{"a": v} for v in values]))
+    walked = [values[i] for i in order]
+    assert walked in (sorted(values), sorted(values, reverse=True))
+
+
+def test_ordered_plan_costs_less_than_unordered() -> None:
+    for controls, total in ((ts_like(), None), (many(7, 1), 30)):
+        design = dsg.initial_design(controls, total, seed=1, iterations=1500)
+        settings = design.settings
+        cost = dsg.cost_matrix(controls, settings)
+        ordered = dsg.path_cost(cost, range(len(settings)))
+        grouped = sorted(range(len(settings)), key=lambda i: design.points[i].role)  # by role
+        rng = np.random.default_rng(0)
+        shuffled = [dsg.path_cost(cost, rng.permutation(len(settings))) for _ in range(20)]
+        assert ordered < dsg.path_cost(cost, grouped)
+        assert ordered < min(shuffled)
+        t = design.time(90.0)
+        assert math.isclose(t.move_seconds, ordered)
