@@ -194,9 +194,13 @@ def test_rendering_is_deterministic_and_block_size_free():
     coefs = ts.circuit_coefficients(device.controls.validate_setting(s), FS * 4, 1.0, 0.2)
     outs = []
     for block in (777, 4096):
-        state, stats = np.zeros(kernel.N_STATE), np.zeros(3, dtype=np.int64)
-        outs.append(device.oversampler.process(
-            x, lambda u, st=state, sa=stats: kernel.run_ts808(u, coefs, st, sa), block=block))
+        state, stats, buf = np.zeros(kernel.N_STATE), np.zeros(3, dtype=np.int64), np.empty(block * 4)
+
+        def simulate(u, st=state, sa=stats, b=buf):
+            kernel.run_ts808(u, coefs, st, sa, b)
+            return b[:u.size]
+
+        outs.append(device.oversampler.process(x, simulate, block=block))
     np.testing.assert_allclose(outs[0], outs[1], rtol=0, atol=1e-12)
     np.testing.assert_allclose(outs[0].astype(np.float32), a, rtol=0, atol=1e-7)
 

@@ -86,6 +86,7 @@ CONTROLS = Controls(
 
 NEWTON_TOLERANCE_V = 1e-7  # bound on the remaining error of v (volts) after the last Newton step
 MIN_RATE, MAX_RATE = 8_000, 384_000
+BLOCK = 4096  # input samples per streaming block
 
 
 def drive_resistance(drive: float) -> float:
@@ -178,10 +179,13 @@ class TS808:
         state = np.zeros(kernel.N_STATE)
         stats = np.zeros(3, dtype=np.int64)
 
-        def simulate(block: np.ndarray) -> np.ndarray:
-            return kernel.run_ts808(block, coefs, state, stats)
+        buffer = np.empty(BLOCK * self.oversampling)
 
-        y = self.oversampler.process(x, simulate)
+        def simulate(block: np.ndarray) -> np.ndarray:
+            kernel.run_ts808(block, coefs, state, stats, buffer)
+            return buffer[:block.size]
+
+        y = self.oversampler.process(x, simulate, block=BLOCK)
         self.last_stats = {"samples": int(stats[0]), "newton_iterations": int(stats[1]),
                            "newton_failures": int(stats[2])}
         if stats[2] or not np.all(np.isfinite(y)):

@@ -60,8 +60,8 @@ def _limit(v_old: float, v_new: float, nvt: float) -> float:
 
 
 @njit(cache=True)
-def run_ts808(u: np.ndarray, c: np.ndarray, s: np.ndarray, stats: np.ndarray) -> np.ndarray:
-    """Simulate the circuit over ``u`` (digital units) with coefficients ``c`` and state ``s``.
+def run_ts808(u: np.ndarray, c: np.ndarray, s: np.ndarray, stats: np.ndarray, out: np.ndarray) -> None:
+    """Simulate the circuit over ``u`` (digital units) into ``out[:u.size]``, coefficients ``c``, state ``s``.
 
     ``s`` (length N_STATE, zeros at rest) is updated in place so that blocks chain seamlessly;
     ``stats`` accumulates [samples, Newton iterations, samples that hit the iteration limit].
@@ -85,7 +85,6 @@ def run_ts808(u: np.ndarray, c: np.ndarray, s: np.ndarray, stats: np.ndarray) ->
     k = bis * inv_nvt
     if inv1 == 0.0:  # at rest: the diodes' small-signal conductance 2 Is / nVt
         inv1 = 1.0 / (a + 2.0 * k)
-    out = np.empty(u.size)
     for n in range(u.size):
         start = iterations
         x = gain_in * u[n]
@@ -139,4 +138,3 @@ def run_ts808(u: np.ndarray, c: np.ndarray, s: np.ndarray, stats: np.ndarray) ->
     stats[0] += u.size
     stats[1] += iterations
     stats[2] += failures
-    return out

@@ -64,63 +64,67 @@ def design_halfband(stopband_edge: float, attenuation_db: float = DEFAULT_ATTENU
 
 
 @njit(cache=True, fastmath=True)
-def _up2(x: np.ndarray, taps: np.ndarray, hist: np.ndarray) -> np.ndarray:
-    """Upsample by two. ``taps`` = 2 h[0::2] (symmetric, 2K + 2 of them); ``hist`` = last 2K + 1 inputs."""
+def _up2(x: np.ndarray, taps: np.ndarray, hist: np.ndarray, ext: np.ndarray, acc: np.ndarray,
+         y: np.ndarray) -> None:
+    """Upsample ``x`` by two into ``y[:2 n]``.
+
+    ``taps`` = 2 h[0::2] (symmetric, 2K + 2 of them); ``hist`` = the last 2K + 1 inputs (updated);
+    ``ext`` and ``acc`` are work buffers of at least 2K + 1 + n and n samples (reused: large fresh
+    arrays would cost a page fault every few samples).
+    """
     n_taps = taps.size
     n_hist = hist.size
     k = (n_hist - 1) // 2
     n = x.size
-    ext = np.empty(n_hist + n)
     ext[:n_hist] = hist
-    ext[n_hist:] = x
-    acc = np.zeros(n)
+    ext[n_hist:n_hist + n] = x
+    acc[:n] = 0.0
     for j in range(n_taps // 2):  # taps outside, samples inside: the inner loop vectorises
         c = taps[j]
-        lo = n_hist - j
-        hi = n_hist - (n_taps - 1 - j)
+        near = ext[n_hist - j:]  # views with non-negative indices: no wrap-around checks, so SIMD
+        far = ext[n_hist - (n_taps - 1 - j):]
         for i in range(n):
-            acc[i] += c * (ext[lo + i] + ext[hi + i])
-    y = np.empty(2 * n)
+            acc[i] += c * (near[i] + far[i])
+    centre = ext[n_hist - k:]
     for i in range(n):
         y[2 * i] = acc[i]
-        y[2 * i + 1] = ext[n_hist - k + i]
-    hist[:] = ext[ext.size - n_hist:]
-    return y
+        y[2 * i + 1] = centre[i]
+    hist[:] = ext[n:n + n_hist]
 
 
 @njit(cache=True, fastmath=True)
-def _down2(w: np.ndarray, taps: np.ndarray, hist: np.ndarray) -> np.ndarray:
-    """Downsample by two (even length input). ``taps`` = h[0::2]; ``hist`` = last 4K + 2 inputs."""
+def _down2(w: np.ndarray, taps: np.ndarray, hist: np.ndarray, even: np.ndarray, odd: np.ndarray,
+           z: np.ndarray) -> None:
+    """Downsample ``w`` (even length 2n) by two into ``z[:n]``.
+
+    ``taps`` = h[0::2]; ``hist`` = the last 4K + 2 inputs (updated); ``even`` and ``odd`` are work
+    buffers of at least 2K + 1 + n samples: the history and block split by parity, so that every tap
+    reads contiguously.
+    """
     n_taps = taps.size
     n_hist = hist.size
     k = (n_taps - 2) // 2
     n = w.size // 2
-    # Split the history + block into its even and odd samples, so that every tap reads contiguously.
     half_hist = n_hist // 2
-    even = np.empty(half_hist + n)
-    odd = np.empty(half_hist + n)
     for i in range(half_hist):
         even[i] = hist[2 * i]
         odd[i] = hist[2 * i + 1]
     for i in range(n):
         even[half_hist + i] = w[2 * i]
         odd[half_hist + i] = w[2 * i + 1]
-    z = np.empty(n)
-    # centre tap: w[2i - 2K - 1] = odd sample number (2i - 2K - 2) / 2 = i - K - 1
+    # centre tap: w[2i - 2K - 1] is odd sample number i - K - 1
+    centre = odd[half_hist - k - 1:]
     for i in range(n):
-        z[i] = 0.5 * odd[half_hist + i - k - 1]
+        z[i] = 0.5 * centre[i]
     for j in range(n_taps // 2):
         c = taps[j]
-        lo = half_hist - j
-        hi = half_hist - (n_taps - 1 - j)
+        near = even[half_hist - j:]
+        far = even[half_hist - (n_taps - 1 - j):]
         for i in range(n):
-            z[i] += c * (even[lo + i] + even[hi + i])
-    if w.size >= n_hist:
-        hist[:] = w[w.size - n_hist:]
-    else:
-        hist[:n_hist - w.size] = hist[w.size:].copy()
-        hist[n_hist - w.size:] = w
-    return z
+            z[i] += c * (near[i] + far[i])
+    for i in range(half_hist):
+        hist[2 * i] = even[n + i]
+        hist[2 * i + 1] = odd[n + i]
 
 
 class Oversampler:
@@ -153,26 +157,42 @@ class Oversampler:
         self.latency = (top + self.extra_delay) // self.factor
 
     def process(self, x: np.ndarray, kernel: Callable[[np.ndarray], np.ndarray],
-                block: int = 8192) -> np.ndarray:
-        """``kernel`` run at the high rate over ``x``; float64 output aligned with ``x``, same length."""
+                block: int = 4096) -> np.ndarray:
+        """``kernel`` run at the high rate over ``x``; float64 output aligned with ``x``, same length.
+
+        ``kernel`` gets blocks of at most ``block * factor`` samples; it may return a view of its own
+        buffer (it is copied before the next call).
+        """
         x = np.asarray(x, dtype=np.float64)
         n = x.size
+        block = max(1, int(block))
         padded = np.concatenate([x, np.zeros(self.latency)])
-        ups = [np.zeros((h.size - 1) // 2) for h in self.filters]  # 2K + 1 inputs
-        downs = [np.zeros(h.size - 1) for h in self.filters]  # 4K + 2 inputs
         up_taps = [2.0 * h[0::2] for h in self.filters]
         down_taps = [np.ascontiguousarray(h[0::2]) for h in self.filters]
+        ups, downs = [], []
+        for s, h in enumerate(self.filters):
+            cap = block * 2 ** s  # longest input of stage s + 1's up-sampler
+            n_hist = (h.size - 1) // 2  # 2K + 1
+            ups.append((np.zeros(n_hist), np.empty(n_hist + cap), np.empty(cap), np.empty(2 * cap)))
+            downs.append((np.zeros(2 * n_hist), np.empty(n_hist + cap), np.empty(n_hist + cap),
+                          np.empty(cap)))
         delay = np.zeros(self.extra_delay)
+        joined = np.empty(self.extra_delay + block * self.factor)
         out = np.empty(padded.size)
         for start in range(0, padded.size, block):
             chunk = padded[start:start + block]
-            for taps, hist in zip(up_taps, ups, strict=True):
-                chunk = _up2(chunk, taps, hist)
+            for taps, (hist, ext, acc, y) in zip(up_taps, ups, strict=True):
+                _up2(chunk, taps, hist, ext, acc, y)
+                chunk = y[:2 * chunk.size]
             chunk = np.asarray(kernel(chunk), dtype=np.float64)
             if self.extra_delay:
-                joined = np.concatenate([delay, chunk])
-                chunk, delay = joined[:chunk.size], joined[chunk.size:]
-            for taps, hist in zip(reversed(down_taps), reversed(downs), strict=True):
-                chunk = _down2(chunk, taps, hist)
+                m = chunk.size
+                joined[:self.extra_delay] = delay
+                joined[self.extra_delay:self.extra_delay + m] = chunk
+                delay[:] = joined[m:m + self.extra_delay]
+                chunk = joined[:m]
+            for taps, (hist, even, odd, z) in zip(reversed(down_taps), reversed(downs), strict=True):
+                _down2(chunk, taps, hist, even, odd, z)
+                chunk = z[:chunk.size // 2]
             out[start:start + chunk.size] = chunk
         return out[self.latency:self.latency + n]
