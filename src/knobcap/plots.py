@@ -26,6 +26,7 @@ ROLE_MARKERS: dict[str, tuple[str, str]] = {  # role -> (marker, face colour)
     "holdout": ("X", "#ff3b30"),
 }
 _DPI = 80
+_NOT_CURVES = {"minutes", "lr", "step", "epoch", "time", "seconds"}
 
 
 def verdict(esr: float) -> str:
@@ -242,8 +243,12 @@ def training_curves(history: Mapping[str, Sequence[float]], x_key: str = "epoch"
     plt = _pyplot()
     x = np.asarray(history.get(x_key, []), dtype=float)
     columns = [k for k in history if k != x_key and len(history[k]) == len(x)]
-    loss = [k for k in columns if "esr" not in k.lower()]
     esr = [k for k in columns if "esr" in k.lower()]
+    summaries = [k for k in esr if not k.lower().startswith("esr_")]  # per-take columns are esr_<take>
+    esr = summaries or esr
+    loss = [k for k in columns if "loss" in k.lower()]
+    if not loss:
+        loss = [k for k in columns if "esr" not in k.lower() and k.lower() not in _NOT_CURVES]
     fig, axes = plt.subplots(1, 2 if esr and loss else 1, figsize=(10 if esr and loss else 6, 3.4),
                              squeeze=False)
     panels = [(loss, "loss"), (esr, "ESR")] if esr and loss else [(loss or esr, "value")]

@@ -481,7 +481,7 @@ def _players(examples: Sequence[Example], controls: Controls | None) -> str:
         if example.dry is not None:
             rows.append(("dry input", example.dry))
         audio = "".join(
-            f'<div>{html.escape(label)}<br><audio controls preload="none" src="'
+            f'<div>{html.escape(label)}<br><audio controls preload="metadata" src="'
             f'{audio_data_uri(data, example.sample_rate)}"></audio></div>' for label, data in rows)
         esr = f"<br>ESR {_verdict_span(example.esr)}" if example.esr is not None else ""
         cards.append(f'<div class="player"><b>{html.escape(example.title)}</b><br>'
