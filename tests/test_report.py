@@ -157,3 +157,15 @@ def test_cli_report(tmp_path):
     assert (tmp_path / "r.html").is_file()
     bad = CliRunner().invoke(app, ["report", str(tmp_path / "missing")])
     assert bad.exit_code == 1 and "no such run" in " ".join(bad.output.split())
+
+
+def test_grid_slice_goes_through_the_default_setting():
+    from knobcap.evaluate import dense_grid
+
+    controls = Controls(knobs=(Knob("a"), Knob("b"), Knob("c", default=7.0)),
+                        switches=(Switch("s", ("x", "y")),))
+    grid = [plots.PointESR(s, 0.01) for s in dense_grid(controls, levels=4)]  # c on 0, 3.33, 6.67, 10
+    points, others = plots.grid_slice(controls, grid, controls.knobs[0], controls.knobs[1], {"s": "y"})
+    assert others == pytest.approx({"c": 20 / 3})
+    assert len(points) == 16
+    assert all(p.setting["s"] == "y" and p.setting["c"] == pytest.approx(20 / 3) for p in points)

@@ -127,13 +127,30 @@ def _edges(centres: list[float]) -> np.ndarray:
     return np.concatenate([[c[0] - (mid[0] - c[0])], mid, [c[-1] + (c[-1] - mid[-1])]])
 
 
+def grid_slice(controls: Controls, grid: Sequence[PointESR], kx: Knob, ky: Knob,
+               combo: Mapping[str, str]) -> tuple[list[PointESR], dict[str, float]]:
+    """The grid points of one switch combination in the plane of knobs ``kx`` and ``ky``, with every
+    other knob at the grid value nearest (in ``u``) to its default; returns the points and those values.
+    """
+    in_combo = [p for p in grid if _matches(p.setting, combo, controls)]
+    others: dict[str, float] = {}
+    for knob in controls.knobs:
+        if knob in (kx, ky) or not in_combo:
+            continue
+        values = sorted({float(p.setting[knob.name]) for p in in_combo})  # type: ignore[arg-type]
+        target = knob.to_unit(knob.default_value)
+        others[knob.name] = min(values, key=lambda v: abs(knob.to_unit(v) - target))
+    return [p for p in in_combo if _matches(p.setting, others, controls)], others
+
+
 def esr_map(controls: Controls, grid: Sequence[PointESR], recorded: Sequence[PointESR],
             max_pairs: int = 3) -> bytes:
     """Held-out ESR across the control space, with the recorded settings on top.
 
     * one knob: ESR against the knob, one line per switch combination;
     * two knobs: a heatmap per switch combination;
-    * more knobs: heatmaps of knob pairs, slicing through the default setting (other knobs at default).
+    * more knobs: heatmaps of knob pairs, slicing through the default setting (each other knob at the
+      grid value nearest its default).
 
     Without ``grid`` (no virtual device to render a dense grid), the recorded settings alone are drawn,
     coloured by their ESR: the map then shows only where ESR is known.
@@ -143,7 +160,6 @@ def esr_map(controls: Controls, grid: Sequence[PointESR], recorded: Sequence[Poi
     combos = controls.switch_combinations()
     norm = _esr_norm([p.esr for p in (*grid, *recorded)])
     cmap = "viridis"
-    default = controls.default_setting()
 
     if len(knobs) == 0:
         fig, ax = plt.subplots(figsize=(6, 3))
@@ -186,9 +202,7 @@ def esr_map(controls: Controls, grid: Sequence[PointESR], recorded: Sequence[Poi
                              gridspec_kw={"wspace": 0.38, "hspace": 0.55})
     image = None
     for ax, (kx, ky, combo) in zip(axes.flat, panels, strict=False):
-        others = {k.name: default[k.name] for k in knobs if k not in (kx, ky)}
-        fixed = {**combo, **others}
-        pts = [p for p in grid if _matches(p.setting, fixed, controls)]
+        pts, others = grid_slice(controls, grid, kx, ky, combo)
         if len(pts) >= 2:
             xe, ye, z = _grid_cells(pts, kx, ky)
             image = ax.pcolormesh(xe, ye, np.ma.masked_invalid(z), norm=norm, cmap=cmap, shading="flat")
@@ -203,7 +217,8 @@ def esr_map(controls: Controls, grid: Sequence[PointESR], recorded: Sequence[Poi
                 image = scatter
         title = ", ".join(f"{k}={v}" for k, v in combo.items())
         if others:
-            title = (title + "\n" if title else "") + "others at default"
+            title = (title + "\n" if title else "") + " ".join(
+                f"{name}={float(value):.3g}" for name, value in others.items())
         ax.set_title(title, fontsize=9)
         ax.set_xlabel(_knob_label(kx), fontsize=9)
         ax.set_ylabel(_knob_label(ky), fontsize=9)
