@@ -5,10 +5,14 @@ around the blip's onset ``b`` is correlated with the reference pulse ``p``,
 
     r[k] = sum_j p[j] * y[b + k + j],   k = 0 .. max_lag,
 
-and the strongest |r[k]| is the pulse's arrival; its sign is the device's polarity. A pulse counts as
+and the first lobe of r as strong as half the strongest is the pulse's arrival (not the strongest:
+some devices answer a pulse with a short lobe and a longer, bigger undershoot); its sign is the
+device's polarity. A pulse counts as
 found when its peak stands ``MIN_SNR`` times above the rms of the same filter run over the recording's
 leading silence (the noise floor). Both blips must be found, agree in polarity and agree within
-``MAX_DISAGREEMENT`` samples, otherwise the result is not confident.
+``MAX_DISAGREEMENT`` samples, otherwise the result is not confident. The answer is then held against
+the music of ``validation_1`` (below): polarity and latency must agree there too, and the earlier onset
+of the two is kept.
 
 Without blips (a custom signal) the loudest 8 s of each half of the reference are cross-correlated
 with the recording (FFT) over lags 0 .. max_lag, whitened by the input's spectrum so that music acts
@@ -17,18 +21,19 @@ like an impulse; the two estimates must agree the same way.
 Onset, not peak: a device that low-passes the input delays the *peak* of its response by a few samples
 beyond the true arrival. Aligning on the peak would ask a causal model to predict the future (a 2-sample
 error costs an ESR of about 0.07 at 1 kHz), while aligning a little early costs nothing. So the arrival
-is the earliest lag of the peak's lobe (same sign, ``|r| >= 0.1 |peak|``), plus the same distance
-measured on the reference's own autocorrelation; for a pure delay this is exact. Measured (delay 77
-samples, see tests/test_latency.py), blips: one-pole 1.5 kHz low-pass +1 sample, 2nd-order
-Butterworth 1.5 kHz +2 (its low-frequency group delay is about 7), 4th-order 3 kHz +4, tanh into a
-700 Hz low-pass +1; a pure delay and a high-pass: exact. Whitened cross-correlation: on knobcap's
-signal 0 to +2 for the same devices, on a real DI recording (celestial_guitar.wav) -4 to +5 (the
-4th-order low-pass; the others 0 to +3).
+is the earliest lag of the arrival lobe (same sign, ``|r| >= 0.1 |peak|``), plus the same distance
+measured on the reference's own autocorrelation; for a pure delay this is exact. Measured error in
+samples (tests/test_latency.py; blips with the music cross-check): pure delay and 200 Hz high-pass 0;
+one-pole 1.5 kHz low-pass 0; 2nd-order Butterworth 1.5 kHz 0; 4th-order 3 kHz +2; tanh(30x) into a
+700 Hz low-pass -3. The TS808 through 'knobcap reamp' (6 settings): four exact, two -2; the blips alone
+read it +1 late, and the strongest lobe (not the first) read it inverted and 11 samples late. Whitened
+cross-correlation alone: on knobcap's signal 0 to +2, on a real DI recording (celestial_guitar.wav) -4
+to +5 (the 4th-order low-pass; the others 0 to +3).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 from typing import Literal
 
@@ -40,7 +45,9 @@ from knobcap.signal import SignalMap
 MAX_DISAGREEMENT = 3      # samples between the two estimates for a confident result
 MIN_SNR = 8.0             # blip peak over the matched filter's rms on the leading silence
 MIN_XCORR = 0.1           # normalised cross-correlation needed without blips
+MUSIC_TOLERANCE = 8       # samples between the blips' and the music's latency (a cross-check)
 BLIP_ONSET_FRACTION = 0.1   # a lobe's edge, as a fraction of its peak
+FIRST_LOBE = 0.5            # the first lobe this strong, relative to the strongest, is the arrival
 WHITEN_EPS = 1e-4           # regularisation of the whitened cross-correlation, relative to mean power
 XCORR_SECONDS = 8.0       # length of each chunk cross-correlated without blips
 _LOBE_LIMIT = 256         # how far back from the peak an onset may lie, in samples
@@ -91,15 +98,24 @@ def _self_offset(auto: np.ndarray, fraction: float) -> int:
 
 def _arrival(r: np.ndarray, auto: np.ndarray, fraction: float, floor: float = 0.0
              ) -> tuple[int, int, int, float]:
-    """(onset lag, peak lag, polarity, |peak|) of the strongest lobe in ``r``.
+    """(onset lag, lobe peak lag, polarity, |global peak|) of the *first* strong lobe in ``r``.
 
-    ``auto`` is the reference's autocorrelation (lags >= 0), which gives the onset's offset.
+    The first lobe reaching ``FIRST_LOBE`` of the strongest one is the arrival: a device whose
+    response to a pulse is a short positive lobe followed by a long negative undershoot (a high-pass,
+    a coupling capacitor recovering after clipping: the TS808 does this) must not read as inverted
+    and late. ``auto`` is the reference's autocorrelation (lags >= 0), which gives the onset's offset.
     """
     offset = _self_offset(auto, fraction)
-    peak = int(np.argmax(np.abs(r)))
-    height = float(abs(r[peak]))
-    onset = _lobe_onset(r, peak, max(fraction * height, floor))
-    return min(onset + offset, peak), peak, (1 if r[peak] >= 0 else -1), height
+    magnitude = np.abs(r)
+    height = float(magnitude.max())
+    first = int(np.argmax(magnitude >= max(FIRST_LOBE * height, floor)))
+    sign = np.sign(r[first])
+    end = first
+    while end + 1 < len(r) and r[end + 1] * sign > 0:
+        end += 1
+    peak = first + int(np.argmax(magnitude[first:end + 1]))
+    onset = _lobe_onset(r, peak, max(fraction * float(magnitude[peak]), floor))
+    return min(onset + offset, peak), peak, (1 if sign >= 0 else -1), height
 
 
 def _padded(x: np.ndarray, start: int, n: int) -> np.ndarray:
@@ -120,7 +136,10 @@ def calibrate_latency(recorded: np.ndarray, reference: np.ndarray, signal_map: S
     if max_lag < 0:
         raise ValueError("max_seconds must not be negative.")
     if signal_map.blips:
-        return _from_blips(recorded, np.asarray(reference), signal_map, max_lag)
+        latency = _from_blips(recorded, np.asarray(reference), signal_map, max_lag)
+        if latency.confident and signal_map.has("validation_1"):
+            return _cross_check(latency, recorded, np.asarray(reference), signal_map, max_lag)
+        return latency
     return _from_xcorr(recorded, np.asarray(reference), max_lag, signal_map.sample_rate)
 
 
@@ -166,6 +185,28 @@ def _from_blips(recorded: np.ndarray, reference: np.ndarray, signal_map: SignalM
     return Latency(min(lags), found[0][2], "blips", disagreement, True)
 
 
+def _cross_check(latency: Latency, recorded: np.ndarray, reference: np.ndarray, signal_map: SignalMap,
+                 max_lag: int) -> Latency:
+    """Hold the blips' answer against the music of ``validation_1`` (whitened cross-correlation).
+
+    When the music resembles the input (normalised correlation >= ``MIN_XCORR``) both must agree in
+    polarity and within ``MUSIC_TOLERANCE`` samples; the earlier of the two onsets is kept (each can
+    read a low-passing device's onset a little late, and early costs nothing).
+    """
+    seg = signal_map.segment("validation_1")
+    ref = np.asarray(reference[seg.start:seg.stop], dtype=np.float64)
+    lag, _, polarity, rho = _xcorr_estimate(recorded, ref, seg.start, max_lag)
+    if rho < MIN_XCORR:
+        return latency
+    if polarity != latency.polarity or abs(lag - latency.samples) > MUSIC_TOLERANCE:
+        def words(samples: int, sign: int) -> str:
+            return f"{samples} samples{'' if sign > 0 else ', inverted'}"
+        return replace(latency, confident=False, reason=(
+            f"the blips give {words(latency.samples, latency.polarity)} but the validation music gives "
+            f"{words(lag, polarity)}"))
+    return replace(latency, samples=min(lag, latency.samples))
+
+
 def _xcorr_estimate(recorded: np.ndarray, ref: np.ndarray, start: int, max_lag: int
                     ) -> tuple[int, int, int, float]:
     """(onset lag, peak lag, polarity, normalised correlation) of ``ref``, played at ``start``.
@@ -176,6 +217,8 @@ def _xcorr_estimate(recorded: np.ndarray, ref: np.ndarray, start: int, max_lag: 
     The plain correlation's peak, normalised by both energies, says how alike the two are.
     """
     rec = _padded(recorded, start, len(ref) + max_lag)
+    rec -= rec.mean()  # a DC offset correlates with nothing
+    ref = ref - ref.mean()
     size = next_fast_len(len(rec) + len(ref))
     spectrum = rfft(ref, size)
     power = np.abs(spectrum) ** 2
