@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 from types import SimpleNamespace
 
@@ -169,3 +170,15 @@ def test_grid_slice_goes_through_the_default_setting():
     assert others == pytest.approx({"c": 20 / 3})
     assert len(points) == 16
     assert all(p.setting["s"] == "y" and p.setting["c"] == pytest.approx(20 / 3) for p in points)
+
+
+def test_report_before_eval_uses_training_summary(tmp_path):
+    run_dir = make_run(tmp_path, model=False, grid=False)
+    (run_dir / "metrics.json").unlink()
+    (run_dir / "summary.json").write_text(json.dumps(
+        {"epochs": 3, "minutes": 2.5, "validation_esr": {"take01": 0.004}, "heldout_esr": {"take07": 0.05}}))
+    run = load_run(run_dir)
+    esrs = {r.take: r.esr for r in run.rows}
+    assert esrs["take01"] == 0.004 and esrs["take07"] == 0.05 and esrs["take02"] is None
+    text = write_report(run_dir).read_text()
+    assert "3 epochs, 2.5 minutes" in text and "summary.json" in text

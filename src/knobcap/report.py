@@ -64,6 +64,7 @@ class RunData:
     sample_rate: int | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
     history: dict[str, list[float]] = field(default_factory=dict)
     rows: list[SettingRow] = field(default_factory=list)
     grid: list[plots.PointESR] = field(default_factory=list)
@@ -209,6 +210,7 @@ def load_run(run_dir: str | Path) -> RunData:
     if not run.metrics:
         run.notes.append("no metrics.json: run 'knobcap eval RUN' for ESRs, the map and the table.")
     run.config = _read_json(run_dir / "config.json", run.notes)
+    run.summary = _read_json(run_dir / "summary.json", run.notes)
     run.history = read_history(run_dir, run.notes)
     if not run.history:
         run.notes.append("no training history (train_log.csv) in the run folder: no training curves.")
@@ -238,8 +240,23 @@ def load_run(run_dir: str | Path) -> RunData:
             run.di.append({"section": name, **row})
         elif "grid" in name.lower() and esr is not None:
             run.grid.append(plots.PointESR(dict(row["setting"]), esr, "grid"))
+    if not any(r.esr is not None for r in rows.values()):  # no eval yet: training's final validation
+        from_training = {**_esr_dict(run.summary.get("validation_esr")),
+                         **_esr_dict(run.summary.get("heldout_esr"))}
+        for take, esr in from_training.items():
+            if take in rows:
+                rows[take].esr = esr
+        if from_training:
+            run.notes.append("ESRs per take come from training's last validation (summary.json); "
+                              "'knobcap eval RUN' adds the dense grid and real DI.")
     run.rows = list(rows.values())
     return run
+
+
+def _esr_dict(value: Any) -> dict[str, float]:
+    if not isinstance(value, Mapping):
+        return {}
+    return {str(k): v for k, v in ((k, _float(v)) for k, v in value.items()) if v is not None}
 
 
 # ----------------------------------------------------------------------------------------- audio
@@ -541,6 +558,20 @@ def build_html(run: RunData, examples: Sequence[Example], di: Example | None,
         parts.append(_figure(plots.training_curves(run.history, x_key), "training curves", "training"))
     else:
         parts.append('<p class="note">No training history in the run folder.</p>')
+    summary = run.summary
+    if summary:
+        facts = []
+        if _float(summary.get("epochs")) is not None:
+            facts.append(f"{int(summary['epochs'])} epochs")
+        if _float(summary.get("minutes")) is not None:
+            facts.append(f"{float(summary['minutes']):.1f} minutes")
+        if _float(summary.get("parameters")) is not None:
+            facts.append(f"{int(summary['parameters']):,} parameters")
+        if _float(summary.get("receptive_field")) is not None and run.sample_rate:
+            rf = int(summary["receptive_field"])
+            facts.append(f"receptive field {rf} samples ({1000 * rf / run.sample_rate:.0f} ms)")
+        if facts:
+            parts.append(f"<p>Trained: {html.escape(', '.join(facts))}.</p>")
     if run.config:
         shown = {k: v for k, v in run.config.items() if not isinstance(v, dict | list) or len(str(v)) < 200}
         parts.append("<details><summary>training config</summary><pre>"
