@@ -171,3 +171,40 @@ def test_live_without_sounddevice_says_what_to_install(model_path, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_sounddevice)
     with pytest.raises(LiveError, match="pip install sounddevice"):
         LiveStream(model_path)
+
+
+def test_live_callback_runs_the_engine_block_by_block(model_path, monkeypatch):
+    """With a stand-in for sounddevice: the callback's output equals the engine on the same blocks."""
+    import sys
+    import types
+
+    from knobcap.engine import Engine
+    from knobcap.play.live import LiveStream
+
+    class FakeStream:
+        def __init__(self, **kwargs):
+            self.kwargs = kwargs
+            self.started = False
+
+        def start(self):
+            self.started = True
+
+        def stop(self):
+            self.started = False
+
+        def close(self):
+            pass
+
+    monkeypatch.setitem(sys.modules, "sounddevice", types.SimpleNamespace(Stream=FakeStream))
+    setting = {"drive": 7.0, "tone": 3.0, "diodes": "led"}
+    live = LiveStream(model_path, block_size=64, setting=setting)
+    stream = live._stream
+    assert stream.kwargs["samplerate"] == RATE and stream.kwargs["blocksize"] == 64
+    x = np.asarray(np.random.default_rng(2).uniform(-0.5, 0.5, 64 * 5), np.float32)
+    out = np.zeros((len(x), 2), np.float32)
+    for start in range(0, len(x), 64):
+        stream.kwargs["callback"](x[start:start + 64, None], out[start:start + 64], 64, None, None)
+    expected = Engine.from_file(model_path, setting=setting).process(x, block_size=64)
+    assert np.allclose(out[:, 0], expected, atol=1e-6) and np.array_equal(out[:, 0], out[:, 1])
+    live.set({"drive": 1.0})
+    assert live.engine.setting["drive"] == 1.0
