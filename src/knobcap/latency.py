@@ -27,8 +27,9 @@ samples (tests/test_latency.py; blips with the music cross-check): pure delay an
 one-pole 1.5 kHz low-pass 0; 2nd-order Butterworth 1.5 kHz 0; 4th-order 3 kHz +2; tanh(30x) into a
 700 Hz low-pass -3. The TS808 through 'knobcap reamp' (6 settings): four exact, two -2; the blips alone
 read it +1 late, and the strongest lobe (not the first) read it inverted and 11 samples late. Whitened
-cross-correlation alone: on knobcap's signal 0 to +2, on a real DI recording (celestial_guitar.wav) -4
-to +5 (the 4th-order low-pass; the others 0 to +3).
+cross-correlation alone: on knobcap's signal 0 to +2, on a real DI recording (celestial_guitar.wav) -5
+(tanh into 700 Hz) to +5 (the 4th-order low-pass), the others 0 to +3.
+Reproduce: benchmarks/latency_accuracy.py.
 """
 
 from __future__ import annotations
