@@ -265,9 +265,72 @@ def check(directory: Annotated[Path, typer.Argument(help="Session folder.")]) ->
 
 # ------------------------------------------------------------------------------------------ models
 @app.command()
-def train(directory: Annotated[Path, typer.Argument(help="Session folder.")]) -> None:
-    """Train a parametric model on a checked session."""
-    not_built("train")
+def train(
+    directory: Annotated[Path, typer.Argument(help="Session folder.")],
+    run: Annotated[str | None, typer.Option(
+        help="Run name (folder under DIR/runs); with --resume, the run to continue.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue a killed or finished run from its last "
+                                                "checkpoint (give --run).")] = False,
+    architecture: Annotated[str, typer.Option(help="Model architecture (wavenet, lstm, or one you "
+                                                   "registered).")] = "wavenet",
+    model_config: Annotated[Path | None, typer.Option(
+        help="JSON file with the architecture's config (default: the built-in size).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs (with --resume: the new total).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Optimiser steps per epoch.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Windows per batch.")] = None,
+    minutes: Annotated[float | None, typer.Option(help="Stop after this many minutes of training.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same data: same run).")] = 0,
+    threads: Annotated[int | None, typer.Option(help="CPU threads (default: cores, at most 8).")] = None,
+    accelerator: Annotated[str, typer.Option(help="Lightning accelerator: cpu, gpu, auto.")] = "cpu",
+    devices: Annotated[str, typer.Option(help="Lightning devices: a count or 'auto'.")] = "1",
+    strategy: Annotated[str, typer.Option(help="Lightning strategy, e.g. ddp for several GPUs.")] = "auto",
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Train a parametric model on a checked session; writes DIR/runs/<run>/model.knobcap."""
+    import json
+    import logging
+    import warnings
+
+    from knobcap.training import TrainConfig, train_session
+
+    warnings.filterwarnings("ignore", module="lightning")
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    try:
+        options: dict[str, object] = {"architecture": architecture, "seed": seed, "threads": threads,
+                                      "accelerator": accelerator, "strategy": strategy,
+                                      "devices": int(devices) if devices.isdigit() else devices}
+        if model_config is not None:
+            try:
+                options["model"] = json.loads(model_config.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as error:
+                fail(f"{model_config}: cannot read the model config as JSON ({error}).")
+        for key, value in (("epochs", epochs), ("steps_per_epoch", steps), ("batch_size", batch_size),
+                           ("max_minutes", minutes)):
+            if value is not None:
+                options[key] = value
+        config = TrainConfig.from_dict(options, "command line")
+        result = train_session(directory, config if not resume or epochs or minutes else None, run=run,
+                               resume=resume, progress=progress)
+    except (ValueError, KeyError, FileNotFoundError) as error:
+        fail(str(error))
+    except KeyboardInterrupt:
+        fail("interrupted; continue with 'knobcap train DIR --resume --run <run>' (nothing is lost "
+             "up to the last finished epoch).", code=130)
+    from rich.table import Table
+
+    table = Table(title=f"held-out settings (never trained on) - {result.run_dir.name}")
+    table.add_column("take")
+    table.add_column("ESR", justify="right")
+    for take, value in result.heldout_esr.items():
+        table.add_row(take, f"{value:.4f}")
+    if result.heldout_esr:
+        console.print(table)
+    validation = list(result.validation_esr.values())
+    if validation:
+        console.print(f"validation (held-out time of the trained settings): mean ESR "
+                      f"{sum(validation) / len(validation):.4f}")
+    console.print(f"{result.epochs} epochs (best {result.best_epoch}) in {result.minutes:.1f} min; "
+                  f"model: [bold]{result.model_path}[/]")
 
 
 @app.command(name="eval")
@@ -513,9 +576,25 @@ def play(
 
 
 @app.command()
-def demo() -> None:
+def demo(
+    directory: Annotated[Path, typer.Argument(help="Demo folder (made, or resumed if an earlier demo "
+                                              "made it).")] = Path("knobcap-demo"),
+    quick: Annotated[bool, typer.Option(help="A tiny capture in under 2 minutes (a smoke test).")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the design, the recordings and the training.")] = 0,
+) -> None:
     """Capture the built-in virtual TS808 end to end: init, plan, reamp, check, train, eval."""
-    not_built("demo")
+    import time
+
+    from knobcap.demo import DemoConfig, print_result, run_demo
+
+    config = DemoConfig.quick(seed) if quick else DemoConfig.full(seed)
+    started = time.monotonic()
+    try:
+        result = run_demo(directory, config, console)
+    except (ValueError, KeyError) as error:
+        fail(str(error).strip("'\""))
+    print_result(console, result)
+    console.print(f"Done in {(time.monotonic() - started) / 60:.1f} min.", highlight=False)
 
 
 if __name__ == "__main__":

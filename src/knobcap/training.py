@@ -292,12 +292,15 @@ class ParametricModule(pl.LightningModule):
 
 
 class _RunWriter(pl.Callback):
-    """After each validation: append a row to train_log.csv and rewrite model.knobcap (rank 0)."""
+    """After each validation: append a row to train_log.csv and rewrite model.knobcap (rank 0).
+
+    ``on_validation_end`` runs after the module's ``on_validation_epoch_end`` (which computes the row).
+    """
 
     def __init__(self, run: TrainingRun) -> None:
         self.run = run
 
-    def on_validation_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
         assert isinstance(module, ParametricModule)
@@ -469,7 +472,7 @@ def train(data: TrainingData, config: TrainConfig, run_dir: str | Path, *, resum
     val_loader = DataLoader(_ValidationSet(data, context, items), batch_size=1, shuffle=False)
     if resume:
         previous = torch.load(last, map_location="cpu", weights_only=False)  # our own local file
-        run.truncate_log(int(previous.get("epoch", 0)))
+        run.truncate_log(int(previous.get("epoch", -1)) + 1)  # rows are 1-based epochs
         del previous
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume else None)
 

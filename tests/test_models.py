@@ -1,0 +1,187 @@
+"""Parametric models: registry, the layer equations of docs/internals.md, bakeability, causality."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from knobcap.architectures import ArchitectureError, check_config, default_config, weight_shapes
+from knobcap.models import (
+    ModelConfigError,
+    ParametricModel,
+    available_models,
+    create_model,
+    register_model,
+)
+
+
+def tiny_wavenet(n_controls: int = 2, activation: str = "tanh") -> dict:
+    return {"n_controls": n_controls, "head_scale": 0.7, "activation": activation,
+            "arrays": [{"channels": 3, "head_size": 2, "kernel_size": 3, "dilations": [1, 2, 4]},
+                       {"channels": 2, "head_size": 1, "kernel_size": 2, "dilations": [1, 3]}]}
+
+
+def randomise(model: torch.nn.Module, seed: int = 0) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(0.5 * torch.randn(p.shape, generator=gen))
+
+
+def reference_wavenet(state: dict, config: dict, x: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """The equations of docs/internals.md written out with numpy loops (one item, constant c)."""
+    act = {"tanh": np.tanh, "hardtanh": lambda z: np.clip(z, -1, 1),
+           "leaky_relu": lambda z: np.where(z >= 0, z, 0.01 * z)}[config["activation"]]
+    w = {k: v.numpy().astype(np.float64) for k, v in state.items()}
+    cond = np.concatenate([x[None, :], np.repeat(c[:, None], len(x), axis=1)])  # (1 + C, T)
+    h = x[None, :].astype(np.float64)
+    head = None
+    for i, array in enumerate(config["arrays"]):
+        h = w[f"arrays.{i}.rechannel.weight"][:, :, 0] @ h
+        k = array["kernel_size"]
+        for j, d in enumerate(array["dilations"]):
+            p = f"arrays.{i}.layers.{j}"
+            length = h.shape[1] - (k - 1) * d
+            z = np.zeros((h.shape[0], length)) + w[f"{p}.conv.bias"][:, None]
+            for tap in range(k):
+                z += w[f"{p}.conv.weight"][:, :, tap] @ h[:, tap * d:tap * d + length]
+            z += (w[f"{p}.mixin.weight"][:, :, 0] @ cond)[:, -length:]
+            a = act(z)
+            h = h[:, -length:] + w[f"{p}.out.weight"][:, :, 0] @ a + w[f"{p}.out.bias"][:, None]
+            head = a if head is None else head[:, -length:] + a
+        rechannel = f"arrays.{i}.head_rechannel"
+        head = w[f"{rechannel}.weight"][:, :, 0] @ head + w[f"{rechannel}.bias"][:, None]
+    return config["head_scale"] * head[0]
+
+
+def test_registry_lists_built_ins_and_refuses_unknown_names() -> None:
+    assert {"wavenet", "lstm"} <= set(available_models())
+    with pytest.raises(ModelConfigError, match="unknown architecture 'nope'"):
+        create_model("nope", {"n_controls": 1})
+    with pytest.raises(ModelConfigError, match="n_controls"):
+        create_model("lstm", {"hidden_size": 4, "num_layers": 1})
+
+
+def test_a_user_architecture_plugs_in_by_name() -> None:
+    class Gain(ParametricModel):
+        architecture = "test-gain"
+
+        def __init__(self, config):
+            super().__init__(config)
+            self.gain = torch.nn.Linear(self.n_controls, 1)
+
+        @property
+        def receptive_field(self) -> int:
+            return 1
+
+        def forward(self, x, c):
+            return x * self.gain(c)
+
+    register_model("test-gain", Gain)
+    model = create_model("test-gain", {"n_controls": 2})
+    assert model.architecture == "test-gain" and "test-gain" in available_models()
+    assert model(torch.ones(3, 5), torch.zeros(3, 2)).shape == (3, 5)
+    with pytest.raises(ModelConfigError, match="already registered"):
+        register_model("test-gain", lambda config: model)
+
+
+@pytest.mark.parametrize("architecture", ["wavenet", "lstm"])
+def test_state_dict_names_and_shapes_are_the_file_format(architecture: str) -> None:
+    config = tiny_wavenet(3) if architecture == "wavenet" else {"n_controls": 3, "hidden_size": 5,
+                                                                 "num_layers": 2}
+    model = create_model(architecture, config)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert shapes == weight_shapes(architecture, model.config)
+    default = create_model(architecture, default_config(architecture, 4))
+    assert {k: tuple(v.shape) for k, v in default.state_dict().items()} == weight_shapes(
+        architecture, default.config)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "hardtanh", "leaky_relu"])
+def test_wavenet_follows_the_documented_equations(activation: str) -> None:
+    config = tiny_wavenet(2, activation)
+    model = create_model("wavenet", config)
+    randomise(model)
+    assert model.receptive_field == 1 + 2 * (1 + 2 + 4) + 1 * (1 + 3)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(60).astype(np.float32)
+    c = np.array([0.3, -1.0], np.float32)
+    with torch.no_grad():
+        out = model(torch.from_numpy(x)[None], torch.from_numpy(c)[None])[0].numpy()
+    assert out.shape == (60 - model.receptive_field + 1,)
+    np.testing.assert_allclose(out, reference_wavenet(model.state_dict(), config, x, c), rtol=1e-5, atol=1e-5)
+
+
+def test_a_constant_setting_folds_into_the_conv_biases() -> None:
+    """Bakeable: W_c c added to each conv bias, control columns zeroed, gives the same output."""
+    model = create_model("wavenet", tiny_wavenet(2))
+    randomise(model, 3)
+    c = torch.tensor([[0.8, 1.0]])
+    x = torch.randn(1, 80)
+    baked = create_model("wavenet", tiny_wavenet(2))
+    baked.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        for array in baked.arrays:
+            for layer in array.layers:
+                layer.conv.bias += layer.mixin.weight[:, 1:, 0] @ c[0]
+                layer.mixin.weight[:, 1:, :] = 0.0
+        expected = model(x, c)
+        got = baked(x, torch.zeros(1, 2))
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_lstm_setting_folds_into_the_gate_biases() -> None:
+    model = create_model("lstm", {"n_controls": 2, "hidden_size": 4, "num_layers": 1})
+    randomise(model, 4)
+    c = torch.tensor([[0.2, -1.0]])
+    x = torch.randn(1, 50)
+    baked = create_model("lstm", model.config)
+    baked.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        baked.lstm.bias_ih_l0 += baked.lstm.weight_ih_l0[:, 1:] @ c[0]
+        baked.lstm.weight_ih_l0[:, 1:] = 0.0
+        torch.testing.assert_close(baked(x, torch.zeros(1, 2)), model(x, c), rtol=1e-5, atol=1e-6)
+    assert model.receptive_field == 1 and model(x, c).shape == (1, 50)
+
+
+@pytest.mark.parametrize("architecture", ["wavenet", "lstm"])
+def test_models_are_causal_and_accept_automation(architecture: str) -> None:
+    config = tiny_wavenet(2) if architecture == "wavenet" else {"n_controls": 2, "hidden_size": 4,
+                                                                 "num_layers": 1}
+    model = create_model(architecture, config)
+    randomise(model, 5)
+    x = torch.randn(2, 70)
+    c = torch.tensor([[0.1, 1.0], [0.9, -1.0]])
+    with torch.no_grad():
+        held = model(x, c)
+        automated = model(x, c[:, :, None].expand(-1, -1, 70))
+        torch.testing.assert_close(automated, held)
+        changed = x.clone()
+        changed[:, 50:] += 1.0  # the future changes...
+        later = model(changed, c)
+    n_out = held.shape[1]
+    unchanged = n_out - (70 - 50)  # ...outputs before sample 50 do not
+    torch.testing.assert_close(later[:, :unchanged], held[:, :unchanged])
+    assert not torch.allclose(later[:, unchanged:], held[:, unchanged:])
+    with pytest.raises(ValueError, match="setting must have shape"):
+        model(x, torch.zeros(2, 3))
+
+
+def test_bad_configs_are_refused_with_the_key_named() -> None:
+    config = tiny_wavenet(2)
+    config["arrays"][0]["head_size"] = 5
+    with pytest.raises(ArchitectureError, match="head_size"):
+        create_model("wavenet", config)
+    config = tiny_wavenet(2)
+    config["activation"] = "gelu"
+    with pytest.raises(ArchitectureError, match="activation"):
+        check_config("wavenet", config)
+    config = tiny_wavenet(2)
+    config["arrays"][1]["dilations"] = [0]
+    with pytest.raises(ArchitectureError, match="dilations"):
+        check_config("wavenet", config)
+    with pytest.raises(ArchitectureError, match="hidden_size"):
+        check_config("lstm", {"n_controls": 1, "hidden_size": "8", "num_layers": 1})
+    with pytest.raises(ValueError, match="shorter than the receptive field"):
+        create_model("wavenet", tiny_wavenet(2))(torch.zeros(1, 5), torch.zeros(1, 2))

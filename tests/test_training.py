@@ -1,0 +1,188 @@
+"""Training: config, loss, windows across settings, predict alignment, run folder, resume, CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from knobcap.controls import Controls, Knob, Switch
+from knobcap.dataset import Take, TrainingData, TrainingDataError, WindowDataset
+from knobcap.losses import TrainingLoss, esr_per_item
+from knobcap.modelfile import load_model_file
+from knobcap.models import create_model
+from knobcap.training import (
+    TrainConfig,
+    TrainingError,
+    esr,
+    load_torch_model,
+    predict,
+    train,
+)
+
+CONTROLS = Controls(knobs=(Knob("drive"),), switches=(Switch("mode", ("a", "b")),))
+TINY_WAVENET = {"arrays": [{"channels": 2, "head_size": 2, "kernel_size": 3, "dilations": [1, 2]},
+                           {"channels": 2, "head_size": 1, "kernel_size": 3, "dilations": [1]}],
+                "head_scale": 0.5, "activation": "tanh"}
+
+
+def device(x: np.ndarray, setting: dict) -> np.ndarray:
+    gain = 1.0 + float(setting["drive"])
+    y = np.tanh(gain * x) / gain
+    return (y if setting["mode"] == "a" else 0.5 * y).astype(np.float32)
+
+
+def make_data(n: int = 6000) -> TrainingData:
+    rng = np.random.default_rng(0)
+    x = (0.5 * rng.standard_normal(n)).astype(np.float32)
+    plan = [({"drive": 0.0, "mode": "a"}, "train"), ({"drive": 10.0, "mode": "b"}, "anchor"),
+            ({"drive": 4.0, "mode": "b"}, "train"), ({"drive": 7.0, "mode": "a"}, "holdout")]
+    takes = [Take(f"take{i + 1:02d}", s, CONTROLS.to_vector(s), role, device(x, s))
+             for i, (s, role) in enumerate(plan)]
+    return TrainingData(CONTROLS, 48000, x, takes, (100, n - 1000), (n - 1000, n), source="memory")
+
+
+def tiny_config(**changes: object) -> TrainConfig:
+    options: dict = {"model": dict(TINY_WAVENET), "epochs": 1, "steps_per_epoch": 2, "batch_size": 2,
+                     "segment_length": 512, "mrstft_weight": 1e-3, "mrstft_fft_sizes": [256, 128],
+                     "val_max_seconds": None, "threads": 1, "warmup_steps": 1}
+    options.update(changes)
+    return TrainConfig.from_dict(options)
+
+
+def test_config_is_json_able_and_checked() -> None:
+    config = tiny_config(seed=3)
+    again = TrainConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again == config
+    with pytest.raises(TrainingError, match="unknown training option"):
+        TrainConfig.from_dict({"epoch": 3})
+    with pytest.raises(TrainingError, match="batch_size"):
+        TrainConfig.from_dict({"batch_size": 0})
+    with pytest.raises(TrainingError, match="STFT"):
+        TrainConfig.from_dict({"segment_length": 1000, "mrstft_fft_sizes": [2048]})
+    assert config.model_config(3)["n_controls"] == 3
+
+
+def test_esr_loss_matches_its_formula_and_keeps_the_level() -> None:
+    rng = np.random.default_rng(1)
+    y = rng.standard_normal((3, 400))
+    y_hat = y + 0.1 * rng.standard_normal((3, 400))
+    plain = esr_per_item(torch.from_numpy(y_hat), torch.from_numpy(y)).numpy()
+    np.testing.assert_allclose(plain, ((y_hat - y) ** 2).sum(1) / (y ** 2).sum(1), rtol=1e-10)
+    p = lambda v: v[:, 1:] - 0.85 * v[:, :-1]  # noqa: E731
+    emphasised = esr_per_item(torch.from_numpy(y_hat), torch.from_numpy(y), 0.85).numpy()
+    np.testing.assert_allclose(emphasised, ((p(y_hat) - p(y)) ** 2).sum(1) / (p(y) ** 2).sum(1), rtol=1e-10)
+    loss = TrainingLoss(0.85, 1e-3, [128, 64])
+    target = torch.from_numpy(y).float()
+    assert float(loss(target, target)["loss"]) < 1e-6
+    assert float(loss(0.5 * target, target)["esr"]) == pytest.approx(0.25, rel=1e-5)  # level counts
+
+
+def test_windows_mix_settings_stay_in_the_span_and_are_reproducible() -> None:
+    data = make_data()
+    windows = WindowDataset(data, context=10, length=300, items=64, seed=7)
+    x_first, y_first, _ = windows[5]
+    again = WindowDataset(data, context=10, length=300, items=64, seed=7)[5]
+    torch.testing.assert_close(again[0], x_first)
+    torch.testing.assert_close(again[1], y_first)
+    assert x_first.shape == (310,) and y_first.shape == (300,)
+    seen = set()
+    for i in range(64):
+        x, y, c = windows[i]
+        # the target is the raw take (never normalised) at the same times as the last input samples
+        matches = [t for t in data.train_takes if np.allclose(c.numpy(), t.vector)]
+        assert len(matches) == 1
+        start = int(np.flatnonzero(np.isclose(data.x, x.numpy()[10]))[0])
+        assert data.train_span[0] <= start and start + 300 <= data.train_span[1]
+        np.testing.assert_array_equal(y.numpy(), matches[0].audio[start:start + 300])
+        seen.add(matches[0].name)
+    assert seen == {t.name for t in data.train_takes}  # held-out take03 never appears
+    windows.epoch = 1
+    assert not torch.equal(windows[5][0], x_first)
+
+
+def test_predict_aligns_output_with_input_and_chunks_exactly() -> None:
+    model = create_model("wavenet", {"n_controls": 2, **TINY_WAVENET})
+    torch.manual_seed(0)
+    x = np.random.default_rng(2).standard_normal(1000).astype(np.float32)
+    c = np.array([0.5, 1.0], np.float32)
+    out = predict(model, x, c)
+    assert out.shape == x.shape
+    padded = torch.from_numpy(np.concatenate([np.zeros(model.receptive_field - 1, np.float32), x]))
+    with torch.no_grad():
+        full = model(padded[None], torch.from_numpy(c)[None])[0].numpy()
+    np.testing.assert_allclose(out, full, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(predict(model, x, c, chunk=97), out, rtol=1e-5, atol=1e-6)
+    automation = np.repeat(c[:, None], len(x), axis=1)
+    np.testing.assert_allclose(predict(model, x, automation, chunk=128), out, rtol=1e-5, atol=1e-6)
+    zero_first = x.copy()
+    zero_first[500:] = 0.0  # causal: the first 500 outputs do not see the change
+    np.testing.assert_allclose(predict(model, zero_first, c)[:500], out[:500], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("architecture", ["wavenet", "lstm"])
+def test_train_then_resume_and_reload_the_model_file(tmp_path: Path, architecture: str) -> None:
+    data = make_data()
+    changes = {} if architecture == "wavenet" else {
+        "architecture": "lstm", "model": {"hidden_size": 3, "num_layers": 1}, "recurrent_warmup": 64}
+    run = tmp_path / "run"
+    first = train(data, tiny_config(**changes), run, progress=False)
+    assert first.epochs == 1 and (run / "config.json").is_file()
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert TrainConfig.from_dict(json.loads((run / "config.json").read_text())) == tiny_config(**changes)
+    model_file = load_model_file(run / "model.knobcap")
+    assert model_file.metadata["training"]["epochs"] == 1
+    assert set(model_file.metadata["heldout_esr"]) == {"take04"}
+    assert set(model_file.metadata["validation_esr"]) == {"take01", "take02", "take03"}
+
+    with pytest.raises(TrainingError, match="exists already"):
+        train(data, tiny_config(**changes), run, progress=False)
+    second = train(data, tiny_config(epochs=2, **changes), run, resume=True, progress=False)
+    assert second.epochs == 2
+    with (run / "train_log.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert float(rows[0]["esr_take04"]) > 0 and "heldout_esr_median" in rows[0]
+    model_file = load_model_file(run / "model.knobcap")
+    assert model_file.metadata["training"]["epochs"] == 2  # the file was rewritten by the resumed run
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["epochs"] == 2 and summary["heldout_esr"] == second.heldout_esr
+
+    # Done means: the model reloaded from model.knobcap gives the reported figures exactly.
+    reloaded = load_torch_model(model_file)
+    take = data.takes[3]
+    first_sample = model_file.metadata["heldout_span"][0]
+    y_hat = predict(reloaded, data.x, take.vector)
+    assert esr(y_hat[first_sample:], take.audio[first_sample:]) == pytest.approx(
+        second.heldout_esr["take04"], rel=1e-6)
+
+
+def test_resume_needs_a_checkpoint_and_bad_data_is_refused(tmp_path: Path) -> None:
+    data = make_data()
+    with pytest.raises(TrainingError, match="no checkpoint"):
+        train(data, tiny_config(), tmp_path / "empty", resume=True, progress=False)
+    data.takes[1].audio = data.takes[1].audio[:-5]
+    with pytest.raises(TrainingDataError, match=r"take02.*samples"):
+        train(data, tiny_config(), tmp_path / "bad", progress=False)
+    data = make_data()
+    for take in data.takes:
+        take.role = "holdout"
+    with pytest.raises(TrainingDataError, match="no take has role"):
+        train(data, tiny_config(), tmp_path / "bad2", progress=False)
+    with pytest.raises(TrainingDataError, match="training span"):
+        train(make_data(1500), tiny_config(segment_length=2048, mrstft_weight=0.0), tmp_path / "b3",
+              progress=False)
+
+
+def test_same_seed_same_run(tmp_path: Path) -> None:
+    data = make_data()
+    a = train(data, tiny_config(seed=5), tmp_path / "a", progress=False)
+    b = train(data, tiny_config(seed=5), tmp_path / "b", progress=False)
+    assert a.heldout_esr == b.heldout_esr
+    wa = load_model_file(a.model_path).weights
+    wb = load_model_file(b.model_path).weights
+    assert all(np.array_equal(wa[k], wb[k]) for k in wa)
