@@ -40,7 +40,7 @@ _HALF = np.float32(0.5)
 _SLOPE = np.float32(LEAKY_SLOPE)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def fast_tanh(x: float) -> float:
     """Rational tanh (see the module docstring); float32 in, float32 out."""
     x = _CLAMP if x > _CLAMP else x  # selects, not branches: the loops stay vectorised
@@ -53,13 +53,13 @@ def fast_tanh(x: float) -> float:
     return -_ONE if y < -_ONE else y
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def fast_sigmoid(x: float) -> float:
     """Logistic sigmoid through the rational tanh: ``(1 + tanh(x / 2)) / 2``."""
     return _HALF + _HALF * fast_tanh(_HALF * x)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def activate(z: np.ndarray, start: int, n: int, code: int) -> None:
     """Apply activation ``code`` in place to ``z[start:start + n]``."""
     if code == TANH:
@@ -81,7 +81,7 @@ def tanh_array(x: np.ndarray) -> np.ndarray:
     return out.reshape(np.shape(x))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def activate_rows(S: np.ndarray, plane: int, rows: int, n: int, code: int) -> None:
     """Apply activation ``code`` in place to ``S[plane, :rows, :n]``."""
     for r in range(rows):

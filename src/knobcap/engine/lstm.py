@@ -81,7 +81,7 @@ class LSTMCore:
         self.mem[self._state:self._state_end] = 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _layer0_bias(mem, itab, t):
     """``b + W_c c_t`` for layer 0 (rows 1.. of W_ih^T belong to the control entries)."""
     G = 4 * itab[G_HIDDEN]
@@ -97,7 +97,7 @@ def _layer0_bias(mem, itab, t):
             mem[b0 + g] += mem[row + g] * cj
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _lstm_block(x, y, n, mem, itab, cstate):
     ramping = fill_conditioning(cstate, itab, mem, n)
     if not ramping:

@@ -24,7 +24,7 @@ RING_POS, ELAPSED, RAMP_LEN, RING_CAPACITY, CBUF, STRIDE, N_CONTROLS = range(7)
 HEADER = 8
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def fill_conditioning(cstate: np.ndarray, itab: np.ndarray, mem: np.ndarray, n: int) -> bool:
     """Write the next ``n`` conditioning vectors into the memory's rows and advance the ramp.
 

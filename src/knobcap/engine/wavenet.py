@@ -119,7 +119,7 @@ class WaveNetCore:
         return self.receptive_field - 1
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
 def _rewind(hist, itab, w):
     """Copy each ring's last ``L`` samples (before position ``w``) to its front."""
     ltab = itab[G_LTAB]
@@ -132,7 +132,7 @@ def _rewind(hist, itab, w):
                 hist[r + s] = hist[r + w + s]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
 def _conv(wf, hist, S, cb, itab, e, w, n, ramping, x):
     """S[P_A] = b + Mc c + mx x + dilated conv of the ring, for the layer at table entry ``e``."""
     ch, k, d = itab[e + L_CH], itab[e + L_K], itab[e + L_D]
@@ -157,6 +157,35 @@ def _conv(wf, hist, S, cb, itab, e, w, n, ramping, x):
                 b += wf[omc + o * C + j] * cb[j * stride]
             for t in range(n):
                 S[P_A, o, t] = b + mx * x[t]
+    if k == 3:
+        # The three taps of two input rows at once: a sixth of the passes over z.
+        i = 0
+        while i + 2 <= ch:
+            r = base + i * row + past + w
+            s0 = hist[r - 2 * d:][:n]
+            s1 = hist[r - d:][:n]
+            s2 = hist[r:][:n]
+            u0 = hist[r + row - 2 * d:][:n]
+            u1 = hist[r + row - d:][:n]
+            u2 = hist[r + row:][:n]
+            for o in range(ch):
+                q = ocw + (o * ch + i) * 3
+                w0, w1, w2, v0, v1, v2 = wf[q], wf[q + 1], wf[q + 2], wf[q + 3], wf[q + 4], wf[q + 5]
+                for t in range(n):
+                    S[P_A, o, t] += (w0 * s0[t] + w1 * s1[t] + w2 * s2[t]
+                                     + v0 * u0[t] + v1 * u1[t] + v2 * u2[t])
+            i += 2
+        if i < ch:
+            r = base + i * row + past + w
+            s0 = hist[r - 2 * d:][:n]
+            s1 = hist[r - d:][:n]
+            s2 = hist[r:][:n]
+            for o in range(ch):
+                q = ocw + (o * ch + i) * 3
+                w0, w1, w2 = wf[q], wf[q + 1], wf[q + 2]
+                for t in range(n):
+                    S[P_A, o, t] += w0 * s0[t] + w1 * s1[t] + w2 * s2[t]
+        return
     for i in range(ch):
         r = base + i * row + past + w
         for m in range(k):
@@ -167,7 +196,7 @@ def _conv(wf, hist, S, cb, itab, e, w, n, ramping, x):
                     S[P_A, o, t] += wv * src[t]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
 def _wavenet_block(x, y, n, wf, hist, S, cb, itab, cstate):
     ramping = fill_conditioning(cstate, itab, cb, n)
     w = itab[RING_POS]
@@ -219,21 +248,22 @@ def _wavenet_block(x, y, n, wf, hist, S, cb, itab, cstate):
             for o in range(ch):
                 sv = hist[src + o * row:][:n]
                 ob = wf[oob + o]
-                if last:
+                dv = S[P_H, o, :n] if last else hist[dst + o * dst_row:][:n]
+                for t in range(n):
+                    dv[t] = sv[t] + ob
+                q = oow + o * ch
+                i = 0
+                while i + 4 <= ch:
+                    w0, w1, w2, w3 = wf[q + i], wf[q + i + 1], wf[q + i + 2], wf[q + i + 3]
                     for t in range(n):
-                        S[P_H, o, t] = sv[t] + ob
-                    for i in range(ch):
-                        wv = wf[oow + o * ch + i]
-                        for t in range(n):
-                            S[P_H, o, t] += wv * S[P_A, i, t]
-                else:
-                    dv = hist[dst + o * dst_row:][:n]
+                        dv[t] += (w0 * S[P_A, i, t] + w1 * S[P_A, i + 1, t] + w2 * S[P_A, i + 2, t]
+                                  + w3 * S[P_A, i + 3, t])
+                    i += 4
+                while i < ch:
+                    wv = wf[q + i]
                     for t in range(n):
-                        dv[t] = sv[t] + ob
-                    for i in range(ch):
-                        wv = wf[oow + o * ch + i]
-                        for t in range(n):
-                            dv[t] += wv * S[P_A, i, t]
+                        dv[t] += wv * S[P_A, i, t]
+                    i += 1
         # Head rechannel: S[P_HOUT] = head_b + head_w @ head.
         ohw, ohb = itab[ea + A_HEADW], itab[ea + A_HEADB]
         for hh in range(itab[ea + A_HEAD]):
