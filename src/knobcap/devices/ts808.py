@@ -42,6 +42,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy.signal import bilinear
@@ -84,7 +85,6 @@ CONTROLS = Controls(
     name="TS808 (virtual)",
 )
 
-NEWTON_TOLERANCE_V = 1e-7  # bound on the remaining error of v (volts) after the last Newton step
 MIN_RATE, MAX_RATE = 8_000, 384_000
 BLOCK = 4096  # input samples per streaming block
 
@@ -130,7 +130,6 @@ def circuit_coefficients(setting: Mapping[str, object], rate: float, input_volts
     c[kernel.INV_R2] = 1.0 / drive_resistance(float(setting["drive"]))  # type: ignore[arg-type]
     c[kernel.IS] = diode.saturation_current
     c[kernel.INV_NVT] = 1.0 / diode.nvt
-    c[kernel.DV_TOL] = math.sqrt(2.0 * diode.nvt * NEWTON_TOLERANCE_V)
     num, den = tone_polynomials(float(setting["tone"]))  # type: ignore[arg-type]
     bz, az = bilinear(num, den, fs=rate)
     bz, az = bz / az[0], az / az[0]
@@ -140,6 +139,20 @@ def circuit_coefficients(setting: Mapping[str, object], rate: float, input_volts
     c[kernel.GAIN_IN] = input_volts
     c[kernel.GAIN_OUT] = level
     return c
+
+
+@lru_cache(maxsize=64)
+def _table(a: float, b: float, i_s: float, nvt: float) -> tuple[np.ndarray, int, int]:
+    coefs, k_min, k_max, _ = kernel.inverse_table(a, b, i_s, nvt)
+    coefs.setflags(write=False)
+    return coefs, k_min, k_max
+
+
+def clipper_table(coefs: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """The tabulated inverse of the clipping step for a coefficient vector (cached per setting)."""
+    b = float(coefs[kernel.B_TRAP])
+    return _table(1.0 + b * float(coefs[kernel.INV_R2]), b, float(coefs[kernel.IS]),
+                  1.0 / float(coefs[kernel.INV_NVT]))
 
 
 class TS808:
@@ -161,7 +174,7 @@ class TS808:
         self.oversampling = self.oversampler.factor
         self.input_volts = float(input_volts)
         self.level = float(level)
-        self.last_stats = {"samples": 0, "newton_iterations": 0, "newton_failures": 0}
+        self.last_stats = {"samples": 0, "beyond_table": 0, "solver_failures": 0}
 
     def __repr__(self) -> str:
         return (f"TS808(oversampling={self.oversampling}, input_volts={self.input_volts:g}, "
@@ -176,18 +189,18 @@ class TS808:
         x = _check_audio(audio)
         rate = _check_rate(sample_rate)
         coefs = circuit_coefficients(clean, rate * self.oversampling, self.input_volts, self.level)
+        table, k_min, k_max = clipper_table(coefs)
         state = np.zeros(kernel.N_STATE)
         stats = np.zeros(3, dtype=np.int64)
-
         buffer = np.empty(BLOCK * self.oversampling)
 
         def simulate(block: np.ndarray) -> np.ndarray:
-            kernel.run_ts808(block, coefs, state, stats, buffer)
+            kernel.run_ts808(block, coefs, table, k_min, k_max, state, stats, buffer)
             return buffer[:block.size]
 
         y = self.oversampler.process(x, simulate, block=BLOCK)
-        self.last_stats = {"samples": int(stats[0]), "newton_iterations": int(stats[1]),
-                           "newton_failures": int(stats[2])}
+        self.last_stats = {"samples": int(stats[0]), "beyond_table": int(stats[1]),
+                           "solver_failures": int(stats[2])}
         if stats[2] or not np.all(np.isfinite(y)):
             raise RuntimeError(f"TS808: the circuit solver did not converge on {int(stats[2])} of "
                                f"{int(stats[0])} samples; check the input level (digital full scale "
