@@ -29,15 +29,18 @@ class DemoError(ValueError):
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """The sizes of a demo capture (a full one fits 15 minutes on 2 CPU cores)."""
+    """The sizes of a demo capture (a full one fits 15 minutes on 2 CPU cores).
+
+    ``takes``: planned takes in all (``None``: the design's default size); ``training``: fields of
+    :class:`knobcap.training.TrainConfig` (``max_minutes`` bounds the training time on any machine).
+    """
 
     signal_seconds: float = 60.0
-    train: int | None = None     # space-filling settings (None: the design's default)
-    anchors: int | None = None
-    holdouts: int | None = None
-    training: dict[str, object] = field(default_factory=dict)  # TrainConfig fields
-    grid: int = 6
+    takes: int | None = None
+    training: dict[str, object] = field(default_factory=lambda: {"epochs": 60, "max_minutes": 7.0})
+    grid: int = 5
     di_settings: int = 4
+    di_seconds: float | None = None
     seed: int = 0
 
     @classmethod
@@ -46,7 +49,9 @@ class DemoConfig:
 
     @classmethod
     def quick(cls, seed: int = 0) -> DemoConfig:
-        return cls(signal_seconds=30.0, grid=3, di_settings=2, seed=seed)
+        return cls(signal_seconds=30.0, takes=8, training={
+            "epochs": 20, "steps_per_epoch": 10, "batch_size": 8, "max_minutes": 0.4,
+            "val_max_seconds": 2.0}, grid=2, di_settings=2, di_seconds=4.0, seed=seed)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -81,6 +86,110 @@ def prepare_folder(directory: Path, config: DemoConfig) -> bool:
     return False
 
 
+# ------------------------------------------------------------------------------------------ the run
+@dataclass
+class DemoResult:
+    """Where the demo put its model and metrics, and the metrics themselves."""
+
+    directory: Path
+    run_dir: Path
+    model_path: Path
+    metrics_path: Path
+    metrics: dict[str, object]
+    resumed: bool
+
+
+Say = Callable[[str], None]
+
+
+def run_demo(directory: str | Path, config: DemoConfig, console: Console | None = None) -> DemoResult:
+    """init -> plan -> reamp (virtual TS808) -> check -> train -> eval in ``directory``.
+
+    Steps already done in an earlier run of the same demo are skipped (a model that finished training
+    is reused; an interrupted training resumes from its last checkpoint).
+    """
+    from knobcap.check import check_session
+    from knobcap.devices import get_device
+    from knobcap.evaluate import evaluate_run
+    from knobcap.reamp import reamp_session
+    from knobcap.session import Session, init_session, make_plan
+
+    console = console or Console()
+    directory = Path(directory)
+    resumed = prepare_folder(directory, config)
+
+    def step(number: int, text: str) -> None:
+        console.print(f"[bold cyan][{number}/6][/] {text}", highlight=False)
+
+    if resumed:
+        console.print(f"Resuming the demo in {directory}.", highlight=False)
+    device = get_device(DEVICE)
+    step(1, f"init: a session for the virtual {device.controls.name or DEVICE}")
+    if not (directory / "controls.toml").is_file():
+        init_session(directory, device.controls, DEVICE)
+
+    step(2, "plan: settings by experimental design, and the test signal")
+    plan = make_plan(directory, n=config.takes, seconds=config.signal_seconds, seed=config.seed)
+    roles = {r: sum(t.role == r for t in plan.takes) for r in ("train", "anchor", "holdout")}
+    console.print(f"      {len(plan.takes)} takes of {plan.signal_seconds:.0f} s: {roles['train']} "
+                  f"space-filling, {roles['anchor']} anchors, {roles['holdout']} held out", highlight=False)
+
+    session = Session.open(directory)
+    missing = len(session.missing_takes())
+    step(3, f"reamp: {missing} take(s) through the virtual {DEVICE}" if missing else
+         "reamp: every take is recorded already")
+    if missing:
+        with progress_bar(console) as update:
+            reamp_session(session, device, seed=config.seed,
+                          progress=lambda row, i, n: update("reamp", i, n))
+            update("reamp", missing, missing)
+
+    step(4, "check: latency, levels, noise and drift of every take")
+    with progress_bar(console) as update:
+        report = check_session(session, progress=lambda take, i, n: update("check", i + 1, n))
+    if not report.ok:
+        failed = [t.take for t in report.takes if t.status == "fail"]
+        raise DemoError(f"the check failed for {', '.join(failed) or 'the session'}; see "
+                        f"{directory / 'check.json'}. Remove {directory} and run the demo again.")
+
+    run_dir = train_step(directory, config, lambda text: step(5, text))
+
+    step(6, "eval: held-out settings, a dense grid of the control space and real DI guitar")
+    with progress_bar(console) as update:
+        metrics = evaluate_run(run_dir, device=DEVICE, grid=config.grid, di_settings=config.di_settings,
+                               di_seconds=config.di_seconds, seed=config.seed, progress=update)
+    return DemoResult(directory, run_dir, run_dir / "model.knobcap", run_dir / "metrics.json", metrics,
+                      resumed)
+
+
+def train_step(directory: Path, config: DemoConfig, say: Say) -> Path:
+    """Train the demo's run (``runs/demo``): reuse a finished one, resume an interrupted one."""
+    from knobcap.training import TrainConfig, train_session
+
+    runs = directory / "runs"
+    earlier = sorted((p for p in runs.glob(f"{RUN_NAME}*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    run_dir = earlier[-1] if earlier else runs / RUN_NAME
+    if (run_dir / "summary.json").is_file() and (run_dir / "model.knobcap").is_file():
+        say(f"train: reusing the trained model in {run_dir}")
+        return run_dir
+    last = run_dir / "checkpoints" / "last.ckpt"
+    train_config = TrainConfig.from_dict({**config.training, "seed": config.seed}, "demo settings")
+    minutes = train_config.max_minutes
+    budget = f" (at most {minutes:g} min)" if minutes else ""
+    if last.is_file():
+        say(f"train: resuming the interrupted training in {run_dir}{budget}")
+        train_session(directory, train_config, run=RUN_NAME, resume=True)
+        return run_dir
+    if run_dir.exists():  # an earlier attempt stopped before its first checkpoint: keep it, start anew
+        index = 2
+        while (runs / f"{RUN_NAME}-{index}").exists():
+            index += 1
+        run_dir = runs / f"{RUN_NAME}-{index}"
+    say(f"train: one parametric WaveNet for every setting{budget}")
+    train_session(directory, train_config, run=run_dir.name)
+    return run_dir
+
+
 # ------------------------------------------------------------------------------------------ display
 @contextlib.contextmanager
 def progress_bar(console: Console) -> Iterator[Callable[[str, int, int], None]]:
@@ -96,3 +205,15 @@ def progress_bar(console: Console) -> Iterator[Callable[[str, int, int], None]]:
             progress.update(tasks[task], completed=done, total=total)
 
         yield update
+
+
+def print_result(console: Console, result: DemoResult) -> None:
+    """The closing lines of the demo: where the model and metrics are, and the held-out ESRs."""
+    from knobcap.evaluate import rows_table, summary_table
+
+    console.print(rows_table(result.metrics, "heldout_settings", "held-out settings (never trained on)"))
+    console.print(summary_table(result.metrics))
+    console.print(f"model:   [bold]{result.model_path}[/]", highlight=False)
+    console.print(f"metrics: [bold]{result.metrics_path}[/]", highlight=False)
+    console.print(f"Next: knobcap report {result.run_dir}  |  knobcap play {result.model_path}",
+                  highlight=False)
