@@ -270,14 +270,17 @@ def _phi_rows(d2: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 def sliced_maximin_lhs(slice_sizes: Sequence[int], dims: int, rng: np.random.Generator,
-                       iterations: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                       iterations: int | None = None, fixed: np.ndarray | None = None,
+                       fixed_slices: Sequence[int] = ()) -> tuple[np.ndarray, np.ndarray]:
     """A sliced Latin hypercube in ``[0, 1]^dims`` optimised for distance between points.
 
     Returns ``(x, slice_of)``: ``x[i]`` is point ``i`` at the centres ``(level + 1/2) / n`` of ``n``
     levels and ``slice_of[i]`` its slice. With equal slices of ``m`` points the design is exactly
     sliced (every slice a Latin hypercube on ``m`` levels); with unequal ones only the union is Latin
     and the criterion spreads each slice. Swaps keep these properties: in one dimension, two points
-    exchange their levels when they share a slice or the same coarse level.
+    exchange their levels when they share a slice or the same coarse level. ``fixed`` points (e.g. the
+    anchors, in slices ``fixed_slices``; an index past the last slice means a slice of their own)
+    never move but count in the criterion, so the design keeps away from them.
     """
     sizes = [int(m) for m in slice_sizes if m > 0]
     n = sum(sizes)
@@ -298,11 +301,16 @@ def sliced_maximin_lhs(slice_sizes: Sequence[int], dims: int, rng: np.random.Gen
         for d in range(dims):
             levels[:, d] = rng.permutation(n)
     coarse_size = s if strict else n
-    x = (levels + 0.5) / n
-    boost = 1.0 + (n / np.asarray(sizes, float)[slice_of]) ** (_PHI_POWER / dims)
-    weights = np.where(slice_of[:, None] == slice_of[None, :], boost[:, None], 1.0)
+    pinned = np.zeros((0, dims)) if fixed is None else np.asarray(fixed, float).reshape(-1, dims)
+    x = np.vstack([(levels + 0.5) / n, pinned])
+    groups = np.concatenate([slice_of, np.asarray(fixed_slices, int).reshape(len(pinned))])
+    total = len(x)
+    members = np.bincount(groups).astype(float)
+    boost = 1.0 + (total / members[groups]) ** (_PHI_POWER / dims)
+    weights = np.where(groups[:, None] == groups[None, :], boost[:, None], 1.0)
     np.fill_diagonal(weights, 0.0)
     d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(axis=2)
+    d2[d2 == 0.0] = 1e-12  # coinciding fixed points
     np.fill_diagonal(d2, np.inf)
     energy = _phi_rows(d2, weights)
     log_phi = math.log(energy.sum() / 2)
@@ -342,7 +350,7 @@ def sliced_maximin_lhs(slice_sizes: Sequence[int], dims: int, rng: np.random.Gen
             log_phi = new_log
         if it % 1000 == 999:  # no drift from the running updates
             log_phi = math.log(energy.sum() / 2)
-    return x, slice_of
+    return x[:n], slice_of
 
 
 # ------------------------------------------------------------------------------------------ design
@@ -538,13 +546,16 @@ def initial_design(controls: Controls, size: DesignSize | int | None = None, see
     keys = [tuple(c.values()) for c in combos]
     distinct = list(dict.fromkeys(keys))
     sizes = [keys.count(key) for key in distinct]
-    x, slice_of = sliced_maximin_lhs(sizes, k, rng, iterations)
-    train = [_knob_setting(controls, x[i], dict(zip(combos[0], distinct[slice_of[i]], strict=True)))
-             for i in range(len(x))]
     anchor_combos = balanced_combinations(controls, size.anchor, rng)
     anchor_combos = [anchor_combos[i] for i in rng.permutation(size.anchor)]
+    anchor_units = _anchor_units(k, size.anchor, rng)
     anchors = [_knob_setting(controls, u, combo)
-               for u, combo in zip(_anchor_units(k, size.anchor, rng), anchor_combos, strict=True)]
+               for u, combo in zip(anchor_units, anchor_combos, strict=True)]
+    anchor_slices = [distinct.index(key) if key in distinct else len(distinct)
+                     for key in (tuple(c.values()) for c in anchor_combos)]
+    x, slice_of = sliced_maximin_lhs(sizes, k, rng, iterations, anchor_units, anchor_slices)
+    train = [_knob_setting(controls, x[i], dict(zip(combos[0], distinct[slice_of[i]], strict=True)))
+             for i in range(len(x))]
     held = _holdouts(controls, train + anchors, size.holdout, rng)
     settings = train + anchors + held
     roles: list[Role] = ["train"] * len(train) + ["anchor"] * len(anchors) + ["holdout"] * len(held)
