@@ -7,8 +7,8 @@ Layer 0 sees ``[x_t; c_t]``; with PyTorch's gate order (i, f, g, o):
 
 Deeper layers see ``h`` of the layer below; ``y_t = w_head . h_t + b_head``. The setting enters only
 through the bias ``b + W_c c_t``: computed once a block for a held setting, per sample in a ramp.
-Weight matrices are stored transposed (inputs x gates) so the gate loops run over contiguous memory;
-weights, state and scratch share one float32 array and all offsets one int64 table, as in the WaveNet.
+Weight matrices are stored transposed (inputs x gates, one plane a layer) so the gate loops run over
+contiguous memory and vectorise.
 """
 
 from __future__ import annotations
@@ -22,14 +22,11 @@ from numba import njit
 from knobcap.engine.activations import fast_sigmoid, fast_tanh
 from knobcap.engine.ramp import CBUF, HEADER, N_CONTROLS, STRIDE, fill_conditioning
 
-G_LAYERS, G_HIDDEN, G_HEADW, G_HEADB, G_GATES, G_BIAS0, G_TAB = range(HEADER, HEADER + 7)
-# Layer table columns: inputs, offsets of W_ih^T, W_hh^T, the summed bias, h and c.
-M_IN, M_WIH, M_WHH, M_BIAS, M_H, M_C = range(6)
-M_COLS = 6
+_JIT = {"cache": True, "error_model": "numpy", "fastmath": {"contract"}}
 
 
 class LSTMCore:
-    """The packed memory and table of one streaming LSTM."""
+    """The packed weights and state of one streaming LSTM."""
 
     receptive_field = 1
     preroll = 0
@@ -38,110 +35,86 @@ class LSTMCore:
                  ) -> None:
         self.n_controls = int(config["n_controls"])
         hidden = int(config["hidden_size"])
-        chunks: list[np.ndarray] = []
-        size = 0
-
-        def put(array: np.ndarray) -> int:
-            nonlocal size
-            offset = size
-            chunks.append(np.ascontiguousarray(array, dtype=np.float32).ravel())
-            size += chunks[-1].size
-            return offset
-
-        table = []
-        for layer in range(int(config["num_layers"])):
+        layers = int(config["num_layers"])
+        gates = 4 * hidden
+        n_in = max(1 + self.n_controls, hidden)
+        self.w_ih = np.zeros((layers, n_in, gates), np.float32)  # W_ih^T per layer
+        self.w_hh = np.zeros((layers, hidden, gates), np.float32)  # W_hh^T per layer
+        self.bias = np.zeros((layers, gates), np.float32)
+        for layer in range(layers):
             w_ih = np.asarray(weights[f"lstm.weight_ih_l{layer}"], np.float32)
-            w_hh = np.asarray(weights[f"lstm.weight_hh_l{layer}"], np.float32)
-            bias = (np.asarray(weights[f"lstm.bias_ih_l{layer}"], np.float32)
-                    + np.asarray(weights[f"lstm.bias_hh_l{layer}"], np.float32))
-            table.append([w_ih.shape[1], put(w_ih.T), put(w_hh.T), put(bias), 0, 0])
-        head_w = put(np.asarray(weights["head.weight"], np.float32)[0])
-        head_b = put(np.asarray(weights["head.bias"], np.float32))
-        self._state = size
-        for entry in table:
-            entry[M_H] = put(np.zeros(hidden, np.float32))
-            entry[M_C] = put(np.zeros(hidden, np.float32))
-        self._state_end = size
-        gates = put(np.zeros(4 * hidden, np.float32))
-        bias0 = put(np.zeros(4 * hidden, np.float32))
-        cbuf = put(np.zeros(max(1, self.n_controls) * int(max_block), np.float32))
-        self.mem = np.concatenate(chunks).astype(np.float32)
-        itab = np.zeros(HEADER + 7 + M_COLS * len(table), np.int64)
-        itab[CBUF], itab[STRIDE], itab[N_CONTROLS] = cbuf, int(max_block), self.n_controls
-        itab[G_LAYERS], itab[G_HIDDEN], itab[G_HEADW], itab[G_HEADB] = len(table), hidden, head_w, head_b
-        itab[G_GATES], itab[G_BIAS0], itab[G_TAB] = gates, bias0, HEADER + 7
-        itab[HEADER + 7:] = np.asarray(table, np.int64).ravel()
+            self.w_ih[layer, : w_ih.shape[1]] = w_ih.T
+            self.w_hh[layer] = np.asarray(weights[f"lstm.weight_hh_l{layer}"], np.float32).T
+            self.bias[layer] = (np.asarray(weights[f"lstm.bias_ih_l{layer}"], np.float32)
+                                + np.asarray(weights[f"lstm.bias_hh_l{layer}"], np.float32))
+        self.head = np.concatenate([np.asarray(weights["head.weight"], np.float32)[0],
+                                    np.asarray(weights["head.bias"], np.float32)])
+        self.h = np.zeros((layers, hidden), np.float32)
+        self.c = np.zeros((layers, hidden), np.float32)
+        self.work = np.zeros((2, gates), np.float32)  # gates, layer-0 bias
+        self.cbuf = np.zeros(max(1, self.n_controls) * int(max_block), np.float32)
+        itab = np.zeros(HEADER, np.int64)
+        itab[CBUF], itab[STRIDE], itab[N_CONTROLS] = 0, int(max_block), self.n_controls
         self.itab = itab
 
     def run(self, x: np.ndarray, y: np.ndarray, n: int, cstate: np.ndarray) -> None:
-        _lstm_block(x, y, n, self.mem, self.itab, cstate)
+        _lstm_block(x, y, n, self.w_ih, self.w_hh, self.bias, self.head, self.h, self.c, self.work,
+                    self.cbuf, self.itab, cstate)
 
     def clear(self) -> None:
         """Zero initial state, as the PyTorch model starts."""
-        self.mem[self._state:self._state_end] = 0.0
+        self.h[:] = 0.0
+        self.c[:] = 0.0
 
 
-@njit(cache=True, error_model="numpy")
-def _layer0_bias(mem, itab, t):
+@njit(**_JIT)
+def _layer0_bias(w_ih, bias, work, cbuf, C, stride, t):
     """``b + W_c c_t`` for layer 0 (rows 1.. of W_ih^T belong to the control entries)."""
-    G = 4 * itab[G_HIDDEN]
-    e = itab[G_TAB]
-    ob, owih, b0 = itab[e + M_BIAS], itab[e + M_WIH], itab[G_BIAS0]
-    cb, stride = itab[CBUF], itab[STRIDE]
+    G = bias.shape[1]
     for g in range(G):
-        mem[b0 + g] = mem[ob + g]
-    for j in range(itab[N_CONTROLS]):
-        cj = mem[cb + j * stride + t]
-        row = owih + (1 + j) * G
+        work[1, g] = bias[0, g]
+    for j in range(C):
+        cj = cbuf[j * stride + t]
         for g in range(G):
-            mem[b0 + g] += mem[row + g] * cj
+            work[1, g] += w_ih[0, 1 + j, g] * cj
 
 
-@njit(cache=True, error_model="numpy")
-def _lstm_block(x, y, n, mem, itab, cstate):
-    ramping = fill_conditioning(cstate, itab, mem, n)
+@njit(**_JIT)
+def _lstm_block(x, y, n, w_ih, w_hh, bias, head, hs, cs, work, cbuf, itab, cstate):
+    ramping = fill_conditioning(cstate, itab, cbuf, n)
+    C, stride = itab[N_CONTROLS], itab[STRIDE]
     if not ramping:
-        _layer0_bias(mem, itab, 0)
-    n_layers = itab[G_LAYERS]
-    H = itab[G_HIDDEN]
+        _layer0_bias(w_ih, bias, work, cbuf, C, stride, 0)
+    n_layers, H = hs.shape[0], hs.shape[1]
     G = 4 * H
-    gates, b0, tab = itab[G_GATES], itab[G_BIAS0], itab[G_TAB]
     for t in range(n):
         if ramping:
-            _layer0_bias(mem, itab, t)
+            _layer0_bias(w_ih, bias, work, cbuf, C, stride, t)
         for layer in range(n_layers):
-            e = tab + layer * M_COLS
-            owih, owhh, hh, cc = itab[e + M_WIH], itab[e + M_WHH], itab[e + M_H], itab[e + M_C]
             if layer == 0:
                 xt = x[t]
                 for g in range(G):
-                    mem[gates + g] = mem[b0 + g] + mem[owih + g] * xt
+                    work[0, g] = work[1, g] + w_ih[0, 0, g] * xt
             else:
-                ob = itab[e + M_BIAS]
-                below = itab[e - M_COLS + M_H]
                 for g in range(G):
-                    mem[gates + g] = mem[ob + g]
-                for i in range(itab[e + M_IN]):
-                    v = mem[below + i]
-                    row = owih + i * G
+                    work[0, g] = bias[layer, g]
+                for i in range(H):
+                    v = hs[layer - 1, i]
                     for g in range(G):
-                        mem[gates + g] += mem[row + g] * v
+                        work[0, g] += w_ih[layer, i, g] * v
             for i in range(H):
-                v = mem[hh + i]
-                row = owhh + i * G
+                v = hs[layer, i]
                 for g in range(G):
-                    mem[gates + g] += mem[row + g] * v
+                    work[0, g] += w_hh[layer, i, g] * v
             for i in range(H):
-                ig = fast_sigmoid(mem[gates + i])
-                fg = fast_sigmoid(mem[gates + H + i])
-                gg = fast_tanh(mem[gates + 2 * H + i])
-                og = fast_sigmoid(mem[gates + 3 * H + i])
-                ci = fg * mem[cc + i] + ig * gg
-                mem[cc + i] = ci
-                mem[hh + i] = og * fast_tanh(ci)
-        top = itab[tab + (n_layers - 1) * M_COLS + M_H]
-        ow = itab[G_HEADW]
-        acc = mem[itab[G_HEADB]]
+                ig = fast_sigmoid(work[0, i])
+                fg = fast_sigmoid(work[0, H + i])
+                gg = fast_tanh(work[0, 2 * H + i])
+                og = fast_sigmoid(work[0, 3 * H + i])
+                ci = fg * cs[layer, i] + ig * gg
+                cs[layer, i] = ci
+                hs[layer, i] = og * fast_tanh(ci)
+        acc = head[H]
         for i in range(H):
-            acc += mem[ow + i] * mem[top + i]
+            acc += head[i] * hs[n_layers - 1, i]
         y[t] = acc
