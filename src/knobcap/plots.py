@@ -256,6 +256,8 @@ def _add_verdict_lines(ax) -> None:
 def training_curves(history: Mapping[str, Sequence[float]], x_key: str = "epoch") -> bytes:
     """Loss and ESR columns of a training history against ``x_key`` (ESR-like columns on a log axis)."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     x = np.asarray(history.get(x_key, []), dtype=float)
     columns = [k for k in history if k != x_key and len(history[k]) == len(x)]
     esr = [k for k in columns if "esr" in k.lower()]
@@ -277,6 +279,7 @@ def training_curves(history: Mapping[str, Sequence[float]], x_key: str = "epoch"
         if label == "ESR":
             _add_verdict_lines(ax)
         ax.set_xlabel(x_key)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
