@@ -41,3 +41,48 @@ def test_a_users_folder_is_never_touched(tmp_path):
     a_file.write_text("x")
     with pytest.raises(demo.DemoError):
         demo.prepare_folder(a_file, demo.DemoConfig.quick())
+
+
+TINY_MODEL = {"n_controls": 4, "head_scale": 0.02, "activation": "tanh",
+              "arrays": [{"channels": 4, "head_size": 2, "kernel_size": 3, "dilations": [1, 2, 4, 8]},
+                         {"channels": 2, "head_size": 1, "kernel_size": 3, "dilations": [1, 2]}]}
+
+
+def tiny_config() -> demo.DemoConfig:
+    """The demo's steps at the smallest sizes (the real --quick is timed by hand, see the README)."""
+    return demo.DemoConfig(
+        signal_seconds=30.0, takes=6, grid=2, di_settings=1, di_seconds=1.0,
+        training={"epochs": 1, "steps_per_epoch": 2, "batch_size": 2, "segment_length": 2048,
+                  "mrstft_fft_sizes": [256, 512], "val_max_seconds": 0.5, "model": TINY_MODEL,
+                  "threads": 1})
+
+
+@pytest.mark.slow
+def test_demo_runs_every_step_and_resumes_without_redoing_them(tmp_path):
+    pytest.importorskip("torch")
+    from rich.console import Console
+
+    folder = tmp_path / "demo"
+    console = Console(record=True, width=120)
+    result = demo.run_demo(folder, tiny_config(), console)
+    assert result.model_path.is_file() and result.metrics_path.is_file()
+    metrics = json.loads(result.metrics_path.read_text())
+    assert metrics["device"] == "ts808"
+    assert len(metrics["grid"]["rows"]) == 2 * 2 * 4
+    assert len(metrics["heldout_settings"]["rows"]) >= 1 and len(metrics["di"]["rows"]) == 1
+    assert len(list((folder / "takes").glob("*.wav"))) == 6
+    assert json.loads((folder / "check.json").read_text())["ok"] is True
+    text = console.export_text()
+    for number in range(1, 7):
+        assert f"[{number}/6]" in text
+
+    takes_before = {p.name: p.stat().st_mtime_ns for p in (folder / "takes").glob("*.wav")}
+    model_before = result.model_path.stat().st_mtime_ns
+    console = Console(record=True, width=120)
+    again = demo.run_demo(folder, tiny_config(), console)
+    text = console.export_text()
+    assert "Resuming" in text and "every take is recorded already" in text and "reusing" in text
+    assert again.model_path == result.model_path and result.model_path.stat().st_mtime_ns == model_before
+    assert {p.name: p.stat().st_mtime_ns for p in (folder / "takes").glob("*.wav")} == takes_before
+    demo.print_result(console, again)
+    assert str(again.metrics_path) in console.export_text()
