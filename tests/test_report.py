@@ -40,7 +40,7 @@ def test_verdict_words_follow_nam():
     assert plots.verdict(float("nan")) == "unknown"
 
 
-@pytest.mark.parametrize("knobs", [1, 2, 3])
+@pytest.mark.parametrize("knobs", [0, 1, 2, 3])
 def test_esr_map_draws_for_any_number_of_knobs(knobs):
     controls = Controls(knobs=tuple(Knob(f"k{i}") for i in range(knobs)),
                         switches=(Switch("sw", ("a", "b")),))
@@ -49,7 +49,7 @@ def test_esr_map_draws_for_any_number_of_knobs(knobs):
     grid = [plots.PointESR(s, 0.001 + 0.001 * i) for i, s in enumerate(dense_grid(controls, levels=3))]
     recorded = [plots.PointESR(controls.default_setting(), 0.02, "holdout")]
     png = plots.esr_map(controls, grid, recorded)
-    assert png.startswith(PNG_MAGIC) and len(png) > 5000
+    assert png.startswith(PNG_MAGIC) and len(png) > 3000
 
 
 def test_spectrum_finds_a_sine():
