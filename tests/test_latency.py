@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 from scipy.signal import butter, lfilter
 
-from knobcap.latency import MAX_DISAGREEMENT, Latency, align, calibrate_latency
+from knobcap.latency import MAX_DISAGREEMENT, XCORR_SAFETY, Latency, align, calibrate_latency
 from knobcap.signal import TestSignal, custom_signal_map, generate_signal
 
 RATE = 48_000
@@ -108,7 +108,8 @@ def test_cross_correlation_without_blips(signal: TestSignal) -> None:
     custom = custom_signal_map(signal.audio, RATE)
     y = delayed(signal.audio, 1234, polarity=-1, noise_dbfs=-50)
     lat = calibrate_latency(y, signal.audio, custom)
-    assert (lat.samples, lat.polarity, lat.method, lat.confident) == (1234, -1, "xcorr", True)
+    assert (lat.polarity, lat.method, lat.confident) == (-1, "xcorr", True)
+    assert -XCORR_SAFETY - 1 <= lat.samples - 1234 <= 0
     unrelated = np.random.default_rng(2).standard_normal(len(y)) * 0.1
     assert not calibrate_latency(unrelated, signal.audio, custom).confident
 
@@ -122,7 +123,7 @@ def test_cross_correlation_on_a_real_di_recording() -> None:
     pole = np.exp(-2 * np.pi * 2000 / rate)
     y = delayed(lfilter([1 - pole], [1, -pole], np.tanh(8 * x)), 512, noise_dbfs=-70)
     lat = calibrate_latency(y, x, custom_signal_map(x, rate))
-    assert lat.confident and -4 <= lat.samples - 512 <= 2
+    assert lat.confident and -6 <= lat.samples - 512 <= 0
 
 
 def test_align_shifts_fixes_polarity_and_pads() -> None:

@@ -19,17 +19,21 @@ with the recording (FFT) over lags 0 .. max_lag, whitened by the input's spectru
 like an impulse; the two estimates must agree the same way.
 
 Onset, not peak: a device that low-passes the input delays the *peak* of its response by a few samples
-beyond the true arrival. Aligning on the peak would ask a causal model to predict the future (a 2-sample
-error costs an ESR of about 0.07 at 1 kHz), while aligning a little early costs nothing. So the arrival
-is the earliest lag of the arrival lobe (same sign, ``|r| >= 0.1 |peak|``), plus the same distance
-measured on the reference's own autocorrelation; for a pure delay this is exact. Measured error in
-samples (tests/test_latency.py; blips with the music cross-check): pure delay and 200 Hz high-pass 0;
-one-pole 1.5 kHz low-pass 0; 2nd-order Butterworth 1.5 kHz 0; 4th-order 3 kHz +2; tanh(30x) into a
-700 Hz low-pass -3. The TS808 through 'knobcap reamp' (6 settings): four exact, two -2; the blips alone
-read it +1 late, and the strongest lobe (not the first) read it inverted and 11 samples late. Whitened
-cross-correlation alone: on knobcap's signal 0 to +2, on a real DI recording (celestial_guitar.wav) -5
-(tanh into 700 Hz) to +5 (the 4th-order low-pass), the others 0 to +3.
-Reproduce: benchmarks/latency_accuracy.py.
+beyond the true arrival. Aligning the whole response late asks a causal model to predict the future
+(a 2-sample error on a pure delay costs an ESR of about 0.07 at 1 kHz), while aligning early costs
+nothing (the model's receptive field absorbs it). So the arrival is the earliest lag of the arrival
+lobe (same sign, ``|r| >= 0.1 |peak|``), plus the same distance measured on the reference's own
+autocorrelation: exact for a pure delay, and for a filtering device only the response's first taps
+below a tenth of its peak fall before it. Cross-correlation alone (a custom signal) is moved
+``XCORR_SAFETY`` samples earlier still: on real guitar DI, whose top octaves are weak, its onset reads
+the TS808 1-2 samples late.
+
+Measured error in samples against the interface delay (benchmarks/latency_accuracy.py, noise -70 dBFS):
+with blips (and the music cross-check): pure delay, inverted, 1.5 kHz one-pole and 2nd-order low-pass,
+200 Hz high-pass, tanh(8x) into 2 kHz: 0; 4th-order 3 kHz low-pass +2; tanh(30x) into 700 Hz -3; the
+TS808 at four settings 0, 0, -2, 0. Before the first-lobe rule the TS808 read inverted and 11 late.
+Cross-correlation alone (after the safety): knobcap's signal -2 to 0 (TS808 -2); a real DI recording
+(celestial_guitar.wav) -2 for a pure delay, -7 (tanh(30x) into 700 Hz) to +3 (the 4th-order low-pass).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ BLIP_ONSET_FRACTION = 0.1   # a lobe's edge, as a fraction of its peak
 FIRST_LOBE = 0.5            # the first lobe this strong, relative to the strongest, is the arrival
 WHITEN_EPS = 1e-4           # regularisation of the whitened cross-correlation, relative to mean power
 XCORR_SECONDS = 8.0       # length of each chunk cross-correlated without blips
+XCORR_SAFETY = 2          # samples by which a latency from cross-correlation alone is moved earlier
 _LOBE_LIMIT = 256         # how far back from the peak an onset may lie, in samples
 
 Method = Literal["blips", "xcorr"]
@@ -256,7 +261,7 @@ def _from_xcorr(recorded: np.ndarray, reference: np.ndarray, max_lag: int, sampl
     for lo, hi in ((0, half), (half, len(ref))):
         s = _loudest_chunk(ref, lo, hi, size)
         estimates.append(_xcorr_estimate(recorded, ref[s:s + size], s, max_lag))
-    lag = min(e[0] for e in estimates)
+    lag = max(0, min(e[0] for e in estimates) - XCORR_SAFETY)
     strongest = max(estimates, key=lambda e: e[3])
     rho = min(e[3] for e in estimates)
     disagreement = abs(estimates[0][1] - estimates[1][1])
