@@ -76,9 +76,11 @@ def _up2(x: np.ndarray, taps: np.ndarray, hist: np.ndarray, ext: np.ndarray, acc
     n_hist = hist.size
     k = (n_hist - 1) // 2
     n = x.size
-    ext[:n_hist] = hist
-    ext[n_hist:n_hist + n] = x
-    acc[:n] = 0.0
+    for i in range(n_hist):  # plain loops: numba's slice assignment is slow to compile
+        ext[i] = hist[i]
+    for i in range(n):
+        ext[n_hist + i] = x[i]
+        acc[i] = 0.0
     for j in range(n_taps // 2):  # taps outside, samples inside: the inner loop vectorises
         c = taps[j]
         near = ext[n_hist - j:]  # views with non-negative indices: no wrap-around checks, so SIMD
@@ -89,7 +91,8 @@ def _up2(x: np.ndarray, taps: np.ndarray, hist: np.ndarray, ext: np.ndarray, acc
     for i in range(n):
         y[2 * i] = acc[i]
         y[2 * i + 1] = centre[i]
-    hist[:] = ext[n:n + n_hist]
+    for i in range(n_hist):
+        hist[i] = ext[n + i]
 
 
 @njit(cache=True, fastmath=True)
