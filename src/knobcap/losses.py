@@ -35,9 +35,10 @@ class TrainingLoss(nn.Module):
     """``mean ESR(pre-emphasised) + mrstft_weight * MRSTFT(y_hat, y)`` (auraloss, FFT sizes given)."""
 
     def __init__(self, pre_emphasis: float = 0.85, mrstft_weight: float = 2e-3,
-                 fft_sizes: Sequence[int] = (1024, 2048, 512)) -> None:
+                 fft_sizes: Sequence[int] = (1024, 2048, 512), floor: float = 0.2) -> None:
         super().__init__()
         self.pre_emphasis = float(pre_emphasis)
+        self.floor = float(floor)
         self.mrstft_weight = float(mrstft_weight)
         self.mrstft: nn.Module | None = None
         if self.mrstft_weight > 0:
@@ -48,7 +49,7 @@ class TrainingLoss(nn.Module):
                 fft_sizes=sizes, hop_sizes=[n // 4 for n in sizes], win_lengths=sizes)
 
     def forward(self, y_hat: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        esr = esr_per_item(y_hat, y, self.pre_emphasis).mean()
+        esr = esr_per_item(y_hat, y, self.pre_emphasis, self.floor).mean()
         parts = {"esr": esr, "loss": esr}
         if self.mrstft is not None:
             spectral = self.mrstft(y_hat[:, None, :], y[:, None, :])

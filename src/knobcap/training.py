@@ -67,6 +67,7 @@ class TrainConfig:
     warmup_steps: int = 50
     pre_emphasis: float = 0.85
     mrstft_weight: float = 2e-3
+    esr_floor: float = 0.2  # a window's energy counts as at least this fraction of the batch mean
     mrstft_fft_sizes: list[int] = field(default_factory=lambda: [1024, 2048, 512])
     gradient_clip: float | None = 1.0
     val_max_seconds: float | None = 10.0  # per take and epoch; the final report uses everything
@@ -196,7 +197,8 @@ class ParametricModule(pl.LightningModule):
         super().__init__()
         self.model = model
         self.cfg = config
-        self.loss = TrainingLoss(config.pre_emphasis, config.mrstft_weight, config.mrstft_fft_sizes)
+        self.loss = TrainingLoss(config.pre_emphasis, config.mrstft_weight, config.mrstft_fft_sizes,
+                                 config.esr_floor)
         self.n_takes = n_takes
         self.time_takes, self.setting_takes = time_takes, setting_takes
         self.best_state: dict[str, torch.Tensor] | None = None
