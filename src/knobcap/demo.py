@@ -41,6 +41,7 @@ class DemoConfig:
     grid: int = 5
     di_settings: int = 4
     di_seconds: float | None = None
+    di: str | None = None  # a DI WAV or folder for the evaluation (None: the bundled clip)
     seed: int = 0
 
     @classmethod
@@ -156,8 +157,9 @@ def run_demo(directory: str | Path, config: DemoConfig, console: Console | None 
 
     step(6, "eval: held-out settings, a dense grid of the control space and real DI guitar")
     with progress_bar(console) as update:
-        metrics = evaluate_run(run_dir, device=DEVICE, grid=config.grid, di_settings=config.di_settings,
-                               di_seconds=config.di_seconds, seed=config.seed, progress=update)
+        metrics = evaluate_run(run_dir, device=DEVICE, grid=config.grid, di=config.di,
+                               di_settings=config.di_settings, di_seconds=config.di_seconds,
+                               seed=config.seed, progress=update)
     return DemoResult(directory, run_dir, run_dir / "model.knobcap", run_dir / "metrics.json", metrics,
                       resumed)
 

@@ -460,14 +460,15 @@ def session_device(root: Path) -> str | None:
 def evaluate_run(run: str | Path, device: str | None = None, grid: int = 6,
                  di: str | Path | None = None, use_di: bool = True, di_settings: int = DEFAULT_DI_SETTINGS,
                  di_seconds: float | None = None, seed: int = 0, progress: Progress | None = None,
-                 write: bool = True) -> dict[str, object]:
+                 write: bool = True, cache_dir: str | Path | None = None) -> dict[str, object]:
     """Evaluate the model of a run folder and write ``metrics.json`` there.
 
     Always: held-out time and held-out settings on the session's takes. With a ``device`` (a registered
     virtual device, e.g. ``"ts808"``; ``None``: the one the session was reamped with, if any; ``"none"``:
     no device): also the dense ``grid`` (levels per knob, every switch combination) on the validation
     segment, and the DI clips (``di``: a WAV or a folder; ``None``: the bundled clip) rendered at
-    ``di_settings`` seeded random settings.
+    ``di_settings`` seeded random settings. Device renders are cached in ``cache_dir`` (default
+    ``RUN/cache``; runs of one session may share a folder).
     """
     from knobcap.modelfile import load_model_file
     from knobcap.session import Session
@@ -524,7 +525,7 @@ def evaluate_run(run: str | Path, device: str | None = None, grid: int = 6,
             raise EvaluationError(
                 f"device {device!r} has controls {', '.join(dev.controls.names)} but the model has "
                 f"{', '.join(controls.names)}; pass the device the session was recorded with.")
-        cache = RenderCache(run / "cache")
+        cache = RenderCache(Path(cache_dir) if cache_dir is not None else run / "cache")
         grid_rows = evaluate_against_device(
             predict, dev, controls, audio, rate, dense_grid(controls, grid), segment.start, segment.stop,
             training, cache, progress=progress, task="dense grid")

@@ -1,0 +1,149 @@
+"""Data efficiency: ESR on settings never trained on against the number of recorded settings, for
+knobcap's design, a grid and random designs, at the same training budget (virtual TS808).
+
+Runtime: about (designs x sizes) x (training budget + 1 min); with the defaults (3 designs x 4 sizes,
+300 training steps each) roughly 40-60 minutes on a quiet 2-core CPU. ``--sizes 4 16 --steps 150``
+takes about a quarter of that.
+
+    .venv/bin/python benchmarks/data_efficiency.py [--sizes 4 8 16 24] [--steps 300] [--grid 5]
+
+For each size ``n`` (training settings: space-filling + anchors) and each design:
+
+* ``knobcap``: knobcap's own design (sliced maximin Latin hypercube in taper-aware coordinates, with
+  2 anchors at the knob ends for n < 8, else 4);
+* ``grid``: what a person does by hand: per switch combination an a x b grid of *dial* positions
+  (0/10, or 0/5/10), e.g. 2 x 2 corners for n = 16; a single point is the middle of the dial;
+* ``random``: knob coordinates uniform in ``u``, switch combinations dealt in turn.
+
+Every session shares the test signal and the same 2 held-out takes (seeded random settings), and
+every model the same training recipe and number of steps (``--epochs`` x ``--steps``/epochs, batch
+16), so only the recorded settings differ. Each model is scored against the device on a dense grid
+(``--grid`` levels per knob x 4 switch combinations, on the validation segment, held-out time);
+grid points that coincide with a training setting are left out. Prints median / p90 / max ESR per
+design and size, and the training minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+
+from knobcap.controls import Controls, Setting
+from knobcap.design import DesignSize, initial_design, round_setting
+from knobcap.devices import get_device
+from knobcap.evaluate import evaluate_run, random_settings
+from knobcap.fileio import write_text_atomic
+from knobcap.reamp import reamp_session
+from knobcap.session import PlannedTake, Session, init_session, plan_csv_text, take_name
+from knobcap.signal import generate_signal, write_signal
+
+DESIGNS = ("knobcap", "grid", "random")
+
+
+def knobcap_design(controls: Controls, n: int, seed: int) -> list[tuple[Setting, str]]:
+    anchors = 2 if n < 8 else 4
+    design = initial_design(controls, DesignSize(n - anchors, anchors, 0), seed=seed)
+    return [(p.setting, p.role) for p in design.points]
+
+
+def grid_design(controls: Controls, n: int) -> list[tuple[Setting, str]]:
+    combos = controls.switch_combinations()
+    per = max(1, n // len(combos))
+    a = math.ceil(math.sqrt(per))
+    b = math.ceil(per / a)
+    levels = [[0.5] if count == 1 else [i / (count - 1) for i in range(count)] for count in (a, b)]
+    points = [(p, q) for p in levels[0] for q in levels[1]][:per]
+    out = []
+    for combo in combos:
+        for p, q in points:
+            drive, tone = controls.knobs
+            setting: Setting = {drive.name: drive.min + p * (drive.max - drive.min),
+                                tone.name: tone.min + q * (tone.max - tone.min), **combo}
+            out.append((setting, "train"))
+    return out[:n]
+
+
+def random_design(controls: Controls, n: int, seed: int) -> list[tuple[Setting, str]]:
+    return [(round_setting(controls, s), "train") for s in random_settings(controls, n, seed=1000 + seed)]
+
+
+def make_session(root: Path, controls: Controls, settings: list[tuple[Setting, str]],
+                 holdouts: list[Setting], signal_path: Path) -> Session:
+    init_session(root, controls, "ts808")
+    rows = settings + [(s, "holdout") for s in holdouts]
+    takes = [PlannedTake(take_name(i + 1), dict(s), role) for i, (s, role) in enumerate(rows)]  # type: ignore[arg-type]
+    write_text_atomic(root / "plan.csv", plan_csv_text(controls, takes))
+    for suffix in (".wav", ".json"):
+        (root / f"input{suffix}").write_bytes(signal_path.with_suffix(suffix).read_bytes())
+    return Session.open(root)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[4, 8, 16, 24])
+    parser.add_argument("--designs", nargs="+", default=list(DESIGNS), choices=DESIGNS)
+    parser.add_argument("--seconds", type=float, default=60.0, help="test signal length (30-180 s)")
+    parser.add_argument("--steps", type=int, default=300, help="training steps per model")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--grid", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    from knobcap.training import TrainConfig, train_session
+
+    device = get_device("ts808")
+    controls = device.controls
+    out = args.out or Path(tempfile.mkdtemp(prefix="knobcap-data-efficiency-"))
+    out.mkdir(parents=True, exist_ok=True)
+    signal_path = out / "input.wav"
+    if not signal_path.is_file():
+        write_signal(signal_path, generate_signal(args.seconds))
+    holdouts = [round_setting(controls, s) for s in random_settings(controls, 2, seed=999)]
+    cache = out / "grid-cache"
+    config = dict(epochs=args.epochs, steps_per_epoch=max(1, args.steps // args.epochs), batch_size=16,
+                  seed=args.seed, threads=args.threads)
+    print(f"output: {out}; training: {config['epochs']} x {config['steps_per_epoch']} steps of batch 16")
+    results: dict[tuple[str, int], dict[str, float]] = {}
+    for n in args.sizes:
+        for name in args.designs:
+            settings = (knobcap_design(controls, n, args.seed) if name == "knobcap" else
+                        grid_design(controls, n) if name == "grid" else random_design(controls, n, args.seed))
+            root = out / f"{name}-{n}"
+            session = Session.open(root) if (root / "plan.csv").is_file() else \
+                make_session(root, controls, settings, holdouts, signal_path)
+            reamp_session(session, device, seed=args.seed)
+            run = root / "runs" / "r"
+            started = time.monotonic()
+            if not (run / "summary.json").is_file():
+                train_session(root, TrainConfig.from_dict(config), run="r", progress=False)
+            minutes = (time.monotonic() - started) / 60
+            doc = evaluate_run(run, device="ts808", grid=args.grid, use_di=False, cache_dir=cache)
+            s = doc["grid"]["summary"]  # type: ignore[index]
+            results[(name, n)] = {**s, "minutes": minutes, "trained": len(settings)}
+            print(f"  {name:>8} n={n:<3} median {s['median']:.5f}  p90 {s['p90']:.5f}  max {s['max']:.5f}  "
+                  f"({s['count']} grid points never trained on; training {minutes:.1f} min)", flush=True)
+
+    print()
+    print(f"ESR on a {args.grid}x{args.grid}x4 grid of settings never trained on (median / p90 / max); "
+          "same training steps for every model")
+    print(f"{'n':>4}  " + "  ".join(f"{name:^29}" for name in args.designs))
+    for n in args.sizes:
+        cells = []
+        for name in args.designs:
+            r = results[(name, n)]
+            cells.append(f"{r['median']:.4f} / {r['p90']:.4f} / {r['max']:.4f}")
+        print(f"{n:>4}  " + "  ".join(f"{c:^29}" for c in cells))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
