@@ -488,9 +488,16 @@ def _same_combo(controls: Controls, a: Mapping[str, object], b: Mapping[str, obj
 
 def _holdouts(controls: Controls, train: list[Setting], count: int, rng: np.random.Generator
               ) -> list[Setting]:
-    """Random settings away from the training ones; the first within 10 % of one knob's end."""
+    """Random settings apart from the training ones, and from each other; the first within 10 % of
+    one knob's end.
+
+    A candidate is uniform in ``u`` over [0.1, 0.9] per knob and qualifies when it is at least half
+    the training design's median nearest-neighbour distance away from every training setting of its
+    switch combination; of the first 12 that qualify, the one farthest from the held-out settings
+    already chosen is kept (so they do not bunch up).
+    """
     k = len(controls.knobs)
-    train_u = np.array([controls.unit_knobs(s) for s in train]).reshape(len(train), k)
+    train_u = knob_units(controls, train)
     gaps = []
     for i, s in enumerate(train):
         same = [j for j, t in enumerate(train) if j != i and _same_combo(controls, s, t)]
@@ -498,30 +505,37 @@ def _holdouts(controls: Controls, train: list[Setting], count: int, rng: np.rand
             gaps.append(np.min(np.linalg.norm(train_u[same] - train_u[i], axis=1)))
     radius = 0.5 * float(np.median(gaps)) if gaps else 0.0
     combos = balanced_combinations(controls, count, rng)
-    order = rng.permutation(count)
-    combos = [combos[i] for i in order]
+    combos = [combos[i] for i in rng.permutation(count)]
     chosen: list[Setting] = []
     for index, combo in enumerate(combos):
+        qualified: list[tuple[float, Setting]] = []
         best, best_gap = None, -1.0
-        for _ in range(200):
+        for _ in range(400):
             u = rng.uniform(_EDGE, 1.0 - _EDGE, size=k)
             if index == 0:
                 knob = int(rng.integers(k))
                 edge = rng.uniform(0.02, _EDGE)
                 u[knob] = edge if rng.random() < 0.5 else 1.0 - edge
             setting = _knob_setting(controls, u, combo)
-            others = [t for t in (*train, *chosen) if _same_combo(controls, setting, t)]
             su = controls.unit_knobs(setting)
+            others = [t for t in (*train, *chosen) if _same_combo(controls, setting, t)]
             gap = min((float(np.linalg.norm(controls.unit_knobs(t) - su)) for t in others),
                       default=math.inf)
             if gap > best_gap:
                 best, best_gap = setting, gap
-            if gap >= radius:
-                break
-        if best is None or best_gap <= 0.0:
+            if gap >= radius and gap > 0.0:
+                spread = min((float(np.linalg.norm(controls.unit_knobs(h) - su)) for h in chosen),
+                             default=math.inf)
+                qualified.append((spread, setting))
+                if len(qualified) == 12:
+                    break
+        if qualified:
+            chosen.append(max(qualified, key=lambda pair: pair[0])[1])
+        elif best is not None and best_gap > 0.0:
+            chosen.append(best)
+        else:
             raise DesignError("could not place a held-out setting apart from the training ones; "
                               "ask for fewer takes or change the seed.")
-        chosen.append(best)
     return chosen
 
 
