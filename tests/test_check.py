@@ -110,6 +110,7 @@ def test_clean_session_passes_and_writes_check_json(clean: Path) -> None:
     ("noisy", "noise", "hum"),
     ("dead", "dead", "cable"),
     ("unreadable", "unreadable", "export the recording as WAV"),
+    ("nan", "not_finite", "Export the recording again"),
 ])
 def test_each_fault_is_caught_with_advice(tmp_path: Path, signal: TestSignal, fault: str, code: str,
                                           advice: str) -> None:
@@ -134,6 +135,9 @@ def test_each_fault_is_caught_with_advice(tmp_path: Path, signal: TestSignal, fa
         y = y[:len(signal.audio) - RATE]
     elif fault == "long":
         y = np.concatenate([y, np.zeros(2 * RATE)])
+    elif fault == "nan":
+        y = y.copy()
+        y[RATE * 5] = np.nan
     elif fault == "dc":
         y = y + 0.05
     elif fault == "noisy":

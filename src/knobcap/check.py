@@ -20,6 +20,7 @@ extra          a WAV in takes/ is not in plan.csv (session-level; it is ignored)
 unreadable     the file is not audio soundfile can read                                    fail
 sample_rate    the take's rate differs from input.wav's (nothing else is checked then)     fail
 stereo         more than one channel (the first is checked)                                fail
+not_finite     NaN or infinite samples (nothing else is checked then)                      fail
 too_short      fewer samples than input.wav                                                fail
 too_long       more than 1 s longer than input.wav                                         warn
 silent         peak below -70 dBFS                                                         fail
@@ -209,6 +210,12 @@ def check_take(path: str | Path, signal: TestSignal, *, take: str | None = None,
             f"{path} has {audio.shape[1]} channels but a take is mono. Export only the channel the device "
             f"was recorded on (the first was checked here).", f"{audio.shape[1]} channels"))
     recorded = audio[:, 0]
+    if not np.all(np.isfinite(recorded)):
+        problems.append(Problem(
+            "not_finite", "fail",
+            f"{path} contains NaN or infinite samples (a broken float export or plug-in). Export the "
+            f"recording again, as 24-bit PCM if the problem stays.", "NaN samples"))
+        return result
     _check_length(result, path, len(recorded), m)
     _check_levels(result, path, recorded)
     if any(p.code == "silent" for p in problems):
