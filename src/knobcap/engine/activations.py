@@ -82,18 +82,25 @@ def tanh_array(x: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True, error_model="numpy")
-def activate_rows(S: np.ndarray, plane: int, rows: int, n: int, code: int) -> None:
-    """Apply activation ``code`` in place to ``S[plane, :rows, :n]``."""
+def activate_rows(S: np.ndarray, plane: int, head: int, rows: int, n: int, code: int) -> None:
+    """``S[plane, r] = act(S[plane, r])`` and ``S[head, r] += S[plane, r]`` for rows r < ``rows``,
+    samples < ``n`` (the WaveNet's activation and skip sum in one pass)."""
     for r in range(rows):
         if code == TANH:
             for t in range(n):
-                S[plane, r, t] = fast_tanh(S[plane, r, t])
+                a = fast_tanh(S[plane, r, t])
+                S[plane, r, t] = a
+                S[head, r, t] += a
         elif code == HARDTANH:
             for t in range(n):
                 v = S[plane, r, t]
                 v = _ONE if v > _ONE else v
-                S[plane, r, t] = -_ONE if v < -_ONE else v
+                v = -_ONE if v < -_ONE else v
+                S[plane, r, t] = v
+                S[head, r, t] += v
         else:
             for t in range(n):
                 v = S[plane, r, t]
-                S[plane, r, t] = v if v >= 0 else _SLOPE * v
+                v = v if v >= 0 else _SLOPE * v
+                S[plane, r, t] = v
+                S[head, r, t] += v

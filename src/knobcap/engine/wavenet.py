@@ -134,32 +134,58 @@ def _rewind(hist, itab, w):
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
 def _conv(wf, hist, S, cb, itab, e, w, n, ramping, x):
-    """S[P_A] = b + Mc c + mx x + dilated conv of the ring, for the layer at table entry ``e``."""
+    """S[P_A] = b + Mc c + mx x + dilated conv of the ring, for the layer at table entry ``e``.
+
+    The bias rows ``b + Mc c(t)`` go to S[P_BIAS] (a constant per row unless a knob ramps); the first
+    pass over the input rows writes ``z`` and the others add to it, two input rows (six taps for
+    k = 3) a pass.
+    """
     ch, k, d = itab[e + L_CH], itab[e + L_K], itab[e + L_D]
     past, row, base = itab[e + L_PAST], itab[e + L_ROW], itab[e + L_HIST]
     ocw, ocb, omx, omc = itab[e + L_CONVW], itab[e + L_CONVB], itab[e + L_MX], itab[e + L_MC]
     C, stride = itab[N_CONTROLS], itab[STRIDE]
     for o in range(ch):
         b = wf[ocb + o]
-        mx = wf[omx + o]
         if ramping:
             for t in range(n):
-                S[P_BIAS, 0, t] = b
+                S[P_BIAS, o, t] = b
             for j in range(C):
                 mc = wf[omc + o * C + j]
                 cj = cb[j * stride:][:n]
                 for t in range(n):
-                    S[P_BIAS, 0, t] += mc * cj[t]
-            for t in range(n):
-                S[P_A, o, t] = S[P_BIAS, 0, t] + mx * x[t]
+                    S[P_BIAS, o, t] += mc * cj[t]
         else:
             for j in range(C):
                 b += wf[omc + o * C + j] * cb[j * stride]
+            S[P_BIAS, o, 0] = b
+    # First pass: z = bias + mx x + the taps of input row 0 (k taps).
+    r = base + past + w
+    for o in range(ch):
+        mx = wf[omx + o]
+        b = S[P_BIAS, o, 0]
+        q = ocw + o * ch * k
+        if ramping:
+            for t in range(n):
+                S[P_A, o, t] = S[P_BIAS, o, t] + mx * x[t]
+        else:
             for t in range(n):
                 S[P_A, o, t] = b + mx * x[t]
+        if k == 3:
+            s0 = hist[r - 2 * d:][:n]
+            s1 = hist[r - d:][:n]
+            s2 = hist[r:][:n]
+            w0, w1, w2 = wf[q], wf[q + 1], wf[q + 2]
+            for t in range(n):
+                S[P_A, o, t] += w0 * s0[t] + w1 * s1[t] + w2 * s2[t]
+        else:
+            for m in range(k):
+                src = hist[r - (k - 1 - m) * d:][:n]
+                wv = wf[q + m]
+                for t in range(n):
+                    S[P_A, o, t] += wv * src[t]
     if k == 3:
         # The three taps of two input rows at once: a sixth of the passes over z.
-        i = 0
+        i = 1
         while i + 2 <= ch:
             r = base + i * row + past + w
             s0 = hist[r - 2 * d:][:n]
@@ -186,7 +212,7 @@ def _conv(wf, hist, S, cb, itab, e, w, n, ramping, x):
                 for t in range(n):
                     S[P_A, o, t] += w0 * s0[t] + w1 * s1[t] + w2 * s2[t]
         return
-    for i in range(ch):
+    for i in range(1, ch):
         r = base + i * row + past + w
         for m in range(k):
             src = hist[r - (k - 1 - m) * d:][:n]
@@ -233,10 +259,7 @@ def _wavenet_block(x, y, n, wf, hist, S, cb, itab, cstate):
         for j in range(nlay):
             e = ltab + (first + j) * L_COLS
             _conv(wf, hist, S, cb, itab, e, w, n, ramping, x)
-            activate_rows(S, P_A, ch, n, act)
-            for o in range(ch):
-                for t in range(n):
-                    S[P_HEAD, o, t] += S[P_A, o, t]
+            activate_rows(S, P_A, P_HEAD, ch, n, act)
             # h_next = h + ob + O a, into the next layer's ring (or the array output S[P_H]).
             row = itab[e + L_ROW]
             src = itab[e + L_HIST] + itab[e + L_PAST] + w
