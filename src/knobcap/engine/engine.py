@@ -168,6 +168,8 @@ class Engine:
                 f"({self.max_block}) and the output at least as long as the input.")
         if in_block.dtype != np.float32 or out_block.dtype != np.float32:
             raise EngineError("process_block needs float32 buffers; convert once, outside the audio loop.")
+        if not (in_block.flags.c_contiguous and out_block.flags.c_contiguous):
+            raise EngineError("process_block needs contiguous buffers (np.ascontiguousarray, once).")
         if n:
             self._run(in_block, out_block, n, self._cstate)
 
