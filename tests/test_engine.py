@@ -24,7 +24,7 @@ RAMP_MS = 5.0
 def wavenet_config(activation: str = "tanh") -> dict:
     return {"n_controls": CONTROLS.vector_size, "head_scale": 0.3, "activation": activation,
             "arrays": [{"channels": 6, "head_size": 3, "kernel_size": 3, "dilations": [1, 2, 4, 8, 16, 32]},
-                       {"channels": 3, "head_size": 1, "kernel_size": 3, "dilations": [1, 64, 128]}]}
+                       {"channels": 3, "head_size": 1, "kernel_size": 2, "dilations": [1, 64, 128]}]}
 
 
 def torch_model(architecture: str, config: dict, seed: int = 0, gain: float = 2.0):
