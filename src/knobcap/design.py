@@ -461,7 +461,7 @@ def _require_knobs(controls: Controls) -> None:
 def _anchor_units(k: int, count: int, rng: np.random.Generator) -> np.ndarray:
     """``count`` corners of ``[0, 1]^k`` in complementary pairs, so every knob is at 0 and at 1."""
     if k == 1:
-        return np.array([[0.0], [1.0]])[: max(count, 2)]
+        return np.array([[0.0], [1.0]] * count)[:count]
     corners: list[np.ndarray] = []
     while len(corners) < count:
         if not corners:
