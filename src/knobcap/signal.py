@@ -413,7 +413,7 @@ def _phrase(n: int, rng: np.random.Generator, rate: int) -> np.ndarray:
         y = y[:usable - t]
         out[t:t + len(y)] += _release(y, rate, 0.01)
         # the next gesture starts before this one has rung out, most of the time (legato playing)
-        t += max(round(0.08 * rate), round(len(y) * (0.4 + 0.7 * float(rng.random()))))
+        t += max(round(0.08 * rate), round(len(y) * (0.3 + 0.6 * float(rng.random()))))
     return out
 
 
@@ -429,12 +429,12 @@ def _phrases(n: int, rng: np.random.Generator, rate: int, levels: list[float] | 
         y = _phrase(length, rng, rate)
         if levels is not None:
             level = levels[k % len(levels)]
-        elif k % 4 == 0:  # loud (-4..-1 dBFS) and soft (-40..-28 dBFS) phrases come in every length
+        elif k % 6 == 0:  # loud (-4..-1 dBFS) and soft (-40..-28 dBFS) phrases come in every length
             level = -4.0 + 3.0 * float(rng.random())
-        elif k % 4 == 2:
+        elif k % 6 == 2:
             level = -40.0 + 12.0 * float(rng.random())
-        else:  # mostly ordinary playing (-20..-1 dBFS), a third soft (-40..-20 dBFS)
-            soft = rng.random() < 0.3
+        else:  # mostly ordinary playing (-20..-1 dBFS), some soft (-40..-20 dBFS)
+            soft = rng.random() < 0.15
             level = -40.0 + 20.0 * float(rng.random()) if soft else -20.0 + 19.0 * float(rng.random())
         if rng.random() < 0.2 and levels is None:  # a swell: crescendo across the phrase
             y *= np.linspace(_db(-24.0), 1.0, len(y))
