@@ -1,6 +1,6 @@
 """How well knobcap's design fills the control space, against grids and random designs of the same size.
 
-Runtime: about 1-3 minutes on one CPU core (``--quick``: about 20 s).
+Runtime: about 4 minutes on a busy 2-core machine, 1 thread (``--quick``: about 1 minute).
 
     .venv/bin/python benchmarks/design_quality.py [--quick]
 
