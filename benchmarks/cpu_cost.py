@@ -6,8 +6,10 @@ Runtime: about 2-4 minutes on a 2-core machine (the PyTorch WaveNet rows dominat
 
 Cost = CPU seconds (time.process_time) per second of 48 kHz mono audio, median of the repeats, with
 blocks of 64 and 512 samples handed to ``Engine.process_block`` from Python one by one, as a host
-would (so the per-call overhead is included). PyTorch eager streams the same way: a WaveNet gets each
-block with its receptive field of history in front (``torch.no_grad``), an LSTM keeps its state.
+would (so the per-call overhead is included). PyTorch eager streams the same way under
+``torch.no_grad``: the WaveNet's own modules run block by block with a cache of each layer's past
+input (the fair streaming form; ``--naive-torch`` instead recomputes the whole receptive field for every
+block), the LSTM carries its state.
 Weights are random (cost does not depend on them). Sizes: knobcap's built-in defaults, plus NAM A1's
 standard / lite / feather / nano WaveNet sizes and LSTM sizes for reference. Goal (issue 5): the
 default model at most 0.02 cores at block 64 on this machine.
@@ -71,7 +73,7 @@ def engine_cost(engine: Engine, x: np.ndarray, block: int, repeats: int) -> floa
     return statistics.median(runs)
 
 
-def torch_cost(architecture: str, model: ModelFile, x: np.ndarray, block: int) -> float:
+def torch_cost(architecture: str, model: ModelFile, x: np.ndarray, block: int, naive: bool = False) -> float:
     import torch
 
     from knobcap.models import create_model
@@ -92,10 +94,40 @@ def torch_cost(architecture: str, model: ModelFile, x: np.ndarray, block: int) -
                 inp = torch.cat([seg, cond.expand(1, seg.shape[1], -1)], dim=2)
                 out, state = net.lstm(inp, state)
                 net.head(out)
-        else:
+        elif naive:
             for s in range(0, x.size, block):
                 net(xt[s:s + rf - 1 + block][None], c)
+        else:
+            stream_wavenet(net, torch.from_numpy(x), c, block)
     return (time.process_time() - start) / (x.size / RATE)
+
+
+def stream_wavenet(net, x, c, block: int):
+    """The PyTorch WaveNet block by block, each layer keeping its last (k - 1) d inputs."""
+    import torch
+
+    from knobcap.models.wavenet import activation
+
+    act = net.config["activation"]
+    caches = [[torch.zeros(1, lay.conv.in_channels, (lay.conv.kernel_size[0] - 1) * lay.conv.dilation[0])
+               for lay in array.layers] for array in net.arrays]
+    outputs = []
+    for s in range(0, x.numel(), block):
+        xb = x[s:s + block][None, None]
+        cond = torch.cat([xb, c[:, :, None].expand(-1, -1, xb.shape[2])], dim=1)
+        h, head = xb, None
+        for a, array in enumerate(net.arrays):
+            h = array.rechannel(h)
+            for j, layer in enumerate(array.layers):
+                full = torch.cat([caches[a][j], h], dim=2)
+                caches[a][j] = full[:, :, full.shape[2] - caches[a][j].shape[2]:]
+                z = layer.conv(full) + layer.mixin(cond)
+                out = activation(act, z)
+                h = h + layer.out(out)
+                head = out if head is None else head + out
+            head = array.head_rechannel(head)
+        outputs.append(float(net.config["head_scale"]) * head[0, 0])
+    return torch.cat(outputs)
 
 
 def main() -> None:
@@ -104,6 +136,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--torch-seconds", type=float, default=1.0, help="audio per PyTorch measurement")
     parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--naive-torch", action="store_true",
+                        help="PyTorch WaveNet recomputes its receptive field every block")
     args = parser.parse_args()
     x = (0.3 * np.random.default_rng(1).standard_normal(int(args.seconds * RATE))).astype(np.float32)
     xt = x[: int(args.torch_seconds * RATE)]
@@ -121,7 +155,7 @@ def main() -> None:
         if args.no_torch:
             ref = [float("nan")] * 2
         else:
-            ref = [torch_cost(architecture, model, xt, b) for b in (64, 512)]
+            ref = [torch_cost(architecture, model, xt, b, args.naive_torch) for b in (64, 512)]
         print(f"{label:32s} {model.n_parameters:7d} {jit:6.2f} {cost[0]:8.4f} {cost[1]:8.4f} "
               f"{ref[0]:9.3f} {ref[1]:9.3f}", flush=True)
 
