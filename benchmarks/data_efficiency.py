@@ -1,9 +1,9 @@
 """Data efficiency: ESR on settings never trained on against the number of recorded settings, for
 knobcap's design, a grid and random designs, at the same training budget (virtual TS808).
 
-Runtime: about (designs x sizes) x (training budget + 1 min); with the defaults (3 designs x 4 sizes,
-300 training steps each) roughly 40-60 minutes on a quiet 2-core CPU. ``--sizes 4 16 --steps 150``
-takes about a quarter of that.
+Runtime: about (designs x sizes) x (training + 1 min); with the defaults (3 designs x 4 sizes, 300
+steps of 8 x 4096 samples each) roughly 40-60 minutes on a quiet 2-core CPU; ``--sizes 4 8 16
+--steps 150`` about a third of that.
 
     .venv/bin/python benchmarks/data_efficiency.py [--sizes 4 8 16 24] [--steps 300] [--grid 5]
 
@@ -16,11 +16,12 @@ For each size ``n`` (training settings: space-filling + anchors) and each design
 * ``random``: knob coordinates uniform in ``u``, switch combinations dealt in turn.
 
 Every session shares the test signal and the same 2 held-out takes (seeded random settings), and
-every model the same training recipe and number of steps (``--epochs`` x ``--steps``/epochs, batch
-16), so only the recorded settings differ. Each model is scored against the device on a dense grid
-(``--grid`` levels per knob x 4 switch combinations, on the validation segment, held-out time);
-grid points that coincide with a training setting are left out. Prints median / p90 / max ESR per
-design and size, and the training minutes.
+every model the same training recipe and number of steps (``--epochs`` x ``--steps``/epochs, of
+``--batch`` windows of ``--segment`` samples: smaller than ``knobcap train``'s defaults so that a dozen
+models fit in an hour), so only the recorded settings differ. Each model is scored against the
+device on a dense grid (``--grid`` levels per knob x 4 switch combinations, on the validation
+segment, held-out time); grid points that coincide with a training setting are left out. Prints
+median / p90 / max ESR per design and size, and the training minutes.
 """
 
 from __future__ import annotations
@@ -92,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="test signal length (30-180 s)")
     parser.add_argument("--steps", type=int, default=300, help="training steps per model")
     parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--batch", type=int, default=8, help="windows per step")
+    parser.add_argument("--segment", type=int, default=4096, help="scored samples per window")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--grid", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
@@ -109,9 +112,11 @@ def main(argv: list[str] | None = None) -> int:
         write_signal(signal_path, generate_signal(args.seconds))
     holdouts = [round_setting(controls, s) for s in random_settings(controls, 2, seed=999)]
     cache = out / "grid-cache"
-    config = dict(epochs=args.epochs, steps_per_epoch=max(1, args.steps // args.epochs), batch_size=16,
-                  seed=args.seed, threads=args.threads)
-    print(f"output: {out}; training: {config['epochs']} x {config['steps_per_epoch']} steps of batch 16")
+    config = dict(epochs=args.epochs, steps_per_epoch=max(1, args.steps // args.epochs),
+                  batch_size=args.batch, segment_length=args.segment, seed=args.seed,
+                  threads=args.threads, val_max_seconds=3.0)
+    print(f"output: {out}; training: {config['epochs']} x {config['steps_per_epoch']} steps of "
+          f"{args.batch} windows of {args.segment} samples")
     results: dict[tuple[str, int], dict[str, float]] = {}
     for n in args.sizes:
         for name in args.designs:

@@ -37,8 +37,9 @@ class DemoConfig:
 
     signal_seconds: float = 60.0
     takes: int | None = None
-    training: dict[str, object] = field(default_factory=lambda: {"epochs": 60, "max_minutes": 7.0})
-    grid: int = 5
+    training: dict[str, object] = field(default_factory=lambda: {
+        "epochs": 60, "max_minutes": 7.0, "val_max_seconds": 3.0})
+    grid: int = 4
     di_settings: int = 4
     di_seconds: float | None = None
     di: str | None = None  # a DI WAV or folder for the evaluation (None: the bundled clip)
@@ -149,9 +150,10 @@ def run_demo(directory: str | Path, config: DemoConfig, console: Console | None 
     with progress_bar(console) as update:
         report = check_session(session, progress=lambda take, i, n: update("check", i + 1, n))
     if not report.ok:
-        failed = [t.take for t in report.takes if t.status == "fail"]
-        raise DemoError(f"the check failed for {', '.join(failed) or 'the session'}; see "
-                        f"{directory / 'check.json'}. Remove {directory} and run the demo again.")
+        failed = [f"{t.take}: {p.message}" for t in report.takes for p in t.problems if p.severity == "fail"]
+        failed += [p.message for p in report.problems if p.severity == "fail"]
+        raise DemoError("the check failed, so the demo cannot train (details in "
+                        f"{directory / 'check.json'}):\n  " + "\n  ".join(failed))
 
     run_dir = train_step(directory, config, lambda text: step(5, text))
 

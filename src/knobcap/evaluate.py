@@ -42,7 +42,6 @@ VERDICTS: tuple[tuple[float, str], ...] = (
 PREROLL_SECONDS = 0.5  # audio fed before a segment so that model and device states settle
 SAME_SETTING_TOL = 1e-3  # distance in normalised coordinates under which two settings are one
 DEFAULT_DI_SETTINGS = 4
-SHARED_DI_FOLDER = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "di"
 
 Predictor = Callable[[np.ndarray, Sequence[Setting]], np.ndarray]
 """``predict(x, settings) -> (len(settings), len(x))``: the model's output for one input at each
@@ -222,7 +221,7 @@ def cached_render(device: object, cache: RenderCache, audio: np.ndarray, start: 
                   setting: Setting, sample_rate: int, preroll: int) -> np.ndarray:
     """:func:`render_segment`, read from ``cache`` when it was rendered before."""
     name = str(getattr(device, "name", type(device).__name__))
-    options = str(getattr(device, "options", ""))
+    options = repr(device) if type(device).__repr__ is not object.__repr__ else ""  # e.g. oversampling
     key = cache.key(name, setting, audio[max(0, start - preroll):stop], f"{start}:{stop}:{preroll}:{options}")
     hit = cache.get(key, sample_rate)
     if hit is not None and len(hit) == stop - start:
