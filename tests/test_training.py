@@ -186,3 +186,52 @@ def test_same_seed_same_run(tmp_path: Path) -> None:
     wa = load_model_file(a.model_path).weights
     wb = load_model_file(b.model_path).weights
     assert all(np.array_equal(wa[k], wb[k]) for k in wa)
+
+
+def make_session(root: Path) -> Path:
+    """A small session folder on disk: controls, plan, a 30 s input and takes of a simple device."""
+    from knobcap.controls import save_controls
+    from knobcap.fileio import write_wav_atomic
+    from knobcap.session import PlannedTake, plan_csv_text
+    from knobcap.signal import generate_signal, write_signal
+
+    root.mkdir()
+    save_controls(CONTROLS, root / "controls.toml")
+    plan = [PlannedTake("take01", {"drive": 0.0, "mode": "a"}, "train"),
+            PlannedTake("take02", {"drive": 10.0, "mode": "b"}, "anchor"),
+            PlannedTake("take03", {"drive": 5.0, "mode": "a"}, "holdout")]
+    (root / "plan.csv").write_text(plan_csv_text(CONTROLS, plan), encoding="utf-8")
+    signal = generate_signal(30.0)
+    write_signal(root / "input.wav", signal)
+    for take in plan:
+        write_wav_atomic(root / "takes" / f"{take.take}.wav", device(signal.audio, take.setting), 48000)
+    return root
+
+
+def test_knobcap_train_on_a_session_folder_then_resume(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from knobcap.cli import app
+
+    session = make_session(tmp_path / "session")
+    model_json = tmp_path / "tiny.json"
+    model_json.write_text(json.dumps(TINY_WAVENET), encoding="utf-8")
+    runner = CliRunner()
+    common = [str(session), "--run", "r1", "--steps", "2", "--batch-size", "2", "--threads", "1",
+              "--no-progress"]
+    result = runner.invoke(app, ["train", *common, "--model-config", str(model_json), "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    flat = result.output.replace("\n", "")  # rich wraps long lines
+    assert "take03" in flat and "model.knobcap" in flat
+    run = session / "runs" / "r1"
+    model_file = load_model_file(run / "model.knobcap")
+    assert model_file.controls == CONTROLS and set(model_file.metadata["heldout_esr"]) == {"take03"}
+    assert model_file.metadata["training"]["epochs"] == 1
+
+    again = runner.invoke(app, ["train", *common, "--epochs", "1"])  # the run exists: refused
+    assert again.exit_code == 1 and "--resume" in again.output.replace("\n", "")
+    resumed = runner.invoke(app, ["train", *common, "--resume", "--epochs", "2"])
+    assert resumed.exit_code == 0, resumed.output
+    assert load_model_file(run / "model.knobcap").metadata["training"]["epochs"] == 2
+    missing = runner.invoke(app, ["train", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 1 and "nowhere" in missing.output.replace("\n", "")

@@ -19,6 +19,7 @@ import csv
 import math
 import os
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
@@ -44,6 +45,8 @@ CONFIG_FILE = "config.json"
 LOG_FILE = "train_log.csv"
 SUMMARY_FILE = "summary.json"
 LAST_CHECKPOINT = "last.ckpt"
+_HARMLESS_WARNINGS = (".*LeafSpec.*", ".*Checkpoint directory .* exists and is not empty.*",
+                      ".*does not have many workers.*")
 
 
 class TrainingError(ValueError):
@@ -476,7 +479,10 @@ def train(data: TrainingData, config: TrainConfig, run_dir: str | Path, *, resum
         previous = torch.load(last, map_location="cpu", weights_only=False)  # our own local file
         run.truncate_log(int(previous.get("epoch", -1)) + 1)  # rows are 1-based epochs
         del previous
-    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume else None)
+    with warnings.catch_warnings():
+        for harmless in _HARMLESS_WARNINGS:
+            warnings.filterwarnings("ignore", message=harmless)
+        trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume else None)
 
     if not trainer.is_global_zero:
         return TrainResult(run_dir, run_dir / MODEL_FILE, trainer.current_epoch, module.best_epoch + 1,
