@@ -153,3 +153,21 @@ def test_from_file_and_errors(tmp_path):
     other = ModelFile("mystery", {"n_controls": 4}, CONTROLS, RATE, {"w": np.zeros(1, np.float32)})
     with pytest.raises(EngineError, match="cannot run architecture 'mystery'"):
         Engine(other)
+
+
+def test_process_block_allocates_no_buffers():
+    import tracemalloc
+
+    model = torch_model("wavenet", wavenet_config())
+    engine = Engine(model_file(model), setting=EVENTS[0])
+    x = np.zeros(64, np.float32)
+    y = np.zeros(64, np.float32)
+    engine.process_block(x, y)
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    for _ in range(500):
+        engine.process_block(x, y)
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    grown = sum(stat.size_diff for stat in after.compare_to(before, "filename") if stat.size_diff > 0)
+    assert grown < 4096  # tracemalloc's own bookkeeping at most; one 64-sample buffer a block would be 128 kB
