@@ -102,10 +102,18 @@ def _lstm_block(x, y, n, w_ih, w_hh, bias, head, hs, cs, work, cbuf, itab, cstat
                     v = hs[layer - 1, i]
                     for g in range(G):
                         work[0, g] += w_ih[layer, i, g] * v
-            for i in range(H):
+            i = 0
+            while i + 4 <= H:  # four hidden units a pass over the gates
+                v0, v1, v2, v3 = hs[layer, i], hs[layer, i + 1], hs[layer, i + 2], hs[layer, i + 3]
+                for g in range(G):
+                    work[0, g] += (w_hh[layer, i, g] * v0 + w_hh[layer, i + 1, g] * v1
+                                   + w_hh[layer, i + 2, g] * v2 + w_hh[layer, i + 3, g] * v3)
+                i += 4
+            while i < H:
                 v = hs[layer, i]
                 for g in range(G):
                     work[0, g] += w_hh[layer, i, g] * v
+                i += 1
             for i in range(H):
                 ig = fast_sigmoid(work[0, i])
                 fg = fast_sigmoid(work[0, H + i])
