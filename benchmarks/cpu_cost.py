@@ -35,8 +35,8 @@ RATE = 48_000
 CONTROLS = Controls(knobs=(Knob("drive"), Knob("tone")), switches=(Switch("diodes", ("silicon", "led")),))
 
 
-def wavenet(ch1: int, ch2: int) -> dict:
-    d = [1 << i for i in range(10)]
+def wavenet(ch1: int, ch2: int, layers: int = 10) -> dict:
+    d = [1 << i for i in range(layers)]
     return {"n_controls": CONTROLS.vector_size, "head_scale": 0.02, "activation": "tanh",
             "arrays": [{"channels": ch1, "head_size": ch2, "kernel_size": 3, "dilations": d},
                        {"channels": ch2, "head_size": 1, "kernel_size": 3, "dilations": d}]}
@@ -44,12 +44,17 @@ def wavenet(ch1: int, ch2: int) -> dict:
 
 def sizes() -> list[tuple[str, str, dict]]:
     n = CONTROLS.vector_size
+    default = default_config("wavenet", n)
+    shape = "->".join(str(a["channels"]) for a in default["arrays"])
+    layers = "+".join(str(len(a["dilations"])) for a in default["arrays"])
+    lstm = default_config("lstm", n)
     return [
-        ("wavenet default (12->6)", "wavenet", default_config("wavenet", n)),
+        (f"wavenet default ({shape}, {layers} layers)", "wavenet", default),
+        ("wavenet 12->6 (10+10)", "wavenet", wavenet(12, 6)),
         ("wavenet NAM standard (16->8)", "wavenet", wavenet(16, 8)),
         ("wavenet NAM feather (8->4)", "wavenet", wavenet(8, 4)),
         ("wavenet NAM nano (4->2)", "wavenet", wavenet(4, 2)),
-        ("lstm default", "lstm", default_config("lstm", n)),
+        (f"lstm default ({lstm['hidden_size']} x {lstm['num_layers']})", "lstm", lstm),
         ("lstm 16", "lstm", {"n_controls": n, "hidden_size": 16, "num_layers": 1}),
         ("lstm 40 (Proteus)", "lstm", {"n_controls": n, "hidden_size": 40, "num_layers": 1}),
     ]
@@ -143,7 +148,7 @@ def main() -> None:
     xt = x[: int(args.torch_seconds * RATE)]
     print(f"CPU cores (CPU s per s of {RATE} Hz audio, one thread); engine: median of {args.repeats} x "
           f"{args.seconds:g} s; torch eager: {args.torch_seconds:g} s")
-    print(f"{'model':32s} {'params':>7s} {'jit s':>6s} {'eng 64':>8s} {'eng 512':>8s} {'torch 64':>9s} "
+    print(f"{'model':36s} {'params':>7s} {'jit s':>6s} {'eng 64':>8s} {'eng 512':>8s} {'torch 64':>9s} "
           f"{'torch 512':>9s}")
     for label, architecture, config in sizes():
         model = random_model(architecture, config)
@@ -156,7 +161,7 @@ def main() -> None:
             ref = [float("nan")] * 2
         else:
             ref = [torch_cost(architecture, model, xt, b, args.naive_torch) for b in (64, 512)]
-        print(f"{label:32s} {model.n_parameters:7d} {jit:6.2f} {cost[0]:8.4f} {cost[1]:8.4f} "
+        print(f"{label:36s} {model.n_parameters:7d} {jit:6.2f} {cost[0]:8.4f} {cost[1]:8.4f} "
               f"{ref[0]:9.3f} {ref[1]:9.3f}", flush=True)
 
 
