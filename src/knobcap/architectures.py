@@ -41,9 +41,9 @@ def default_config(architecture: str, n_controls: int) -> dict[str, Any]:
     if architecture == "wavenet":
         return {
             "n_controls": n_controls,
-            "arrays": [
-                {"channels": 12, "head_size": 6, "kernel_size": 3, "dilations": _dilations()},
-                {"channels": 6, "head_size": 1, "kernel_size": 3, "dilations": _dilations()},
+            "arrays": [  # receptive field 1021 samples (21 ms at 48 kHz): sized for CPU training
+                {"channels": 8, "head_size": 4, "kernel_size": 3, "dilations": _dilations(8)},
+                {"channels": 4, "head_size": 1, "kernel_size": 3, "dilations": _dilations(8)},
             ],
             "head_scale": 0.02,
             "activation": "tanh",

@@ -309,6 +309,8 @@ def train(
             if value is not None:
                 options[key] = value
         config = TrainConfig.from_dict(options, "command line")
+        console.print(f"{'resuming' if resume else 'training'} a parametric {architecture} on {directory}"
+                      f" ({config.accelerator}); checkpoints every epoch, Ctrl-C then --resume continues.")
         result = train_session(directory, config if not resume or epochs or minutes else None, run=run,
                                resume=resume, progress=progress)
     except (ValueError, KeyError, FileNotFoundError) as error:
@@ -318,7 +320,7 @@ def train(
              "up to the last finished epoch).", code=130)
     from rich.table import Table
 
-    table = Table(title=f"held-out settings (never trained on) - {result.run_dir.name}")
+    table = Table(title="held-out settings (never trained on)")
     table.add_column("take")
     table.add_column("ESR", justify="right")
     for take, value in result.heldout_esr.items():

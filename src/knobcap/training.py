@@ -60,20 +60,20 @@ class TrainConfig:
     architecture: str = "wavenet"
     model: dict[str, Any] = field(default_factory=dict)  # architecture config; {} = the default
     seed: int = 0
-    epochs: int = 12
-    steps_per_epoch: int = 100
-    batch_size: int = 16
-    segment_length: int = 8192  # scored samples per window (the receptive field comes on top)
+    epochs: int = 100
+    steps_per_epoch: int = 50
+    batch_size: int = 8
+    segment_length: int = 4096  # scored samples per window (the receptive field comes on top)
     recurrent_warmup: int = 2048  # unscored leading samples for a recurrent model
-    lr: float = 4e-3
-    lr_decay: float = 0.8  # per epoch
-    warmup_steps: int = 50
+    lr: float = 6e-3
+    lr_decay: float = 0.95  # per epoch
+    warmup_steps: int = 10
     pre_emphasis: float = 0.85
     mrstft_weight: float = 2e-3
     esr_floor: float = 0.2  # a window's energy counts as at least this fraction of the batch mean
     mrstft_fft_sizes: list[int] = field(default_factory=lambda: [1024, 2048, 512])
     gradient_clip: float | None = 1.0
-    val_max_seconds: float | None = 10.0  # per take and epoch; the final report uses everything
+    val_max_seconds: float | None = 3.0  # per take and epoch; the final report uses everything
     max_minutes: float | None = None
     threads: int | None = None  # CPU threads; None = min(cores, 8)
     accelerator: str = "cpu"
