@@ -309,8 +309,8 @@ def train(
             if value is not None:
                 options[key] = value
         config = TrainConfig.from_dict(options, "command line")
-        console.print(f"{'resuming' if resume else 'training'} a parametric {architecture} on {directory}"
-                      f" ({config.accelerator}); checkpoints every epoch, Ctrl-C then --resume continues.")
+        what = f"resuming run {run}" if resume else f"training a parametric {architecture}"
+        console.print(f"{what} on {directory}; a checkpoint every epoch (after Ctrl-C, --resume continues).")
         result = train_session(directory, config if not resume or epochs or minutes else None, run=run,
                                resume=resume, progress=progress)
     except (ValueError, KeyError, FileNotFoundError) as error:
