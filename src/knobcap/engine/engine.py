@@ -27,6 +27,7 @@ from knobcap.engine.wavenet import WaveNetCore
 from knobcap.modelfile import ModelFile, load_model_file
 
 MAX_BLOCK = 4096
+_F32 = np.dtype(np.float32)
 DEFAULT_RAMP_MS = 50.0
 
 
@@ -162,16 +163,18 @@ class Engine:
         Both must be contiguous float32 arrays (``out_block`` at least as long); nothing is allocated.
         """
         n = in_block.shape[0]
+        if (in_block.dtype is _F32 and out_block.dtype is _F32 and n <= self.max_block
+                and out_block.shape[0] >= n and in_block.flags.c_contiguous and out_block.flags.c_contiguous):
+            if n:
+                self._run(in_block, out_block, n, self._cstate)
+            return
         if n > self.max_block or out_block.shape[0] < n:
             raise EngineError(
                 f"a block of {n} samples into {out_block.shape[0]}: blocks must be at most max_block "
                 f"({self.max_block}) and the output at least as long as the input.")
         if in_block.dtype != np.float32 or out_block.dtype != np.float32:
             raise EngineError("process_block needs float32 buffers; convert once, outside the audio loop.")
-        if not (in_block.flags.c_contiguous and out_block.flags.c_contiguous):
-            raise EngineError("process_block needs contiguous buffers (np.ascontiguousarray, once).")
-        if n:
-            self._run(in_block, out_block, n, self._cstate)
+        raise EngineError("process_block needs contiguous buffers (np.ascontiguousarray, once).")
 
     def process(self, audio: np.ndarray, block_size: int = 512,
                 progress: Callable[[int], None] | None = None) -> np.ndarray:
