@@ -273,13 +273,15 @@ def training_curves(history: Mapping[str, Sequence[float]], x_key: str = "epoch"
         for key in keys[:12]:
             y = np.asarray(history[key], dtype=float)
             ok = np.isfinite(y)
-            ax.plot(x[ok], y[ok], label=key, linewidth=1.4)
+            ax.plot(x[ok], y[ok], "o-", label=key, linewidth=1.4, markersize=3)
         if label == "ESR" or all(np.nanmin(np.asarray(history[k], float)) > 0 for k in keys):
             ax.set_yscale("log")
         if label == "ESR":
             _add_verdict_lines(ax)
         ax.set_xlabel(x_key)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if len(x) == 1:  # one epoch: a single point in the middle
+            ax.set_xlim(x[0] - 1, x[0] + 1)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)

@@ -443,7 +443,8 @@ def _headline(run: RunData) -> str:
     parts = []
     held = _summary([r.esr for r in run.heldout() if r.esr is not None])
     if held:
-        parts.append(f"On <b>{held['count']} settings never trained on</b> (held out): median ESR "
+        noun = "setting" if held["count"] == 1 else "settings"
+        parts.append(f"On <b>{held['count']} {noun} never trained on</b> (held out): median ESR "
                      f"{_verdict_span(held['median'])}, worst {_verdict_span(held['max'])}.")
     grid = _summary([p.esr for p in run.grid])
     if grid:
