@@ -35,6 +35,8 @@ def reference_wavenet(state: dict, config: dict, x: np.ndarray, c: np.ndarray) -
            "leaky_relu": lambda z: np.where(z >= 0, z, 0.01 * z)}[config["activation"]]
     w = {k: v.numpy().astype(np.float64) for k, v in state.items()}
     cond = np.concatenate([x[None, :], np.repeat(c[:, None], len(x), axis=1)])  # (1 + C, T)
+    if config.get("mixin") == "product":
+        cond = np.concatenate([cond, x[None, :] * cond[1:]])  # (1 + 2C, T): [x; c; x * c]
     h = x[None, :].astype(np.float64)
     head = None
     for i, array in enumerate(config["arrays"]):
@@ -98,9 +100,10 @@ def test_state_dict_names_and_shapes_are_the_file_format(architecture: str) -> N
         architecture, default.config)
 
 
-@pytest.mark.parametrize("activation", ["tanh", "hardtanh", "leaky_relu"])
-def test_wavenet_follows_the_documented_equations(activation: str) -> None:
-    config = tiny_wavenet(2, activation)
+@pytest.mark.parametrize(("activation", "mixin"), [("tanh", "linear"), ("hardtanh", "linear"),
+                                                  ("leaky_relu", "linear"), ("tanh", "product")])
+def test_wavenet_follows_the_documented_equations(activation: str, mixin: str) -> None:
+    config = {**tiny_wavenet(2, activation), "mixin": mixin}
     model = create_model("wavenet", config)
     randomise(model)
     assert model.receptive_field == 1 + 2 * (1 + 2 + 4) + 1 * (1 + 3)
@@ -129,6 +132,24 @@ def test_a_constant_setting_folds_into_the_conv_biases() -> None:
         expected = model(x, c)
         got = baked(x, torch.zeros(1, 2))
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_product_mixin_folds_into_the_x_column_and_the_biases() -> None:
+    config = {**tiny_wavenet(2), "mixin": "product"}
+    model = create_model("wavenet", config)
+    randomise(model, 6)
+    c = torch.tensor([[0.4, -1.0]])
+    x = torch.randn(1, 80)
+    baked = create_model("wavenet", config)
+    baked.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        for array in baked.arrays:
+            for layer in array.layers:
+                w = layer.mixin.weight[:, :, 0]  # columns: x, c (2), x * c (2)
+                layer.conv.bias += w[:, 1:3] @ c[0]
+                layer.mixin.weight[:, 0, 0] += w[:, 3:5] @ c[0]
+                layer.mixin.weight[:, 1:, :] = 0.0
+        torch.testing.assert_close(baked(x, torch.zeros(1, 2)), model(x, c), rtol=1e-5, atol=1e-6)
 
 
 def test_lstm_setting_folds_into_the_gate_biases() -> None:

@@ -18,6 +18,10 @@ ACTIVATIONS: tuple[str, ...] = ("tanh", "hardtanh", "leaky_relu")
 """Activations of the WaveNet: ``tanh``; ``hardtanh`` = clip(z, -1, 1); ``leaky_relu`` =
 ``z if z >= 0 else 0.01 z``."""
 LEAKY_SLOPE = 0.01
+MIXINS: tuple[str, ...] = ("linear", "product")
+"""What the WaveNet's mixins see: ``linear`` = ``[x; c]`` (the default; optional key, absent means
+linear); ``product`` = ``[x; c; x * c]`` (experimental: a knob can scale the input, which still folds
+exactly into the mixin's x column for a fixed setting; not yet read by engine/ or export/)."""
 
 MAX_CHANNELS = 256
 MAX_LAYERS = 64
@@ -101,6 +105,8 @@ def check_config(architecture: str, config: Mapping[str, Any], where: str = "con
         scale = clean.get("head_scale")
         if isinstance(scale, bool) or not isinstance(scale, int | float) or not math.isfinite(scale):
             raise ArchitectureError(f"{where}: 'head_scale' must be a finite number.")
+        if clean.get("mixin", "linear") not in MIXINS:
+            raise ArchitectureError(f"{where}: 'mixin' must be one of {', '.join(MIXINS)}.")
         if clean.get("activation") not in ACTIVATIONS:
             raise ArchitectureError(
                 f"{where}: 'activation' must be one of {', '.join(ACTIVATIONS)}, got "
@@ -123,6 +129,7 @@ def weight_shapes(architecture: str, config: Mapping[str, Any]) -> dict[str, tup
     shapes: dict[str, tuple[int, ...]] = {}
     n_cond = 1 + int(config["n_controls"])
     if architecture == "wavenet":
+        n_cond = condition_size(config)
         previous = 1
         for i, array in enumerate(config["arrays"]):
             ch, k = array["channels"], array["kernel_size"]
@@ -153,3 +160,9 @@ def weight_shapes(architecture: str, config: Mapping[str, Any]) -> dict[str, tup
 
 
 BUILT_IN: tuple[str, ...] = ("wavenet", "lstm")
+
+
+def condition_size(config: Mapping[str, Any]) -> int:
+    """Rows of a WaveNet's condition: ``1 + C`` (linear mixin) or ``1 + 2 C`` (product mixin)."""
+    n = int(config["n_controls"])
+    return 1 + (2 * n if config.get("mixin", "linear") == "product" else n)

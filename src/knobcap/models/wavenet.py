@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from knobcap.architectures import LEAKY_SLOPE, check_config, receptive_field
+from knobcap.architectures import LEAKY_SLOPE, check_config, condition_size, receptive_field
 from knobcap.models import ModelConfigError, ParametricModel
 
 
@@ -78,7 +78,7 @@ class ConditionedWaveNet(ParametricModel):
     def __init__(self, config: Mapping[str, Any]) -> None:
         clean = check_config("wavenet", config)
         super().__init__(clean)
-        n_cond = 1 + self.n_controls
+        n_cond = condition_size(clean)
         arrays = []
         previous = 1
         for spec in clean["arrays"]:
@@ -97,6 +97,8 @@ class ConditionedWaveNet(ParametricModel):
                 f"input of {x.shape[-1]} samples is shorter than the receptive field "
                 f"({self._receptive_field}); pad it with zeros in front.")
         cond = self.condition(x, c)
+        if self.config.get("mixin", "linear") == "product":
+            cond = torch.cat([cond, cond[:, :1] * cond[:, 1:]], dim=1)  # [x; c; x * c]
         h = x[:, None, :]
         head: torch.Tensor | None = None
         for array in self.arrays:
