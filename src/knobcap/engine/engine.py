@@ -78,7 +78,10 @@ class Engine:
         self.sample_rate = int(model.sample_rate)
         self.max_block = int(max_block)
         self.ramp_ms = float(ramp_ms)
-        self.core: Core = _CORES[model.architecture](model.config, model.weights, self.max_block)
+        try:
+            self.core: Core = _CORES[model.architecture](model.config, model.weights, self.max_block)
+        except ValueError as error:
+            raise EngineError(f"{source}: {error}") from None
         self._run = self.core.run
         n_controls = self.controls.vector_size
         self._knob_mask = np.zeros(n_controls, bool)

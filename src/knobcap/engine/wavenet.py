@@ -46,6 +46,10 @@ class WaveNetCore:
 
     def __init__(self, config: Mapping[str, Any], weights: Mapping[str, np.ndarray], max_block: int
                  ) -> None:
+        if config.get("mixin", "linear") != "linear":
+            raise ValueError(
+                f"the streaming engine runs WaveNets whose mixins see [x; c] (mixin 'linear'); this one "
+                f"has mixin {config.get('mixin')!r}. Train with the default mixin, or update knobcap.")
         self.n_controls = int(config["n_controls"])
         self.receptive_field = receptive_field("wavenet", config)
         self.max_block = int(max_block)

@@ -116,6 +116,10 @@ def nam_snapshot(model: ModelFile, setting: Mapping[str, object] | None = None, 
     if layout not in LAYOUTS:
         raise ExportError(f"unknown .nam layout {layout!r}; use one of {', '.join(LAYOUTS)}.")
     clean, c = bake_vector(model, setting)
+    if model.architecture == "wavenet" and model.config.get("mixin", "linear") != "linear":
+        raise ExportError(
+            f"this WaveNet's mixins see {model.config.get('mixin')!r} conditioning; knobcap bakes only the "
+            "default 'linear' mixin ([x; c]) into .nam so far.")
     if model.architecture == "wavenet":
         architecture = "WaveNet"
         config, weights = _wavenet(model, c, layout)
