@@ -21,8 +21,8 @@ RATE = 48_000
 RAMP_MS = 5.0
 
 
-def wavenet_config(activation: str = "tanh") -> dict:
-    return {"n_controls": CONTROLS.vector_size, "head_scale": 0.3, "activation": activation,
+def wavenet_config(activation: str = "tanh", mixin: str = "linear") -> dict:
+    return {"n_controls": CONTROLS.vector_size, "head_scale": 0.3, "activation": activation, "mixin": mixin,
             "arrays": [{"channels": 6, "head_size": 3, "kernel_size": 3, "dilations": [1, 2, 4, 8, 16, 32]},
                        {"channels": 3, "head_size": 1, "kernel_size": 2, "dilations": [1, 64, 128]}]}
 
@@ -100,6 +100,7 @@ def torch_reference(model, x: np.ndarray) -> np.ndarray:
     ("wavenet", wavenet_config(), 2.0),
     ("wavenet", wavenet_config("leaky_relu"), 1.2),  # unbounded: keep the output at audio level
     ("wavenet", wavenet_config("hardtanh"), 2.0),
+    ("wavenet", wavenet_config(mixin="product"), 2.0),
     ("lstm", {"n_controls": CONTROLS.vector_size, "hidden_size": 12, "num_layers": 2}, 2.0),
 ])
 def test_engine_equals_torch_with_moving_knobs_and_mixed_blocks(architecture, config, gain):

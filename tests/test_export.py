@@ -37,8 +37,8 @@ def random_model(architecture: str, config: dict, controls: Controls = CONTROLS,
     return ModelFile(architecture, config, controls, 48_000, weights)
 
 
-def wavenet_config(n_controls: int, activation: str = "tanh") -> dict:
-    return {"n_controls": n_controls, "head_scale": 0.5, "activation": activation,
+def wavenet_config(n_controls: int, activation: str = "tanh", mixin: str = "linear") -> dict:
+    return {"n_controls": n_controls, "head_scale": 0.5, "activation": activation, "mixin": mixin,
             "arrays": [{"channels": 5, "head_size": 3, "kernel_size": 3, "dilations": [1, 2, 4, 8]},
                        {"channels": 3, "head_size": 1, "kernel_size": 2, "dilations": [1, 16]}]}
 
@@ -91,11 +91,16 @@ def test_nam_snapshots_match_engine_in_neural_amp_modeler(tmp_path):
                     "it (see .ci/run) to check .nam files against NAM's own loader")
     x = (0.5 * np.random.default_rng(3).standard_normal(6000)).astype(np.float32)
     cases = [("wavenet", "current", "tanh"), ("wavenet", "classic", "tanh"),
-             ("wavenet", "current", "leaky_relu"), ("lstm", "classic", "tanh")]
+             ("wavenet", "current", "leaky_relu"), ("wavenet", "classic", "product"),
+             ("lstm", "classic", "tanh")]
     files, expected, skips = [], [], []
-    for i, (architecture, layout, activation) in enumerate(cases):
-        config = (wavenet_config(CONTROLS.vector_size, activation) if architecture == "wavenet"
-                  else lstm_config(3))
+    for i, (architecture, layout, variant) in enumerate(cases):
+        if architecture == "lstm":
+            config = lstm_config(3)
+        elif variant == "product":  # the experimental [x; c; x c] mixin bakes too
+            config = wavenet_config(CONTROLS.vector_size, mixin="product")
+        else:
+            config = wavenet_config(CONTROLS.vector_size, variant)
         model = random_model(architecture, config, seed=i)
         path = export_nam(model, tmp_path / f"snap{i}.nam", SETTING, layout=layout)
         data = json.loads(path.read_text())

@@ -6,15 +6,18 @@ Per layer (channels ``ch``, kernel ``k``, dilation ``d``), for the block's sampl
     a = act(z);   head += a;   h_next[o, t] = h[o, t] + ob[o] + sum_i O[o, i] a[i, t]
 
 The setting enters only through ``b + Mc c(t)``: a per-channel constant for a held setting (computed
-once a block) and a per-sample bias during a knob ramp. Each layer keeps the history of its input
-``h`` in a ring of length ``L + R`` (``L = (k - 1) d`` samples of past, room ``R`` for new blocks): the
-block is written at ``L + w`` and, when ``w`` would run past ``R``, the last ``L`` samples are copied
-to the front and ``w`` restarts at 0, so nothing is allocated while streaming.
+once a block) and a per-sample bias during a knob ramp. With the ``product`` mixin (condition
+``[x; c; x c]``) the audio's weight becomes ``mx + Mxc c(t)`` the same way.
+
+Each layer keeps the history of its input ``h`` in a ring of length ``L + R`` (``L = (k - 1) d``
+samples of past, room ``R`` for new blocks): the block is written at ``L + w`` and, when ``w`` would
+run past ``R``, the last ``L`` samples are copied to the front and ``w`` restarts at 0, so nothing is
+allocated while streaming.
 
 Weights live in one flat float32 array, the rings in another, scratch planes in a third, and every
-size and offset in one int64 table ``itab``, so a block is one cheap call; the loops index these
-arrays directly (no array views, so no reference counting in the hot path) and run over time
-innermost, which the compiler vectorises.
+size and offset in one int64 table ``itab``, so a block is one cheap call. Loops run over time
+innermost (the compiler vectorises them), the convolution adds the three taps of two input rows
+in one pass, and row views are made once per input row, not per sample.
 """
 
 from __future__ import annotations
@@ -34,11 +37,11 @@ G_ARRAYS, G_LAYERS, G_ACT, G_SCRATCH, G_PLANE, G_SCALE, G_ATAB, G_LTAB = range(H
 # Columns of the array table and of the layer table.
 A_LAYERS, A_FIRST, A_IN, A_CH, A_HEAD, A_RECH, A_HEADW, A_HEADB = range(8)
 A_COLS = 8
-L_CH, L_K, L_D, L_PAST, L_CONVW, L_CONVB, L_MX, L_MC, L_OUTW, L_OUTB, L_HIST, L_ROW = range(12)
-L_COLS = 12
+L_CH, L_K, L_D, L_PAST, L_CONVW, L_CONVB, L_MX, L_MC, L_OUTW, L_OUTB, L_HIST, L_ROW, L_MXC = range(13)
+L_COLS = 13
 # Scratch planes (first index of ``scratch``): activations, head sum, array output h, head output,
-# ramped bias.
-P_A, P_HEAD, P_H, P_HOUT, P_BIAS = range(5)
+# bias rows, the audio's mixin weight (product mixin).
+P_A, P_HEAD, P_H, P_HOUT, P_BIAS, P_MX = range(6)
 
 
 class WaveNetCore:
@@ -46,10 +49,12 @@ class WaveNetCore:
 
     def __init__(self, config: Mapping[str, Any], weights: Mapping[str, np.ndarray], max_block: int
                  ) -> None:
-        if config.get("mixin", "linear") != "linear":
+        mixin_kind = config.get("mixin", "linear")
+        if mixin_kind not in ("linear", "product"):
             raise ValueError(
-                f"the streaming engine runs WaveNets whose mixins see [x; c] (mixin 'linear'); this one "
-                f"has mixin {config.get('mixin')!r}. Train with the default mixin, or update knobcap.")
+                f"the streaming engine runs WaveNet mixins 'linear' ([x; c]) and 'product' ([x; c; x c]); "
+                f"this one has mixin {mixin_kind!r}. Update knobcap.")
+        product = mixin_kind == "product"
         self.n_controls = int(config["n_controls"])
         self.receptive_field = receptive_field("wavenet", config)
         self.max_block = int(max_block)
@@ -75,10 +80,11 @@ class WaveNetCore:
                 p = f"arrays.{i}.layers.{j}"
                 mixin = weights[f"{p}.mixin.weight"][:, :, 0]
                 past = (k - 1) * int(d)
+                n_c = self.n_controls
                 layers.append([ch, k, int(d), past, put(weights[f"{p}.conv.weight"]),
-                               put(weights[f"{p}.conv.bias"]), put(mixin[:, 0]), put(mixin[:, 1:]),
+                               put(weights[f"{p}.conv.bias"]), put(mixin[:, 0]), put(mixin[:, 1:1 + n_c]),
                                put(weights[f"{p}.out.weight"][:, :, 0]), put(weights[f"{p}.out.bias"]),
-                               0, past + capacity])
+                               0, past + capacity, put(mixin[:, 1 + n_c:]) if product else -1])
             head_w = put(weights[f"arrays.{i}.head_rechannel.weight"][:, :, 0])
             head_b = put(weights[f"arrays.{i}.head_rechannel.bias"])
             arrays.append([len(spec["dilations"]), first, previous, ch, int(spec["head_size"]), rech,
@@ -92,7 +98,7 @@ class WaveNetCore:
             hist_size += layer[L_CH] * layer[L_ROW]
         self.history = np.zeros(hist_size, np.float32)
         max_ch = max(max(a[A_CH], a[A_HEAD]) for a in arrays)
-        self.scratch = np.zeros((5, max_ch, self.max_block), np.float32)
+        self.scratch = np.zeros((6, max_ch, self.max_block), np.float32)
         self.cbuf = np.zeros(max(1, self.n_controls) * self.max_block, np.float32)
         plane, scratch, cbuf = 0, 0, 0
         atab = HEADER + 8
@@ -147,30 +153,41 @@ def _conv(wf, hist, S, cb, itab, e, w, n, ramping, x):
     ch, k, d = itab[e + L_CH], itab[e + L_K], itab[e + L_D]
     past, row, base = itab[e + L_PAST], itab[e + L_ROW], itab[e + L_HIST]
     ocw, ocb, omx, omc = itab[e + L_CONVW], itab[e + L_CONVB], itab[e + L_MX], itab[e + L_MC]
+    omxc = itab[e + L_MXC]
+    product = omxc >= 0
     C, stride = itab[N_CONTROLS], itab[STRIDE]
     for o in range(ch):
         b = wf[ocb + o]
+        mxo = wf[omx + o]
         if ramping:
             for t in range(n):
                 S[P_BIAS, o, t] = b
+                S[P_MX, o, t] = mxo
             for j in range(C):
                 mc = wf[omc + o * C + j]
                 cj = cb[j * stride:][:n]
                 for t in range(n):
                     S[P_BIAS, o, t] += mc * cj[t]
+                if product:  # [x; c; x c]: the x c columns scale the audio's weight
+                    mxc = wf[omxc + o * C + j]
+                    for t in range(n):
+                        S[P_MX, o, t] += mxc * cj[t]
         else:
             for j in range(C):
                 b += wf[omc + o * C + j] * cb[j * stride]
+                if product:
+                    mxo += wf[omxc + o * C + j] * cb[j * stride]
             S[P_BIAS, o, 0] = b
+            S[P_MX, o, 0] = mxo
     # First pass: z = bias + mx x + the taps of input row 0 (k taps).
     r = base + past + w
     for o in range(ch):
-        mx = wf[omx + o]
+        mx = S[P_MX, o, 0]
         b = S[P_BIAS, o, 0]
         q = ocw + o * ch * k
         if ramping:
             for t in range(n):
-                S[P_A, o, t] = S[P_BIAS, o, t] + mx * x[t]
+                S[P_A, o, t] = S[P_BIAS, o, t] + S[P_MX, o, t] * x[t]
         else:
             for t in range(n):
                 S[P_A, o, t] = b + mx * x[t]

@@ -2,8 +2,10 @@
 
 WaveNet: each layer's mixin sees ``[x; c]``; for a fixed setting ``c`` its control part is a constant
 per channel, ``Mc c``, which folds into the conv bias, and its audio column becomes NAM's input mixer
-with ``condition_size = 1``: an exact bake. LSTM: ``W_ih [x; c] + b = W_ih[:, 0] x + (b + W_ih[:, 1:] c)``
-gives a NAM LSTM with ``input_size = 1`` and a zero initial state (as knobcap's LSTM starts).
+with ``condition_size = 1``: an exact bake. With the ``product`` mixin (``[x; c; x c]``) the ``x c``
+columns add ``Mxc c`` to that audio column, still exact.
+LSTM: ``W_ih [x; c] + b = W_ih[:, 0] x + (b + W_ih[:, 1:] c)`` gives a NAM LSTM with
+``input_size = 1`` and a zero initial state (as knobcap's LSTM starts).
 
 NAM's weights are one flat list in its loader's walk order. WaveNet, per layer array: rechannel weight;
 then per layer: conv weight (out, in, tap), conv bias, input-mixer weight, 1x1 weight, 1x1 bias; then
@@ -66,9 +68,12 @@ def _wavenet(model: ModelFile, c: np.ndarray, layout: str) -> tuple[dict[str, An
         for j in range(len(dil)):
             p = f"arrays.{i}.layers.{j}"
             mixin = np.asarray(w[f"{p}.mixin.weight"], np.float64)[:, :, 0]
-            bias = np.asarray(w[f"{p}.conv.bias"], np.float64) + mixin[:, 1:] @ c
-            parts += _flat(w[f"{p}.conv.weight"]) + _flat(bias)
-            parts += _flat(w[f"{p}.mixin.weight"][:, :1, :])
+            n_c = c.size
+            bias = np.asarray(w[f"{p}.conv.bias"], np.float64) + mixin[:, 1:1 + n_c] @ c
+            x_weight = mixin[:, 0]
+            if cfg.get("mixin", "linear") == "product":  # [x; c; x c]: W_xc c joins the x column
+                x_weight = x_weight + mixin[:, 1 + n_c:] @ c
+            parts += _flat(w[f"{p}.conv.weight"]) + _flat(bias) + _flat(x_weight)
             parts += _flat(w[f"{p}.out.weight"]) + _flat(w[f"{p}.out.bias"])
         parts += _flat(w[f"arrays.{i}.head_rechannel.weight"]) + _flat(w[f"arrays.{i}.head_rechannel.bias"])
         if layout == "classic":
@@ -116,10 +121,9 @@ def nam_snapshot(model: ModelFile, setting: Mapping[str, object] | None = None, 
     if layout not in LAYOUTS:
         raise ExportError(f"unknown .nam layout {layout!r}; use one of {', '.join(LAYOUTS)}.")
     clean, c = bake_vector(model, setting)
-    if model.architecture == "wavenet" and model.config.get("mixin", "linear") != "linear":
+    if model.architecture == "wavenet" and model.config.get("mixin", "linear") not in ("linear", "product"):
         raise ExportError(
-            f"this WaveNet's mixins see {model.config.get('mixin')!r} conditioning; knobcap bakes only the "
-            "default 'linear' mixin ([x; c]) into .nam so far.")
+            f"this WaveNet's mixin {model.config.get('mixin')!r} is unknown to this knobcap; update knobcap.")
     if model.architecture == "wavenet":
         architecture = "WaveNet"
         config, weights = _wavenet(model, c, layout)
