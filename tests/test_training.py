@@ -233,5 +233,10 @@ def test_knobcap_train_on_a_session_folder_then_resume(tmp_path: Path) -> None:
     resumed = runner.invoke(app, ["train", *common, "--resume", "--epochs", "2"])
     assert resumed.exit_code == 0, resumed.output
     assert load_model_file(run / "model.knobcap").metadata["training"]["epochs"] == 2
+    (session / "check.json").write_text(json.dumps(
+        {"ok": False, "takes": {"take02": {"status": "fail", "latency": 0, "problems": []}}}))
+    refused = runner.invoke(app, ["train", str(session), "--run", "r2", "--no-progress"])
+    assert refused.exit_code == 1 and "take02" in refused.output and "failed" in refused.output
+    assert not (session / "runs" / "r2").exists()
     missing = runner.invoke(app, ["train", str(tmp_path / "nowhere")])
     assert missing.exit_code == 1 and "nowhere" in missing.output.replace("\n", "")
