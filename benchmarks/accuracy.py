@@ -45,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--takes", type=int, default=16, help="planned settings in all (default 16)")
     parser.add_argument("--seconds", type=float, default=90.0, help="test signal length (30-180 s)")
     parser.add_argument("--minutes", type=float, default=10.0, help="training time budget")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads for training")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for training")
+    parser.add_argument("--batch", type=int, default=8, help="windows per training step")
+    parser.add_argument("--segment", type=int, default=4096, help="scored samples per window")
     parser.add_argument("--grid", type=int, default=6, help="grid levels per knob")
     parser.add_argument("--di-settings", type=int, default=4)
     parser.add_argument("--di-seconds", type=float, default=10.0, help="cut each DI clip to this")
@@ -58,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: {DI_FOLDER} is absent; the DI figures use the bundled 8 s clip instead.")
     out = args.out or Path(tempfile.mkdtemp(prefix="knobcap-accuracy-")) / "session"
     config = DemoConfig(signal_seconds=args.seconds, takes=args.takes,
-                        training={"epochs": 10_000, "max_minutes": args.minutes, "threads": args.threads},
+                        training={"epochs": 10_000, "steps_per_epoch": 250, "max_minutes": args.minutes,
+                                  "threads": args.threads, "batch_size": args.batch,
+                                  "segment_length": args.segment, "val_max_seconds": 3.0},
                         grid=args.grid, di_settings=args.di_settings, di_seconds=args.di_seconds, di=di,
                         seed=args.seed)
     started = time.monotonic()
