@@ -168,6 +168,9 @@ def test_resume_needs_a_checkpoint_and_bad_data_is_refused(tmp_path: Path) -> No
     data.takes[1].audio = data.takes[1].audio[:-5]
     with pytest.raises(TrainingDataError, match=r"take02.*samples"):
         train(data, tiny_config(), tmp_path / "bad", progress=False)
+    with pytest.raises(TrainingError, match="accelerator"):
+        train(make_data(), tiny_config(accelerator="no-such-accelerator"), tmp_path / "acc", progress=False)
+    assert not (tmp_path / "acc").exists()
     data = make_data()
     for take in data.takes:
         take.role = "holdout"

@@ -444,8 +444,6 @@ def train(data: TrainingData, config: TrainConfig, run_dir: str | Path, *, resum
     recurrent = model.receptive_field == 1
     context = model.receptive_field - 1 + (config.recurrent_warmup if recurrent else 0)
     data.check(context, config.segment_length)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(run_dir / CONFIG_FILE, config.to_dict())
 
     windows = WindowDataset(data, context, config.segment_length,
                             config.steps_per_epoch * config.batch_size, config.seed)
@@ -465,13 +463,22 @@ def train(data: TrainingData, config: TrainConfig, run_dir: str | Path, *, resum
     ]
     if progress:
         callbacks.append(RichProgressBar(leave=True))
-    trainer = pl.Trainer(
-        accelerator=config.accelerator, devices=config.devices, strategy=config.strategy,
-        precision=config.precision, max_epochs=config.epochs,
-        max_time={"minutes": config.max_minutes} if config.max_minutes else None,
-        gradient_clip_val=config.gradient_clip, callbacks=callbacks, logger=False,
-        enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
-        default_root_dir=run_dir, deterministic=False)
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        trainer = pl.Trainer(
+            accelerator=config.accelerator, devices=config.devices, strategy=config.strategy,
+            precision=config.precision, max_epochs=config.epochs,
+            max_time={"minutes": config.max_minutes} if config.max_minutes else None,
+            gradient_clip_val=config.gradient_clip, callbacks=callbacks, logger=False,
+            enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
+            default_root_dir=run_dir, deterministic=False)
+    except (MisconfigurationException, ValueError, RuntimeError) as error:
+        raise TrainingError(
+            f"cannot train with accelerator={config.accelerator!r}, devices={config.devices!r}, "
+            f"strategy={config.strategy!r}: {error}. On a CPU-only machine use --accelerator cpu.") from None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(run_dir / CONFIG_FILE, config.to_dict())
     train_loader = DataLoader(windows, batch_size=config.batch_size, shuffle=False, num_workers=0,
                               drop_last=True)
     val_loader = DataLoader(_ValidationSet(data, context, items), batch_size=1, shuffle=False)
