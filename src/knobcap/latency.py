@@ -53,6 +53,7 @@ MIN_XCORR = 0.1           # normalised cross-correlation needed without blips
 MUSIC_TOLERANCE = 8       # samples between the blips' and the music's latency (a cross-check)
 BLIP_ONSET_FRACTION = 0.1   # a lobe's edge, as a fraction of its peak
 FIRST_LOBE = 0.5            # the first lobe this strong, relative to the strongest, is the arrival
+EARLY_LOBE = 0.25           # an earlier lobe this strong makes a second reading, which the music judges
 WHITEN_EPS = 1e-4           # regularisation of the whitened cross-correlation, relative to mean power
 XCORR_SECONDS = 8.0       # length of each chunk cross-correlated without blips
 XCORR_SAFETY = 2          # samples by which a latency from cross-correlation alone is moved earlier
@@ -102,19 +103,20 @@ def _self_offset(auto: np.ndarray, fraction: float) -> int:
     return k
 
 
-def _arrival(r: np.ndarray, auto: np.ndarray, fraction: float, floor: float = 0.0
-             ) -> tuple[int, int, int, float]:
+def _arrival(r: np.ndarray, auto: np.ndarray, fraction: float, floor: float = 0.0,
+             strong: float = FIRST_LOBE) -> tuple[int, int, int, float]:
     """(onset lag, lobe peak lag, polarity, |global peak|) of the *first* strong lobe in ``r``.
 
-    The first lobe reaching ``FIRST_LOBE`` of the strongest one is the arrival: a device whose
-    response to a pulse is a short positive lobe followed by a long negative undershoot (a high-pass,
-    a coupling capacitor recovering after clipping: the TS808 does this) must not read as inverted
-    and late. ``auto`` is the reference's autocorrelation (lags >= 0), which gives the onset's offset.
+    The first lobe reaching ``strong`` (``FIRST_LOBE`` by default) of the strongest one, and ``floor``,
+    is the arrival: a device whose response to a pulse is a short positive lobe followed by a long
+    negative undershoot (a high-pass, a coupling capacitor recovering after clipping: the TS808 does
+    this) must not read as inverted and late. ``auto`` is the reference's autocorrelation (lags >= 0),
+    which gives the onset's offset.
     """
     offset = _self_offset(auto, fraction)
     magnitude = np.abs(r)
     height = float(magnitude.max())
-    first = int(np.argmax(magnitude >= max(FIRST_LOBE * height, floor)))
+    first = int(np.argmax(magnitude >= max(strong * height, floor)))
     sign = np.sign(r[first])
     end = first
     while end + 1 < len(r) and r[end + 1] * sign > 0:
@@ -142,15 +144,20 @@ def calibrate_latency(recorded: np.ndarray, reference: np.ndarray, signal_map: S
     if max_lag < 0:
         raise ValueError("max_seconds must not be negative.")
     if signal_map.blips:
-        latency = _from_blips(recorded, np.asarray(reference), signal_map, max_lag)
-        if latency.confident and signal_map.has("validation_1"):
-            return _cross_check(latency, recorded, np.asarray(reference), signal_map, max_lag)
-        return latency
+        readings = _from_blips(recorded, np.asarray(reference), signal_map, max_lag)
+        if any(r.confident for r in readings):
+            return _cross_check(readings, recorded, np.asarray(reference), signal_map, max_lag)
+        return readings[0]
     return _from_xcorr(recorded, np.asarray(reference), max_lag, signal_map.sample_rate)
 
 
 def _from_blips(recorded: np.ndarray, reference: np.ndarray, signal_map: SignalMap,
-                max_lag: int) -> Latency:
+                max_lag: int) -> list[Latency]:
+    """The blips' reading by the first lobe of ``FIRST_LOBE``; then, when it differs, by ``EARLY_LOBE``.
+
+    A second reading means the blips' response is bipolar with an earlier lobe too weak for the first
+    rule but too strong to be noise or a filter's pre-ringing: the validation music decides.
+    """
     blips = signal_map.blips
     size = signal_map.blip_length
     pulse = np.asarray(reference[blips[0]:blips[0] + size], dtype=np.float64)
@@ -167,18 +174,28 @@ def _from_blips(recorded: np.ndarray, reference: np.ndarray, signal_map: SignalM
     floor = MIN_SNR * noise_rms
     least = 1e-4 * float(np.dot(pulse, pulse))  # -80 dB below the pulse's own energy: a digital zero
     found: list[tuple[int, int, int]] = []
+    early: list[tuple[int, int, int]] = []
     for onset in blips:
         window = _padded(recorded, onset, max_lag + size) - dc
         r = np.correlate(window, pulse, mode="valid")
         lag, peak, polarity, height = _arrival(r, auto, BLIP_ONSET_FRACTION, floor / 2)
         if height > floor and height > least:
             found.append((lag, peak, polarity))
+            early.append(_arrival(r, auto, BLIP_ONSET_FRACTION, floor / 2, EARLY_LOBE)[:3])
     if len(found) < len(blips):
         missing = len(blips) - len(found)
         lag, polarity = (found[0][0], found[0][2]) if found else (0, 1)
-        return Latency(lag, polarity, "blips", 0, False,
-                       f"{missing} of the {len(blips)} calibration blips did not stand out of the noise "
-                       f"within {max_lag} samples of where they were played")
+        return [Latency(lag, polarity, "blips", 0, False,
+                        f"{missing} of the {len(blips)} calibration blips did not stand out of the noise "
+                        f"within {max_lag} samples of where they were played")]
+    readings = [_combine(found)]
+    if early != found:
+        readings.append(_combine(early))
+    return readings
+
+
+def _combine(found: list[tuple[int, int, int]]) -> Latency:
+    """One latency from every blip's (onset lag, peak lag, polarity): they must agree."""
     lags = [f[0] for f in found]
     peaks = [f[1] for f in found]
     disagreement = max(peaks) - min(peaks)
@@ -191,26 +208,40 @@ def _from_blips(recorded: np.ndarray, reference: np.ndarray, signal_map: SignalM
     return Latency(min(lags), found[0][2], "blips", disagreement, True)
 
 
-def _cross_check(latency: Latency, recorded: np.ndarray, reference: np.ndarray, signal_map: SignalMap,
-                 max_lag: int) -> Latency:
-    """Hold the blips' answer against the music of ``validation_1`` (whitened cross-correlation).
+def _words(samples: int, sign: int) -> str:
+    return f"{samples} samples{'' if sign > 0 else ', inverted'}"
 
-    When the music resembles the input (normalised correlation >= ``MIN_XCORR``) both must agree in
-    polarity and within ``MUSIC_TOLERANCE`` samples; the earlier of the two onsets is kept (each can
-    read a low-passing device's onset a little late, and early costs nothing).
+
+def _cross_check(readings: list[Latency], recorded: np.ndarray, reference: np.ndarray,
+                 signal_map: SignalMap, max_lag: int) -> Latency:
+    """Hold the blips' readings against the music of ``validation_1`` (whitened cross-correlation).
+
+    When the music resembles the input (normalised correlation >= ``MIN_XCORR``) a confident reading
+    must agree with it in polarity and within ``MUSIC_TOLERANCE`` samples; the earliest such reading
+    is kept, and the earlier of its onset and the music's (each can read a low-passing device's onset
+    a little late, and early costs nothing). When the music says nothing (no ``validation_1``, or a
+    lower correlation), a single reading stands and two readings (a bipolar response) are not confident.
     """
-    seg = signal_map.segment("validation_1")
-    ref = np.asarray(reference[seg.start:seg.stop], dtype=np.float64)
-    lag, _, polarity, rho = _xcorr_estimate(recorded, ref, seg.start, max_lag)
+    lag, polarity, rho = 0, 1, 0.0
+    if signal_map.has("validation_1"):
+        seg = signal_map.segment("validation_1")
+        ref = np.asarray(reference[seg.start:seg.stop], dtype=np.float64)
+        lag, _, polarity, rho = _xcorr_estimate(recorded, ref, seg.start, max_lag)
     if rho < MIN_XCORR:
-        return latency
-    if polarity != latency.polarity or abs(lag - latency.samples) > MUSIC_TOLERANCE:
-        def words(samples: int, sign: int) -> str:
-            return f"{samples} samples{'' if sign > 0 else ', inverted'}"
-        return replace(latency, confident=False, reason=(
-            f"the blips give {words(latency.samples, latency.polarity)} but the validation music gives "
-            f"{words(lag, polarity)}"))
-    return replace(latency, samples=min(lag, latency.samples))
+        if len(readings) == 1:
+            return readings[0]
+        options = " or ".join(_words(r.samples, r.polarity) for r in readings)
+        return replace(readings[0], confident=False, reason=(
+            f"the calibration blips' response is bipolar ({options}) and the validation music is too "
+            f"unlike the input to tell which is the arrival"))
+    usable = sorted((r for r in readings if r.confident), key=lambda r: r.samples)
+    for reading in usable:
+        if reading.polarity == polarity and abs(lag - reading.samples) <= MUSIC_TOLERANCE:
+            return replace(reading, samples=min(lag, reading.samples))
+    blips = " or ".join(_words(r.samples, r.polarity) for r in usable)
+    bipolar = " (their response is bipolar)" if len(usable) > 1 else ""
+    return replace(usable[0], confident=False, reason=(
+        f"the blips give {blips}{bipolar} but the validation music gives {_words(lag, polarity)}"))
 
 
 def _xcorr_estimate(recorded: np.ndarray, ref: np.ndarray, start: int, max_lag: int
