@@ -240,3 +240,32 @@ def test_cli_signal_writes_and_refuses_to_overwrite(tmp_path: Path) -> None:
     assert again.exit_code == 1 and "already exists" in again.output
     bad = runner.invoke(app, ["signal", str(tmp_path / "x.wav"), "--seconds", "5"])
     assert bad.exit_code == 1 and "30 to 180 s" in bad.output
+
+
+def test_ts808_dark_high_gain_takes_pass_with_the_true_latency(tmp_path: Path, signal: TestSignal) -> None:
+    """knobcap reamp's TS808 at drive 10, tone 0, LED (an anchor of `knobcap plan --seed 0`) and at
+    drive 8 used to fail the check: the blips read inverted and 11 samples late. Now they pass, with the
+    latency reamp.json records (at most 3 samples early) and its polarity, inverted or not."""
+    from knobcap.devices import get_device
+    from knobcap.reamp import reamp_session
+    from knobcap.session import PlannedTake, init_session, plan_csv_text
+
+    device = get_device("ts808")
+    root = tmp_path / "ts"
+    init_session(root, device.controls, "ts808")
+    write_signal(root / "input.wav", signal)
+    takes = [PlannedTake("take01", {"drive": 10.0, "tone": 0.0, "diodes": "led", "fat": "on"}, "anchor"),
+             PlannedTake("take02", {"drive": 8.0, "tone": 0.0, "diodes": "led", "fat": "off"}, "train")]
+    (root / "plan.csv").write_text(plan_csv_text(device.controls, takes))
+    session = Session.open(root)
+    reamp_session(session, device, seed=0)
+    (root / "takes" / "take02.wav").unlink()
+    reamp_session(session, device, seed=0, invert_polarity=True)
+    report = check_session(session)
+    assert report.ok, [(t.take, [p.message for p in t.problems]) for t in report.takes]
+    truth = json.loads((root / "reamp.json").read_text())["takes"]
+    data = json.loads((root / "check.json").read_text())["takes"]
+    assert [truth[t]["polarity"] for t in ("take01", "take02")] == [1, -1]
+    for take in ("take01", "take02"):
+        assert data[take]["polarity"] == truth[take]["polarity"]
+        assert -3 <= data[take]["latency"] - truth[take]["latency"] <= 0

@@ -155,3 +155,62 @@ def test_blips_contradicted_by_the_music_are_not_confident(signal: TestSignal) -
     y[v1.start + 200:v1.stop + 200] = -delayed(signal.audio, 0)[v1.start:v1.stop]
     lat = calibrate_latency(y, signal.audio, signal.map)
     assert not lat.confident and "validation music gives 200 samples, inverted" in lat.reason
+
+TS808_CORNERS = [{"drive": d, "tone": t, "diodes": di, "fat": fat} for d in (0.0, 10.0) for t in (0.0, 10.0)
+                 for di in ("silicon", "led") for fat in ("off", "on")]
+DARK_HOT = {"drive": 10.0, "tone": 0.0, "diodes": "led", "fat": "on"}  # its blip response is bipolar
+
+
+def ts808_head(signal: TestSignal, setting: dict) -> np.ndarray:
+    """The TS808's answer to the signal up to the end of ``validation_1`` (all the calibration reads)."""
+    from knobcap.devices import get_device
+
+    head = signal.map.segment("validation_1").stop
+    return get_device("ts808").process(signal.audio[:head].astype(np.float64), RATE, setting)
+
+
+def recording(wet: np.ndarray, total: int, delay: int, polarity: int = 1, noise_dbfs: float = -80.0,
+              seed: int = 0) -> np.ndarray:
+    y = np.zeros(total + delay)
+    y[delay:delay + len(wet)] = polarity * wet
+    return y + 10 ** (noise_dbfs / 20) * np.random.default_rng(seed).standard_normal(len(y))
+
+
+def test_ts808_corners_are_calibrated_exactly(signal: TestSignal) -> None:
+    """Every corner of the TS808 (drive 0/10, tone 0/10, both switches), either polarity: the latency is
+    never late and at most 3 samples early. At drive 10, tone 0, LED the pulse's first (true) lobe is
+    only about 0.4 of its undershoot; it used to read inverted and 11 samples late."""
+    for i, setting in enumerate(TS808_CORNERS):
+        delay, polarity = 100 + 37 * i, (-1) ** i
+        y = recording(ts808_head(signal, setting), len(signal.audio), delay, polarity, seed=i)
+        lat = calibrate_latency(y, signal.audio, signal.map)
+        assert lat.confident, (setting, lat.reason)
+        assert lat.polarity == polarity and -3 <= lat.samples - delay <= 0, (setting, lat)
+
+
+@pytest.mark.parametrize("noise_dbfs", [-80.0, -40.0])
+def test_bipolar_blips_inverted_and_noisy_take(signal: TestSignal, noise_dbfs: float) -> None:
+    wet = ts808_head(signal, DARK_HOT)
+    lat = calibrate_latency(recording(wet, len(signal.audio), 321, -1, noise_dbfs), signal.audio, signal.map)
+    assert lat.confident and lat.polarity == -1 and -3 <= lat.samples - 321 <= 0
+
+
+def test_bipolar_blips_are_refused_when_the_music_is_shifted(signal: TestSignal) -> None:
+    """Samples lost between the blips and the validation music (a glitch) still fail: neither of the
+    blips' two readings agrees with the music."""
+    y = recording(ts808_head(signal, DARK_HOT), len(signal.audio), 200)
+    cut = signal.map.segment("validation_1").start - 1000
+    glitched = np.concatenate([y[:cut], y[cut + 20:]])  # the music arrives 20 samples early
+    lat = calibrate_latency(glitched, signal.audio, signal.map)
+    assert not lat.confident
+    assert "bipolar" in lat.reason and "validation music gives 180 samples" in lat.reason
+
+
+def test_bipolar_blips_are_not_guessed_without_the_music(signal: TestSignal) -> None:
+    """When the validation music does not resemble the input, the blips' two readings are not settled
+    by a guess."""
+    y = recording(ts808_head(signal, DARK_HOT), len(signal.audio), 200)
+    v1 = signal.map.segment("validation_1")
+    y[v1.start:v1.stop + 300] = 0.05 * np.random.default_rng(4).standard_normal(v1.length + 300)
+    lat = calibrate_latency(y, signal.audio, signal.map)
+    assert not lat.confident and "too unlike the input" in lat.reason
