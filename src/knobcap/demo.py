@@ -41,7 +41,7 @@ class DemoConfig:
     takes: int | None = None
     training: dict[str, object] = field(default_factory=lambda: {
         "epochs": 60, "steps_per_epoch": 250, "batch_size": 8, "segment_length": 4096, "threads": 1,
-        "max_minutes": 9.0, "val_max_seconds": 2.0})
+        "max_minutes": 8.0, "val_max_seconds": 2.0})
     grid: int = 4
     di_settings: int = 4
     di_seconds: float | None = None
