@@ -93,7 +93,8 @@ def main() -> None:
         for setting in ({"drive": 3.6, "tone": 8.3, "diodes": "led", "fat": "on"},
                         {"drive": 10.0, "tone": 10.0, "diodes": "silicon", "fat": "on"},
                         {"drive": 9.0, "tone": 5.0, "diodes": "led", "fat": "off"},
-                        {"drive": 0.0, "tone": 0.0, "diodes": "led", "fat": "off"}):
+                        {"drive": 0.0, "tone": 0.0, "diodes": "led", "fat": "off"},
+                        {"drive": 10.0, "tone": 0.0, "diodes": "led", "fat": "on"}):  # bipolar blip response
             wet = ts808.process(x, RATE, setting)
             y = record(wet, 651, args.noise)
             label = "TS808 " + " ".join(f"{v:g}" if isinstance(v, float) else str(v)
