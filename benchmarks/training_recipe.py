@@ -59,6 +59,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "knobcap-bench")
     parser.add_argument("--run", type=Path, default=None, help="run folder (default: a new temp folder)")
+    parser.add_argument("--snapshot", default=None, metavar="TAKE",
+                        help="train on this one take only (a snapshot; scored on its held-out time)")
     args = parser.parse_args()
 
     from knobcap.dataset import Take, TrainingData
@@ -72,6 +74,12 @@ def main() -> None:
     signal_map = SignalMap.from_dict(map_dict)
     takes = [Take(f"take{i + 1:02d}", r["setting"], controls.to_vector(r["setting"]), r["role"], y[i])
              for i, r in enumerate(rows)]
+    if args.snapshot:
+        chosen = [t for t in takes if t.name == args.snapshot]
+        if not chosen:
+            parser.error(f"--snapshot {args.snapshot}: no such take (take01..take{len(takes):02d})")
+        chosen[0].role = "train"
+        takes = chosen
     val = signal_map.segment("validation_2")
     data = TrainingData(controls, signal_map.sample_rate, x, takes, signal_map.train_span,
                         (val.start, val.stop), source="virtual TS808")
@@ -87,9 +95,12 @@ def main() -> None:
     held = np.array(list(result.heldout_esr.values()))
     for take in data.heldout_takes:
         print(f"held out {take.name} {take.setting}: ESR {result.heldout_esr[take.name]:.5f}")
-    print(f"held-out settings (whole signal): median ESR {np.median(held):.5f}, max {held.max():.5f}; "
-          f"held-out time mean ESR {np.mean(list(result.validation_esr.values())):.5f}; "
-          f"{result.epochs} epochs (best {result.best_epoch}) in {result.minutes:.2f} min; run {run}")
+    settings = (f"median ESR {np.median(held):.5f}, max {held.max():.5f}" if len(held) else "none")
+    steps = result.epochs * config.steps_per_epoch
+    time_esr = np.mean(list(result.validation_esr.values()))
+    print(f"held-out settings (whole signal): {settings}; held-out time mean ESR {time_esr:.5f}; "
+          f"{result.epochs} epochs = {steps} steps (best {result.best_epoch}) in {result.minutes:.2f} min; "
+          f"run {run}")
 
 
 if __name__ == "__main__":
