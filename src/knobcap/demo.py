@@ -56,7 +56,7 @@ class DemoConfig:
     def quick(cls, seed: int = 0) -> DemoConfig:
         return cls(signal_seconds=30.0, takes=8, training={
             "epochs": 20, "steps_per_epoch": 40, "batch_size": 8, "segment_length": 4096, "threads": 1,
-            "max_minutes": 0.4, "val_max_seconds": 1.0}, grid=2, di_settings=2, di_seconds=4.0, seed=seed)
+            "max_minutes": 0.3, "val_max_seconds": 1.0}, grid=2, di_settings=1, di_seconds=4.0, seed=seed)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
