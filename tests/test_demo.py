@@ -73,8 +73,11 @@ def test_demo_runs_every_step_and_resumes_without_redoing_them(tmp_path):
     assert len(list((folder / "takes").glob("*.wav"))) == 6
     assert json.loads((folder / "check.json").read_text())["ok"] is True
     text = console.export_text()
-    for number in range(1, 7):
-        assert f"[{number}/6]" in text
+    for number in range(1, 8):
+        assert f"[{number}/7]" in text
+    assert result.report_path == result.run_dir / "report.html"
+    html = result.report_path.read_text(encoding="utf-8")
+    assert "<img" in html and "<audio" in html and "http://" not in html.replace("http://www.w3.org", "")
 
     takes_before = {p.name: p.stat().st_mtime_ns for p in (folder / "takes").glob("*.wav")}
     model_before = result.model_path.stat().st_mtime_ns
@@ -85,4 +88,5 @@ def test_demo_runs_every_step_and_resumes_without_redoing_them(tmp_path):
     assert again.model_path == result.model_path and result.model_path.stat().st_mtime_ns == model_before
     assert {p.name: p.stat().st_mtime_ns for p in (folder / "takes").glob("*.wav")} == takes_before
     demo.print_result(console, again)
-    assert str(again.metrics_path) in console.export_text()
+    closing = console.export_text()
+    assert str(again.metrics_path) in closing and str(again.report_path) in closing

@@ -582,9 +582,9 @@ def demo(
     directory: Annotated[Path, typer.Argument(help="Demo folder (made, or resumed if an earlier demo "
                                               "made it).")] = Path("knobcap-demo"),
     quick: Annotated[bool, typer.Option(help="A tiny capture in under 2 minutes (a smoke test).")] = False,
-    seed: Annotated[int, typer.Option(help="Seed of the design, the recordings and the training.")] = 2,
+    seed: Annotated[int, typer.Option(help="Seed of the design, the recordings and the training.")] = 0,
 ) -> None:
-    """Capture the built-in virtual TS808 end to end: init, plan, reamp, check, train, eval."""
+    """Capture the built-in virtual TS808 end to end: init, plan, reamp, check, train, eval, report."""
     import time
 
     from knobcap.demo import DemoConfig, print_result, run_demo

@@ -1,6 +1,6 @@
 """``knobcap demo``: capture the built-in virtual TS808 end to end, in one command.
 
-init -> plan -> reamp (virtual TS808) -> check -> train -> eval, each step with progress, in a demo
+init -> plan -> reamp (virtual TS808) -> check -> train -> eval -> report, each step with progress, in a demo
 folder that is marked as such (``.knobcap-demo``) so that a rerun resumes it and a user's own folder is
 never touched. Sizes are chosen to finish in about 15 minutes on a 2-core CPU (``--quick``: under 2).
 """
@@ -102,13 +102,14 @@ class DemoResult:
     metrics_path: Path
     metrics: dict[str, object]
     resumed: bool
+    report_path: Path | None = None
 
 
 Say = Callable[[str], None]
 
 
 def run_demo(directory: str | Path, config: DemoConfig, console: Console | None = None) -> DemoResult:
-    """init -> plan -> reamp (virtual TS808) -> check -> train -> eval in ``directory``.
+    """init -> plan -> reamp (virtual TS808) -> check -> train -> eval -> report in ``directory``.
 
     Steps already done in an earlier run of the same demo are skipped (a model that finished training
     is reused; an interrupted training resumes from its last checkpoint).
@@ -124,7 +125,7 @@ def run_demo(directory: str | Path, config: DemoConfig, console: Console | None 
     resumed = prepare_folder(directory, config)
 
     def step(number: int, text: str) -> None:
-        console.print(f"[bold cyan][{number}/6][/] {text}", highlight=False)
+        console.print(f"[bold cyan][{number}/7][/] {text}", highlight=False)
 
     if resumed:
         console.print(f"Resuming the demo in {directory}.", highlight=False)
@@ -165,8 +166,13 @@ def run_demo(directory: str | Path, config: DemoConfig, console: Console | None 
         metrics = evaluate_run(run_dir, device=DEVICE, grid=config.grid, di=config.di,
                                di_settings=config.di_settings, di_seconds=config.di_seconds,
                                seed=config.seed, progress=update)
+
+    step(7, "report: ESR map, settings table, curves and listening examples in one HTML page")
+    from knobcap.report import write_report
+
+    report_path = write_report(run_dir)
     return DemoResult(directory, run_dir, run_dir / "model.knobcap", run_dir / "metrics.json", metrics,
-                      resumed)
+                      resumed, report_path)
 
 
 def train_step(directory: Path, config: DemoConfig, say: Say) -> Path:
@@ -222,5 +228,7 @@ def print_result(console: Console, result: DemoResult) -> None:
     console.print(summary_table(result.metrics))
     console.print(f"model:   [bold]{result.model_path}[/]", highlight=False)
     console.print(f"metrics: [bold]{result.metrics_path}[/]", highlight=False)
-    console.print(f"Next: knobcap report {result.run_dir}  |  knobcap play {result.model_path}",
-                  highlight=False)
+    if result.report_path is not None:
+        console.print(f"report:  [bold]{result.report_path}[/] (open it in a browser)", highlight=False)
+    console.print(f"Next: knobcap play {result.model_path}  |  knobcap render {result.model_path} IN.wav "
+                  "OUT.wav --set drive=7", highlight=False)
