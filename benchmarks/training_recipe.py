@@ -5,6 +5,7 @@ Runtime: about 1-2 minutes to render 16 takes of 60 s (cached in --cache), then 
 
     .venv/bin/python benchmarks/training_recipe.py [--takes 16] [--seconds 60] [--minutes 8]
         [--config '{"lr": 0.006, "model": {...}}'] [--threads 1] [--run DIR]
+        [--snapshot TAKE] [--role TAKE=ROLE ...]
 
 The session is knobcap's own design (space-filling + anchors + held-out settings) for the TS808's
 2 knobs + 2 switches, rendered at x8 oversampling through ``knobcap.devices``. Training uses
@@ -61,6 +62,8 @@ def main() -> None:
     parser.add_argument("--run", type=Path, default=None, help="run folder (default: a new temp folder)")
     parser.add_argument("--snapshot", default=None, metavar="TAKE",
                         help="train on this one take only (a snapshot; scored on its held-out time)")
+    parser.add_argument("--role", action="append", default=[], metavar="TAKE=ROLE",
+                        help="change a take's role (train, anchor, holdout), e.g. take05=train")
     args = parser.parse_args()
 
     from knobcap.dataset import Take, TrainingData
@@ -74,6 +77,12 @@ def main() -> None:
     signal_map = SignalMap.from_dict(map_dict)
     takes = [Take(f"take{i + 1:02d}", r["setting"], controls.to_vector(r["setting"]), r["role"], y[i])
              for i, r in enumerate(rows)]
+    by_name = {t.name: t for t in takes}
+    for change in args.role:
+        name, _, role = change.partition("=")
+        if name not in by_name or role not in ("train", "anchor", "holdout"):
+            parser.error(f"--role {change}: expected TAKE=train|anchor|holdout with an existing take")
+        by_name[name].role = role
     if args.snapshot:
         chosen = [t for t in takes if t.name == args.snapshot]
         if not chosen:
