@@ -63,7 +63,7 @@ def test_config_is_json_able_and_checked() -> None:
     with pytest.raises(TrainingError, match="batch_size"):
         TrainConfig.from_dict({"batch_size": 0})
     with pytest.raises(TrainingError, match="STFT"):
-        TrainConfig.from_dict({"segment_length": 1000, "mrstft_fft_sizes": [2048]})
+        TrainConfig.from_dict({"segment_length": 1000, "mrstft_weight": 1e-3, "mrstft_fft_sizes": [2048]})
     assert config.model_config(3)["n_controls"] == 3
 
 
