@@ -34,11 +34,10 @@ import numpy as np
 
 from knobcap.controls import Controls, Setting
 from knobcap.fileio import read_wav, write_json_atomic, write_wav_atomic
+from knobcap.metrics import VERDICTS, EvaluationError, esr, verdict
 
 METRICS_FORMAT = "knobcap-metrics"
 METRICS_VERSION = 1
-VERDICTS: tuple[tuple[float, str], ...] = (
-    (0.01, "great"), (0.035, "not bad"), (0.1, "might sound OK"), (math.inf, "probably not"))
 PREROLL_SECONDS = 0.5  # audio fed before a segment so that model and device states settle
 SAME_SETTING_TOL = 1e-3  # distance in normalised coordinates under which two settings are one
 DEFAULT_DI_SETTINGS = 4
@@ -49,31 +48,6 @@ setting, from a zero initial state (the first outputs see zeros before ``x``).""
 
 Progress = Callable[[str, int, int], None]
 """``progress(task, done, total)``: called as work advances."""
-
-
-class EvaluationError(ValueError):
-    """An evaluation cannot be done; the message names the file or setting and what to do."""
-
-
-# ------------------------------------------------------------------------------------------- metrics
-def esr(prediction: np.ndarray, target: np.ndarray) -> float:
-    """Error-to-signal ratio ``Σ(ŷ - y)² / Σy²`` (float64 sums). A silent target is refused."""
-    y_hat = np.asarray(prediction, dtype=np.float64)
-    y = np.asarray(target, dtype=np.float64)
-    if y_hat.shape != y.shape:
-        raise EvaluationError(f"ESR needs equal shapes; got {y_hat.shape} and {y.shape}.")
-    energy = float(np.sum(y * y))
-    if not energy > 0.0:
-        raise EvaluationError("ESR is undefined on a silent target; evaluate a segment with sound in it.")
-    return float(np.sum((y_hat - y) ** 2) / energy)
-
-
-def verdict(value: float) -> str:
-    """NAM's plain verdict on an ESR: great / not bad / might sound OK / probably not."""
-    for limit, word in VERDICTS:
-        if value < limit:
-            return word
-    return VERDICTS[-1][1]  # NaN
 
 
 def summarize(values: Iterable[float]) -> dict[str, float | int | None]:

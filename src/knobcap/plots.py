@@ -18,8 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from knobcap.controls import Controls, Knob
+from knobcap.metrics import VERDICT_LIMITS
+from knobcap.metrics import verdict as _nam_verdict
 
-VERDICTS: tuple[tuple[float, str], ...] = ((0.01, "great"), (0.035, "not bad"), (0.1, "might sound OK"))
 ROLE_MARKERS: dict[str, tuple[str, str]] = {  # role -> (marker, face colour)
     "train": ("o", "white"),
     "anchor": ("s", "white"),
@@ -31,12 +32,7 @@ _NOT_CURVES = {"minutes", "lr", "step", "epoch", "time", "seconds"}
 
 def verdict(esr: float) -> str:
     """NAM's plain word for an ESR."""
-    if not math.isfinite(esr):
-        return "unknown"
-    for limit, word in VERDICTS:
-        if esr < limit:
-            return word
-    return "probably not"
+    return _nam_verdict(esr) if math.isfinite(esr) else "unknown"
 
 
 @dataclass(frozen=True)
@@ -230,7 +226,7 @@ def esr_map(controls: Controls, grid: Sequence[PointESR], recorded: Sequence[Poi
 
     bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes, shrink=0.85, pad=0.02)
     bar.set_label("ESR (log scale; lower is better)")
-    marks = [(limit, word) for limit, word in VERDICTS if norm.vmin <= limit <= norm.vmax]
+    marks = [(limit, word) for limit, word in VERDICT_LIMITS if norm.vmin <= limit <= norm.vmax]
     if marks:  # label the colour bar with NAM's verdict limits instead of bare powers of ten
         from matplotlib.ticker import NullFormatter
 
@@ -247,7 +243,7 @@ def esr_map(controls: Controls, grid: Sequence[PointESR], recorded: Sequence[Poi
 
 
 def _add_verdict_lines(ax) -> None:
-    for limit, word in VERDICTS:
+    for limit, word in VERDICT_LIMITS:
         ax.axhline(limit, color="grey", linewidth=0.6, linestyle=":")
         ax.text(1.0, limit, f" {word}", transform=ax.get_yaxis_transform(), fontsize=7, va="center",
                 color="grey")
