@@ -52,6 +52,7 @@ import soundfile as sf
 
 from knobcap.fileio import write_json_atomic
 from knobcap.latency import Latency, align, calibrate_latency
+from knobcap.metrics import esr
 from knobcap.signal import SignalMap, TestSignal
 
 CHECK_FORMAT = "knobcap-check"
@@ -336,7 +337,7 @@ def _check_drift(result: TakeCheck, path: Path, aligned: np.ndarray, m: SignalMa
     energy = float(np.dot(a, a))
     if energy <= 0:
         return
-    result.drift_esr = float(np.sum((b - a) ** 2) / energy)
+    result.drift_esr = esr(b, a)
     if result.drift_esr <= DRIFT_ESR:
         return
     floor = 10 ** (result.noise_floor_dbfs / 20) if result.noise_floor_dbfs is not None else 0.0

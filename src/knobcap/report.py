@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from knobcap import __version__, plots
+from knobcap import __version__, metrics, plots
 from knobcap.controls import Controls, ControlsError, Knob
 from knobcap.fileio import write_text_atomic
 
@@ -393,7 +393,7 @@ def di_example(run: RunData, renderer: Any, setting: Mapping[str, object], notes
             notes.append(f"the virtual device {device_name!r} is unavailable ({error}); DI target left out.")
     esr = None
     if target is not None and float(np.sum(target.astype(float) ** 2)) > 0:
-        esr = float(np.sum((model.astype(float) - target) ** 2) / np.sum(target.astype(float) ** 2))
+        esr = metrics.esr(model, target)
     return Example(f"real DI guitar ({Path(clip).name})", dict(setting), model, target, dry,
                    renderer.sample_rate, esr)
 
