@@ -11,6 +11,12 @@ frequency…) or a switch's position name. A model sees a setting as a normalise
     ``a(p) = (81^p - 1) / 80`` and sets a gain beside a fixed resistor about a tenth of the pot:
     ``u = log(1 + K a(p)) / log(1 + K)`` with ``K = 10`` (most of the change is near the top).
 
+  - a measured ``warp`` (any taper): ``u`` at equally spaced rotations ``p = 0 … 1``, strictly
+    increasing from 0 to 1, written by ``knobcap screen``; ``u`` is interpolated linearly between
+    them. It replaces the taper's formula: it puts equal steps of *measured* sound change in equal
+    steps of ``u`` (the virtual TS808's tone knob moves its sound more between 9.5 and 10 than
+    between 1 and 9).
+
 * switch -> ``±1`` for two positions, one-hot for three or more.
 
 The same coordinates are used by the experimental design, so points are spread where the sound moves.
@@ -40,7 +46,8 @@ _AUDIO_LAW_BASE = 81.0  # a(p) = (81^p - 1) / 80: 10 % of the resistance at half
 _AUDIO_GAIN_RATIO = 10.0  # K: pot resistance over the fixed resistor beside it
 _NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$")
 _TOP_KEYS = {"name", "description", "knob", "switch"}
-_KNOB_KEYS = {"name", "min", "max", "default", "taper", "unit"}
+_KNOB_KEYS = {"name", "min", "max", "default", "taper", "unit", "warp"}
+MAX_WARP_POINTS = 1001
 _SWITCH_KEYS = {"name", "positions", "default"}
 
 
@@ -62,8 +69,11 @@ class Knob:
     default: float | None = None
     taper: Taper = "linear"
     unit: str = ""
+    warp: tuple[float, ...] | None = None  # u at equally spaced rotations (see the module docstring)
 
     def __post_init__(self) -> None:
+        if self.warp is not None:
+            object.__setattr__(self, "warp", tuple(float(u) for u in self.warp))
         if self.default is None:
             object.__setattr__(self, "default", self.from_unit(0.5))
 
@@ -77,6 +87,9 @@ class Knob:
 
     def to_unit(self, value: float) -> float:
         """Taper-aware normalised coordinate ``u`` in [0, 1] of a value in the knob's units."""
+        if self.warp is not None:
+            rotations = np.linspace(0.0, 1.0, len(self.warp))
+            return float(np.interp(self.rotation(value), rotations, self.warp))
         if self.taper == "log":
             return math.log(float(value) / self.min) / math.log(self.max / self.min)
         p = self.rotation(value)
@@ -88,6 +101,9 @@ class Knob:
     def from_unit(self, u: float) -> float:
         """Inverse of :meth:`to_unit`: the value in the knob's units at coordinate ``u``."""
         u = min(max(float(u), 0.0), 1.0)
+        if self.warp is not None:
+            p = float(np.interp(u, self.warp, np.linspace(0.0, 1.0, len(self.warp))))
+            return self.min + p * (self.max - self.min)
         if self.taper == "log":
             return self.min * (self.max / self.min) ** u
         if self.taper == "audio":
@@ -102,6 +118,8 @@ class Knob:
                                   "default": self.default_value, "taper": self.taper}
         if self.unit:
             out["unit"] = self.unit
+        if self.warp is not None:
+            out["warp"] = [round(u, 6) for u in self.warp]
         return out
 
 
@@ -314,8 +332,15 @@ def _knob_from_dict(entry: Mapping[str, object], where: str) -> Knob:
     if taper == "log" and low <= 0:
         raise ControlsError(
             f"{where}: {label}: a log taper needs min > 0 (got {low:g}); raise min or use 'linear'.")
+    warp = entry.get("warp")
+    if warp is not None:
+        if (not isinstance(warp, list) or not all(isinstance(u, int | float) and not isinstance(u, bool)
+                                                  for u in warp)):
+            raise ControlsError(f"{where}: {label}: 'warp' must be a list of numbers (u at equally "
+                                "spaced rotations); run 'knobcap screen' to measure it, or remove it.")
+        warp = tuple(float(u) for u in warp)
     return Knob(name=name, min=low, max=high, default=numbers["default"], taper=taper,  # type: ignore[arg-type]
-                unit=str(entry.get("unit", "")))
+                unit=str(entry.get("unit", "")), warp=warp)
 
 
 def _switch_from_dict(entry: Mapping[str, object], where: str) -> Switch:
@@ -359,6 +384,8 @@ def _validate_controls(controls: Controls) -> None:
             raise ControlsError(
                 f"{where}: knob {knob.name!r}: taper {knob.taper!r} is unknown; use one of "
                 f"{', '.join(TAPERS)}.")
+        if knob.warp is not None:
+            _validate_warp(knob, where)
         if not knob.min <= knob.default_value <= knob.max:
             raise ControlsError(
                 f"{where}: knob {knob.name!r}: default {knob.default_value:g} is out of range; use a "
@@ -377,6 +404,17 @@ def _validate_controls(controls: Controls) -> None:
                 f"positions ({', '.join(switch.positions)}).")
     if not controls.knobs and not controls.switches:
         raise ControlsError(f"{where}: no controls; add at least one [[knob]] or [[switch]].")
+
+
+def _validate_warp(knob: Knob, where: str) -> None:
+    warp = knob.warp or ()
+    steps = np.diff(warp)
+    if (not 2 <= len(warp) <= MAX_WARP_POINTS or not all(math.isfinite(u) for u in warp)
+            or abs(warp[0]) > 1e-9 or abs(warp[-1] - 1.0) > 1e-9 or not np.all(steps > 0)):
+        raise ControlsError(
+            f"{where}: knob {knob.name!r}: 'warp' must list 2 to {MAX_WARP_POINTS} strictly increasing "
+            "numbers from 0 to 1 (u at equally spaced rotations); run 'knobcap screen' again to "
+            "measure it, or remove the warp to use the taper.")
 
 
 def load_controls(path: str | Path) -> Controls:
