@@ -25,14 +25,14 @@ import hashlib
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from knobcap.controls import Controls, Setting
+from knobcap.controls import Controls, Knob, Setting
 from knobcap.fileio import read_wav, write_json_atomic, write_wav_atomic
 from knobcap.metrics import VERDICTS, EvaluationError, esr, verdict
 
@@ -61,12 +61,13 @@ def summarize(values: Iterable[float]) -> dict[str, float | int | None]:
 
 # ------------------------------------------------------------------------------------------ settings
 def dense_grid(controls: Controls, levels: int = 6) -> list[Setting]:
-    """``levels`` evenly spaced taper-aware positions ``u`` in [0, 1] per knob, times every switch
-    combination (knob-major order, switches varying slowest)."""
+    """``levels`` evenly spaced positions per knob in the coordinates of its *taper* (a measured warp
+    is ignored, so that models with and without warps are scored on the same settings), times every
+    switch combination (knob-major order, switches varying slowest)."""
     if levels < 2:
         raise EvaluationError(f"a grid needs at least 2 levels per knob (got {levels}).")
     units = np.linspace(0.0, 1.0, levels)
-    knob_values = [[k.from_unit(u) for u in units] for k in controls.knobs]
+    knob_values = [[unwarped(k).from_unit(u) for u in units] for k in controls.knobs]
     grid: list[Setting] = []
     for combo in controls.switch_combinations():
         for values in _product(knob_values):
@@ -74,6 +75,11 @@ def dense_grid(controls: Controls, levels: int = 6) -> list[Setting]:
             setting.update(combo)
             grid.append(setting)
     return grid
+
+
+def unwarped(knob: Knob) -> Knob:
+    """The knob with its taper's own coordinates (no measured warp)."""
+    return knob if knob.warp is None else replace(knob, warp=None)
 
 
 def _product(lists: list[list[float]]) -> list[tuple[float, ...]]:
@@ -84,13 +90,13 @@ def _product(lists: list[list[float]]) -> list[tuple[float, ...]]:
 
 
 def random_settings(controls: Controls, count: int, seed: int = 0) -> list[Setting]:
-    """``count`` settings with knobs uniform in ``u`` and switch combinations taken in turn (seeded, so
-    that runs and designs are compared on the same settings)."""
+    """``count`` settings with knobs uniform in taper ``u`` (no warp) and switch combinations in turn
+    (seeded, so that runs and designs are compared on the same settings)."""
     rng = np.random.default_rng(seed)
     combos = controls.switch_combinations()
     settings: list[Setting] = []
     for i in range(count):
-        setting: Setting = {k.name: k.from_unit(float(rng.uniform())) for k in controls.knobs}
+        setting: Setting = {k.name: unwarped(k).from_unit(float(rng.uniform())) for k in controls.knobs}
         setting.update(combos[i % len(combos)])
         settings.append(setting)
     return settings
