@@ -27,19 +27,20 @@ from pathlib import Path
 import numpy as np
 
 
-def render(takes: int, seconds: float, cache: Path) -> tuple[np.ndarray, np.ndarray, list, dict]:
+def render(takes: int, seconds: float, cache: Path, controls: object = None, tag: str = ""
+           ) -> tuple[np.ndarray, np.ndarray, list, dict]:
     from knobcap.design import initial_design
     from knobcap.devices import get_device
     from knobcap.signal import generate_signal
 
-    path = cache / f"ts808_{takes}x{seconds:g}s.npz"
+    path = cache / f"ts808_{takes}x{seconds:g}s{tag}.npz"
     if path.is_file():
         data = np.load(path)
         meta = json.loads(path.with_suffix(".json").read_text())
         return data["x"], data["y"], meta["rows"], meta["map"]
     device = get_device("ts808")
     signal = generate_signal(seconds)
-    design = initial_design(device.controls, takes, seed=0)
+    design = initial_design(controls or device.controls, takes, seed=0)
     ys, rows = [], []
     for point in design.points:
         ys.append(device.process(signal.audio, signal.map.sample_rate, point.setting).astype(np.float32))
@@ -64,6 +65,12 @@ def main() -> None:
                         help="train on this one take only (a snapshot; scored on its held-out time)")
     parser.add_argument("--role", action="append", default=[], metavar="TAKE=ROLE",
                         help="change a take's role (train, anchor, holdout), e.g. take05=train")
+    parser.add_argument("--warp", action="store_true",
+                        help="screen the device first (knobcap.screening) and design/train in warped u")
+    parser.add_argument("--grid", type=int, default=0, metavar="LEVELS",
+                        help="also score a dense grid (LEVELS per knob x every switch combination) on "
+                             "the bundled DI clip, which no take contains (0: skip)")
+    parser.add_argument("--grid-seconds", type=float, default=8.0, help="DI seconds scored per setting")
     args = parser.parse_args()
 
     from knobcap.dataset import Take, TrainingData
@@ -72,8 +79,12 @@ def main() -> None:
     from knobcap.training import TrainConfig, train
 
     t0 = time.time()
-    x, y, rows, map_dict = render(args.takes, args.seconds, args.cache)
     controls = get_device("ts808").controls
+    if args.warp:
+        controls = warped_controls(controls)
+        print("warps:", {k.name: [round(u, 3) for u in k.warp] for k in controls.knobs})
+    tag = "_warp" if args.warp else ""
+    x, y, rows, map_dict = render(args.takes, args.seconds, args.cache, controls, tag)
     signal_map = SignalMap.from_dict(map_dict)
     takes = [Take(f"take{i + 1:02d}", r["setting"], controls.to_vector(r["setting"]), r["role"], y[i])
              for i, r in enumerate(rows)]
@@ -110,6 +121,45 @@ def main() -> None:
     print(f"held-out settings (whole signal): {settings}; held-out time mean ESR {time_esr:.5f}; "
           f"{result.epochs} epochs = {steps} steps (best {result.best_epoch}) in {result.minutes:.2f} min; "
           f"run {run}")
+    if args.grid:
+        grid_report(run, data, args.grid, args.grid_seconds, args.cache)
+
+
+def warped_controls(controls: object) -> object:
+    """The TS808's controls with warps screened on 6 s of the test signal's playing."""
+    from knobcap.devices import get_device
+    from knobcap.screening import apply_warps, screen
+    from knobcap.signal import generate_signal
+
+    device = get_device("ts808")
+    signal = generate_signal(30)
+    playing = signal.map.segment("playing")
+    probe = signal.audio[playing.start:playing.start + 6 * signal.map.sample_rate]
+    warps = screen(lambda s: device.process(probe, signal.map.sample_rate, s), controls)
+    return apply_warps(controls, warps)
+
+
+def grid_report(run: Path, data: object, levels: int, seconds: float, cache: Path) -> None:
+    """Print ESR over a dense grid of settings on the bundled DI clip (never in any take)."""
+    from knobcap.devices import get_device
+    from knobcap.evaluate import RenderCache, dense_grid, di_clips, evaluate_against_device, torch_predictor
+    from knobcap.modelfile import load_model_file
+    from knobcap.training import MODEL_FILE, load_torch_model
+
+    model = load_torch_model(load_model_file(run / MODEL_FILE))
+    controls = data.controls  # type: ignore[attr-defined]
+    rate = data.sample_rate  # type: ignore[attr-defined]
+    _, clip = di_clips(None, rate, seconds)[0]
+    settings = dense_grid(get_device("ts808").controls, levels)  # the device's own taper, never the warp
+    training = [t.setting for t in data.takes if t.role != "holdout"]  # type: ignore[attr-defined]
+    rows = evaluate_against_device(torch_predictor(model, controls), get_device("ts808"), controls, clip,
+                                   rate, settings, training=training, cache=RenderCache(cache / "renders"))
+    values = np.array([r.esr for r in rows if not r.trained])
+    worst = sorted(rows, key=lambda r: -r.esr)[:5]
+    print(f"dense grid {levels}^knobs x switches on {seconds:g} s of DI ({len(values)} untrained settings): "
+          f"median ESR {np.median(values):.5f}, p90 {np.percentile(values, 90):.5f}, max {values.max():.5f}")
+    for row in worst:
+        print(f"  worst: {row.setting} ESR {row.esr:.4f}")
 
 
 if __name__ == "__main__":

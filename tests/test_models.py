@@ -48,6 +48,8 @@ def reference_wavenet(state: dict, config: dict, x: np.ndarray, c: np.ndarray) -
             z = np.zeros((h.shape[0], length)) + w[f"{p}.conv.bias"][:, None]
             for tap in range(k):
                 z += w[f"{p}.conv.weight"][:, :, tap] @ h[:, tap * d:tap * d + length]
+            if config.get("film"):  # g = 1 + G c scales the dilated convolution (bias included)
+                z *= 1.0 + (w[f"{p}.film.weight"][:, :, 0] @ c)[:, None]
             z += (w[f"{p}.mixin.weight"][:, :, 0] @ cond)[:, -length:]
             a = act(z)
             h = h[:, -length:] + w[f"{p}.out.weight"][:, :, 0] @ a + w[f"{p}.out.bias"][:, None]
@@ -150,6 +152,43 @@ def test_a_product_mixin_folds_into_the_x_column_and_the_biases() -> None:
                 layer.mixin.weight[:, 0, 0] += w[:, 3:5] @ c[0]
                 layer.mixin.weight[:, 1:, :] = 0.0
         torch.testing.assert_close(baked(x, torch.zeros(1, 2)), model(x, c), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("mixin", ["linear", "product"])
+def test_film_follows_the_equations_and_folds_into_conv_weights_and_biases(mixin: str) -> None:
+    config = {**tiny_wavenet(2), "mixin": mixin, "film": True}
+    model = create_model("wavenet", config)
+    randomise(model, 8)
+    x = np.random.default_rng(2).standard_normal(60).astype(np.float32)
+    c = np.array([0.3, -1.0], np.float32)
+    with torch.no_grad():
+        out = model(torch.from_numpy(x)[None], torch.from_numpy(c)[None])[0].numpy()
+        automated = model(torch.from_numpy(x)[None], torch.from_numpy(c)[None, :, None].expand(1, 2, 60))
+    np.testing.assert_allclose(out, reference_wavenet(model.state_dict(), config, x, c), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(automated[0].numpy(), out, rtol=1e-6, atol=1e-6)
+    # Bakeable: g = 1 + G c multiplies the dilated conv's weights and bias; the setting leaves the model.
+    plain = create_model("wavenet", {**tiny_wavenet(2), "mixin": mixin})
+    state = {k: v for k, v in model.state_dict().items() if ".film." not in k}
+    with torch.no_grad():
+        for name in list(state):
+            if name.endswith(".conv.weight") or name.endswith(".conv.bias"):
+                prefix = name.rsplit(".conv.", 1)[0]
+                g = 1.0 + model.state_dict()[f"{prefix}.film.weight"][:, :, 0] @ torch.from_numpy(c)
+                state[name] = state[name] * (g[:, None, None] if name.endswith("weight") else g)
+        plain.load_state_dict(state)
+        baked = plain(torch.from_numpy(x)[None], torch.from_numpy(c)[None])[0].numpy()
+    np.testing.assert_allclose(baked, out, rtol=1e-5, atol=1e-6)
+
+
+def test_film_starts_as_the_plain_model() -> None:
+    """FiLM weights start at zero (g = 1): a new film model computes what the plain one does."""
+    film = create_model("wavenet", {**tiny_wavenet(2), "film": True})
+    plain = create_model("wavenet", tiny_wavenet(2))
+    plain.load_state_dict({k: v for k, v in film.state_dict().items() if ".film." not in k})
+    x, c = torch.randn(2, 50), torch.randn(2, 2)
+    torch.testing.assert_close(film(x, c), plain(x, c))
+    with pytest.raises(ArchitectureError, match="'film'"):
+        check_config("wavenet", {**tiny_wavenet(2), "film": "yes"})
 
 
 def test_lstm_setting_folds_into_the_gate_biases() -> None:

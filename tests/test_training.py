@@ -161,6 +161,26 @@ def test_train_then_resume_and_reload_the_model_file(tmp_path: Path, architectur
         second.heldout_esr["take04"], rel=1e-6)
 
 
+def test_moving_average_weights_are_what_is_scored_and_saved(tmp_path: Path) -> None:
+    data = make_data()
+    train(data, tiny_config(steps_per_epoch=4, ema_decay=0.5, control_noise=0.05), tmp_path / "ema",
+          progress=False)
+    checkpoint = torch.load(tmp_path / "ema" / "checkpoints" / "last.ckpt", map_location="cpu",
+                            weights_only=False)  # our own file, written by the test
+    weights = checkpoint["state_dict"]
+    live = {k[len("model."):]: v for k, v in weights.items() if k.startswith("model.")}
+    average = {k[len("ema_model."):]: v for k, v in weights.items() if k.startswith("ema_model.")}
+    assert set(live) == set(average)
+    assert any(not torch.equal(live[k], average[k]) for k in live)  # the average lags the live weights
+    saved = load_model_file(tmp_path / "ema" / "model.knobcap").weights
+    assert set(saved) == set(average)
+    for name, value in average.items():  # one epoch: the best weights are the last average
+        np.testing.assert_array_equal(saved[name], value.numpy())
+    for bad in ({"ema_decay": 1.0}, {"ema_decay": -0.1}, {"control_noise": -1.0}):
+        with pytest.raises(TrainingError, match="ema_decay"):
+            tiny_config(**bad)
+
+
 def test_resume_needs_a_checkpoint_and_bad_data_is_refused(tmp_path: Path) -> None:
     data = make_data()
     with pytest.raises(TrainingError, match="no checkpoint"):

@@ -107,6 +107,8 @@ def check_config(architecture: str, config: Mapping[str, Any], where: str = "con
             raise ArchitectureError(f"{where}: 'head_scale' must be a finite number.")
         if clean.get("mixin", "linear") not in MIXINS:
             raise ArchitectureError(f"{where}: 'mixin' must be one of {', '.join(MIXINS)}.")
+        if not isinstance(clean.get("film", False), bool):
+            raise ArchitectureError(f"{where}: 'film' must be true or false.")
         if clean.get("activation") not in ACTIVATIONS:
             raise ArchitectureError(
                 f"{where}: 'activation' must be one of {', '.join(ACTIVATIONS)}, got "
@@ -139,6 +141,8 @@ def weight_shapes(architecture: str, config: Mapping[str, Any]) -> dict[str, tup
                 shapes[f"{prefix}.conv.weight"] = (ch, ch, k)
                 shapes[f"{prefix}.conv.bias"] = (ch,)
                 shapes[f"{prefix}.mixin.weight"] = (ch, n_cond, 1)
+                if config.get("film", False):
+                    shapes[f"{prefix}.film.weight"] = (ch, int(config["n_controls"]), 1)
                 shapes[f"{prefix}.out.weight"] = (ch, ch, 1)
                 shapes[f"{prefix}.out.bias"] = (ch,)
             shapes[f"arrays.{i}.head_rechannel.weight"] = (array["head_size"], ch, 1)

@@ -79,6 +79,8 @@ class TrainConfig:
     esr_floor: float = 0.2  # a window's energy counts as at least this fraction of the batch mean
     mrstft_fft_sizes: list[int] = field(default_factory=lambda: [1024, 2048, 512])
     gradient_clip: float | None = 1.0
+    ema_decay: float = 0.0  # > 0: validate, select and save an exponential moving average of the weights
+    control_noise: float = 0.0  # std of Gaussian noise added to the setting vector of each training window
     val_max_seconds: float | None = 2.0  # per take and epoch; the final report uses everything
     max_minutes: float | None = None
     threads: int | None = None  # CPU threads; None = min(cores, 8)
@@ -109,6 +111,9 @@ class TrainConfig:
                 raise TrainingError(f"{source}: {name} must be a positive integer, got {value!r}.")
         if not (self.lr > 0 and 0 < self.lr_decay <= 1):
             raise TrainingError(f"{source}: lr must be > 0 and lr_decay in (0, 1].")
+        if not 0 <= self.ema_decay < 1 or self.control_noise < 0:
+            raise TrainingError(f"{source}: ema_decay must be in [0, 1) and control_noise >= 0, got "
+                                f"{self.ema_decay!r} and {self.control_noise!r}.")
         if self.lr_schedule not in LR_SCHEDULES or not 0 <= self.lr_final <= 1:
             raise TrainingError(f"{source}: lr_schedule must be one of {', '.join(LR_SCHEDULES)} and "
                                 f"lr_final in [0, 1], got {self.lr_schedule!r} and {self.lr_final!r}.")
@@ -209,6 +214,12 @@ class ParametricModule(pl.LightningModule):
         super().__init__()
         self.model = model
         self.cfg = config
+        self.ema_model: ParametricModel | None = None
+        if config.ema_decay > 0:
+            import copy
+
+            self.ema_model = copy.deepcopy(model)
+            self.ema_model.requires_grad_(False)
         self.loss = TrainingLoss(config.pre_emphasis, config.mrstft_weight, config.mrstft_fft_sizes,
                                  config.esr_floor)
         self.n_takes = n_takes
@@ -253,11 +264,26 @@ class ParametricModule(pl.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x, y, c = batch
+        if self.cfg.control_noise > 0:
+            c = c + self.cfg.control_noise * torch.randn_like(c)
         y_hat = self.model(x, c)[:, -y.shape[-1]:]
         parts = self.loss(y_hat, y)
         self.log("loss", parts["loss"], prog_bar=True, on_step=True, on_epoch=False)
         self._train_losses.append(float(parts["loss"].detach()))
         return parts["loss"]
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.ema_model is None:
+            return
+        decay = min(self.cfg.ema_decay, (1.0 + self.global_step) / (10.0 + self.global_step))
+        with torch.no_grad():
+            for ema, live in zip(self.ema_model.parameters(), self.model.parameters(), strict=True):
+                ema.lerp_(live.detach(), 1.0 - decay)
+
+    @property
+    def scored_model(self) -> ParametricModel:
+        """The weights that are validated and saved: the moving average if there is one."""
+        return self.ema_model if self.ema_model is not None else self.model
 
     # ---- validation
     def on_validation_epoch_start(self) -> None:
@@ -266,7 +292,7 @@ class ParametricModule(pl.LightningModule):
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         x, y, c, index = batch
-        y_hat = self.model(x, c)[:, -y.shape[-1]:]
+        y_hat = self.scored_model(x, c)[:, -y.shape[-1]:]
         for row in range(y.shape[0]):
             k = int(index[row])
             self._err[k] += (y_hat[row].double() - y[row].double()).pow(2).sum()
@@ -288,7 +314,8 @@ class ParametricModule(pl.LightningModule):
         if time_esr < self.best_score:
             self.best_score = time_esr
             self.best_epoch = self.current_epoch
-            self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+            self.best_state = {k: v.detach().cpu().clone()
+                               for k, v in self.scored_model.state_dict().items()}
         train_loss = float(np.mean(self._train_losses)) if self._train_losses else float("nan")
         self.history.append({"epoch": self.current_epoch + 1, "train_loss": train_loss,
                              "val_time_esr": time_esr, "esr": ratio.tolist(),
@@ -415,7 +442,7 @@ class TrainingRun:
 
     def write_model(self, module: ParametricModule, final: dict[str, Any] | None = None) -> Path:
         model = create_model(module.model.architecture, module.model.config)
-        state = module.best_state if module.best_state is not None else module.model.state_dict()
+        state = module.best_state if module.best_state is not None else module.scored_model.state_dict()
         model.load_state_dict({k: v.detach().cpu() for k, v in state.items()})
         file = model_file_from(model, self.data.controls, self.data.sample_rate,
                                self.metadata(module, final or None))
@@ -514,7 +541,8 @@ def train(data: TrainingData, config: TrainConfig, run_dir: str | Path, *, resum
         return TrainResult(run_dir, run_dir / MODEL_FILE, trainer.current_epoch, module.best_epoch + 1,
                            {}, {}, module.elapsed_minutes())
     best = create_model(config.architecture, model.config)
-    best.load_state_dict(module.best_state if module.best_state is not None else model.state_dict())
+    best.load_state_dict(module.best_state if module.best_state is not None
+                         else module.scored_model.state_dict())
     best.eval()
     final = final_evaluation(best, data, context)
     path = run.write_model(module, final=final)

@@ -37,31 +37,40 @@ def activation(name: str, z: torch.Tensor) -> torch.Tensor:
 
 
 class _Layer(nn.Module):
-    def __init__(self, channels: int, n_cond: int, kernel_size: int, dilation: int) -> None:
+    def __init__(self, channels: int, n_cond: int, kernel_size: int, dilation: int, n_film: int = 0) -> None:
         super().__init__()
         self.conv = nn.Conv1d(channels, channels, kernel_size, dilation=dilation)
         self.mixin = nn.Conv1d(n_cond, channels, 1, bias=False)
         self.out = nn.Conv1d(channels, channels, 1)
+        if n_film:
+            self.film = nn.Conv1d(n_film, channels, 1, bias=False)
+            nn.init.zeros_(self.film.weight)
 
 
 class _Array(nn.Module):
-    def __init__(self, in_channels: int, n_cond: int, spec: Mapping[str, Any]) -> None:
+    def __init__(self, in_channels: int, n_cond: int, spec: Mapping[str, Any], n_film: int = 0) -> None:
         super().__init__()
         channels = spec["channels"]
         self.rechannel = nn.Conv1d(in_channels, channels, 1, bias=False)
         self.layers = nn.ModuleList(
-            _Layer(channels, n_cond, spec["kernel_size"], d) for d in spec["dilations"])
+            _Layer(channels, n_cond, spec["kernel_size"], d, n_film) for d in spec["dilations"])
         self.head_rechannel = nn.Conv1d(channels, spec["head_size"], 1)
 
-    def forward(self, h: torch.Tensor, cond: torch.Tensor, head: torch.Tensor | None, act: str
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, h: torch.Tensor, cond: torch.Tensor, head: torch.Tensor | None, act: str,
+                setting: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``setting``: the controls, ``(B, C, 1)`` when held or ``(B, C, T)`` (FiLM gains only)."""
         h = self.rechannel(h)
         # All mixins of the array at once: one 1x1 conv with the layers' weights stacked.
         mix = functional.conv1d(cond, torch.cat([layer.mixin.weight for layer in self.layers], dim=0))
+        film = None
+        if hasattr(self.layers[0], "film") and setting is not None:
+            film = functional.conv1d(setting, torch.cat([layer.film.weight for layer in self.layers], dim=0))
         channels = h.shape[1]
         for j, layer in enumerate(self.layers):
             z = layer.conv(h)
             length = z.shape[-1]
+            if film is not None:
+                z = z * (1.0 + film[:, j * channels:(j + 1) * channels, -length:])
             z = z + mix[:, j * channels:(j + 1) * channels, -length:]
             a = activation(act, z)
             h = h[..., -length:] + layer.out(a)
@@ -82,7 +91,8 @@ class ConditionedWaveNet(ParametricModel):
         arrays = []
         previous = 1
         for spec in clean["arrays"]:
-            arrays.append(_Array(previous, n_cond, spec))
+            n_film = clean["n_controls"] if clean.get("film", False) else 0
+            arrays.append(_Array(previous, n_cond, spec, n_film))
             previous = spec["channels"]
         self.arrays = nn.ModuleList(arrays)
         self._receptive_field = receptive_field("wavenet", clean)
@@ -99,9 +109,10 @@ class ConditionedWaveNet(ParametricModel):
         cond = self.condition(x, c)
         if self.config.get("mixin", "linear") == "product":
             cond = torch.cat([cond, cond[:, :1] * cond[:, 1:]], dim=1)  # [x; c; x * c]
+        setting = c.to(x.dtype)[:, :, None] if c.ndim == 2 else cond[:, 1:1 + self.n_controls]
         h = x[:, None, :]
         head: torch.Tensor | None = None
         for array in self.arrays:
-            head, h = array(h, cond, head, self.config["activation"])
+            head, h = array(h, cond, head, self.config["activation"], setting)
         assert head is not None
         return float(self.config["head_scale"]) * head[:, 0, :]
