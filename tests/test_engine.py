@@ -21,18 +21,22 @@ RATE = 48_000
 RAMP_MS = 5.0
 
 
-def wavenet_config(activation: str = "tanh", mixin: str = "linear") -> dict:
+def wavenet_config(activation: str = "tanh", mixin: str = "linear", film: bool = False) -> dict:
     return {"n_controls": CONTROLS.vector_size, "head_scale": 0.3, "activation": activation, "mixin": mixin,
+            "film": film,
             "arrays": [{"channels": 6, "head_size": 3, "kernel_size": 3, "dilations": [1, 2, 4, 8, 16, 32]},
                        {"channels": 3, "head_size": 1, "kernel_size": 2, "dilations": [1, 64, 128]}]}
 
 
-def torch_model(architecture: str, config: dict, seed: int = 0, gain: float = 2.0):
+def torch_model(architecture: str, config: dict, seed: int = 0, gain: float = 2.0, film_std: float = 0.3):
     torch.manual_seed(seed)
     model = create_model(architecture, config).eval()
     with torch.no_grad():  # larger weights than the default init: drive the activations nonlinear
-        for p in model.parameters():
-            p.mul_(gain)
+        for name, p in model.named_parameters():
+            if name.endswith("film.weight"):  # FiLM starts at zero (g = 1): make the gains move
+                p.normal_(0.0, film_std)
+            else:
+                p.mul_(gain)
     return model
 
 
@@ -101,6 +105,9 @@ def torch_reference(model, x: np.ndarray) -> np.ndarray:
     ("wavenet", wavenet_config("leaky_relu"), 1.2),  # unbounded: keep the output at audio level
     ("wavenet", wavenet_config("hardtanh"), 2.0),
     ("wavenet", wavenet_config(mixin="product"), 2.0),
+    ("wavenet", wavenet_config(film=True), 2.0),
+    ("wavenet", wavenet_config("leaky_relu", film=True), 1.2),
+    ("wavenet", wavenet_config(mixin="product", film=True), 2.0),
     ("lstm", {"n_controls": CONTROLS.vector_size, "hidden_size": 12, "num_layers": 2}, 2.0),
 ])
 def test_engine_equals_torch_with_moving_knobs_and_mixed_blocks(architecture, config, gain):
@@ -156,14 +163,17 @@ def test_from_file_and_errors(tmp_path):
         Engine(other)
 
 
-def test_process_block_allocates_no_buffers():
+@pytest.mark.parametrize("film", [False, True])
+def test_process_block_allocates_no_buffers(film):
     import tracemalloc
 
-    model = torch_model("wavenet", wavenet_config())
+    model = torch_model("wavenet", wavenet_config(film=film))
     engine = Engine(model_file(model), setting=EVENTS[0])
     x = np.zeros(64, np.float32)
     y = np.zeros(64, np.float32)
     engine.process_block(x, y)
+    # A knob ramp over the first half of the measured blocks (per-sample rows), held for the rest.
+    engine.set({"drive": 9.0, "tone": 1.0}, ramp_ms=250 * 64 / RATE * 1e3)
     tracemalloc.start()
     before = tracemalloc.take_snapshot()
     for _ in range(500):
@@ -172,3 +182,17 @@ def test_process_block_allocates_no_buffers():
     tracemalloc.stop()
     grown = sum(stat.size_diff for stat in after.compare_to(before, "filename") if stat.size_diff > 0)
     assert grown < 4096  # tracemalloc's own bookkeeping at most; one 64-sample buffer a block would be 128 kB
+
+
+def test_engine_predictor_runs_a_film_model(tmp_path):
+    from knobcap.evaluate import engine_predictor, model_predictor, torch_predictor
+    from knobcap.modelfile import load_model_file
+
+    model = torch_model("wavenet", wavenet_config(film=True))
+    loaded = load_model_file(save_model_file(tmp_path / "film.knobcap", model_file(model)))
+    settings = [EVENTS[0], {"drive": 9.0, "tone": 0.5, "diodes": "led", "mode": "b"}]
+    x = (0.6 * np.random.default_rng(2).standard_normal(3000)).astype(np.float32)
+    want = torch_predictor(model, CONTROLS)(x, settings)
+    assert np.max(np.abs(want[0] - want[1])) > 0.05  # the settings differ audibly
+    for predict in (engine_predictor(loaded, block=512), model_predictor(loaded)):
+        assert np.max(np.abs(predict(x, settings) - want)) <= 1e-5

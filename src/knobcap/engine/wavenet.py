@@ -2,12 +2,16 @@
 
 Per layer (channels ``ch``, kernel ``k``, dilation ``d``), for the block's samples ``t``:
 
-    z[o, t] = b[o] + sum_j Mc[o, j] c_j(t) + mx[o] x(t) + sum_{i, m} W[o, i, m] h[i, t - (k - 1 - m) d]
+    u[o, t] = b[o] + sum_{i, m} W[o, i, m] h[i, t - (k - 1 - m) d]          (the dilated conv)
+    z[o, t] = g[o, t] u[o, t] + sum_j Mc[o, j] c_j(t) + mx[o] x(t)
     a = act(z);   head += a;   h_next[o, t] = h[o, t] + ob[o] + sum_i O[o, i] a[i, t]
 
-The setting enters only through ``b + Mc c(t)``: a per-channel constant for a held setting (computed
-once a block) and a per-sample bias during a knob ramp. With the ``product`` mixin (condition
-``[x; c; x c]``) the audio's weight becomes ``mx + Mxc c(t)`` the same way.
+with ``g = 1`` without FiLM and ``g[o, t] = 1 + sum_j F[o, j] c_j(t)`` with ``"film": true``.
+The setting enters only through ``b + Mc c(t)`` (without FiLM), ``Mc c(t)`` and ``g`` (with FiLM):
+per-channel constants for a held setting (computed once a block) and per-sample rows during a knob
+ramp. With the ``product`` mixin (condition ``[x; c; x c]``) the audio's weight becomes
+``mx + Mxc c(t)`` the same way. Without FiLM ``z`` is accumulated in one sweep starting from the bias
+rows; with FiLM the sweep starts from ``b`` and one more pass per layer applies ``g`` and adds the mixin.
 
 Each layer keeps the history of its input ``h`` in a ring of length ``L + R`` (``L = (k - 1) d``
 samples of past, room ``R`` for new blocks): the block is written at ``L + w`` and, when ``w`` would
@@ -37,11 +41,11 @@ G_ARRAYS, G_LAYERS, G_ACT, G_SCRATCH, G_PLANE, G_SCALE, G_ATAB, G_LTAB = range(H
 # Columns of the array table and of the layer table.
 A_LAYERS, A_FIRST, A_IN, A_CH, A_HEAD, A_RECH, A_HEADW, A_HEADB = range(8)
 A_COLS = 8
-L_CH, L_K, L_D, L_PAST, L_CONVW, L_CONVB, L_MX, L_MC, L_OUTW, L_OUTB, L_HIST, L_ROW, L_MXC = range(13)
-L_COLS = 13
+L_CH, L_K, L_D, L_PAST, L_CONVW, L_CONVB, L_MX, L_MC, L_OUTW, L_OUTB, L_HIST, L_ROW, L_MXC, L_FILM = range(14)
+L_COLS = 14
 # Scratch planes (first index of ``scratch``): activations, head sum, array output h, head output,
-# bias rows, the audio's mixin weight (product mixin).
-P_A, P_HEAD, P_H, P_HOUT, P_BIAS, P_MX = range(6)
+# bias rows, the audio's mixin weight (product mixin), the FiLM gains (only allocated with FiLM).
+P_A, P_HEAD, P_H, P_HOUT, P_BIAS, P_MX, P_GAIN = range(7)
 
 
 class WaveNetCore:
@@ -55,6 +59,7 @@ class WaveNetCore:
                 f"the streaming engine runs WaveNet mixins 'linear' ([x; c]) and 'product' ([x; c; x c]); "
                 f"this one has mixin {mixin_kind!r}. Update knobcap.")
         product = mixin_kind == "product"
+        film = bool(config.get("film", False))
         self.n_controls = int(config["n_controls"])
         self.receptive_field = receptive_field("wavenet", config)
         self.max_block = int(max_block)
@@ -84,7 +89,8 @@ class WaveNetCore:
                 layers.append([ch, k, int(d), past, put(weights[f"{p}.conv.weight"]),
                                put(weights[f"{p}.conv.bias"]), put(mixin[:, 0]), put(mixin[:, 1:1 + n_c]),
                                put(weights[f"{p}.out.weight"][:, :, 0]), put(weights[f"{p}.out.bias"]),
-                               0, past + capacity, put(mixin[:, 1 + n_c:]) if product else -1])
+                               0, past + capacity, put(mixin[:, 1 + n_c:]) if product else -1,
+                               put(weights[f"{p}.film.weight"][:, :, 0]) if film else -1])
             head_w = put(weights[f"arrays.{i}.head_rechannel.weight"][:, :, 0])
             head_b = put(weights[f"arrays.{i}.head_rechannel.bias"])
             arrays.append([len(spec["dilations"]), first, previous, ch, int(spec["head_size"]), rech,
@@ -98,7 +104,7 @@ class WaveNetCore:
             hist_size += layer[L_CH] * layer[L_ROW]
         self.history = np.zeros(hist_size, np.float32)
         max_ch = max(max(a[A_CH], a[A_HEAD]) for a in arrays)
-        self.scratch = np.zeros((6, max_ch, self.max_block), np.float32)
+        self.scratch = np.zeros((P_GAIN + 1 if film else P_GAIN, max_ch, self.max_block), np.float32)
         self.cbuf = np.zeros(max(1, self.n_controls) * self.max_block, np.float32)
         plane, scratch, cbuf = 0, 0, 0
         atab = HEADER + 8
@@ -143,21 +149,18 @@ def _rewind(hist, itab, w):
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
-def _conv(wf, hist, S, cb, itab, e, w, n, ramping, x):
-    """S[P_A] = b + Mc c + mx x + dilated conv of the ring, for the layer at table entry ``e``.
+def _setting_rows(wf, S, cb, itab, e, n, ramping):
+    """The setting's rows of the layer at table entry ``e``: column 0 when held, ``:n`` when ramping.
 
-    The bias rows ``b + Mc c(t)`` go to S[P_BIAS] (a constant per row unless a knob ramps); the first
-    pass over the input rows writes ``z`` and the others add to it, two input rows (six taps for
-    k = 3) a pass.
+    S[P_BIAS] = b + Mc c (without FiLM) or Mc c (with FiLM, where ``b`` is inside the gained conv);
+    S[P_MX] = mx (+ Mxc c with the product mixin); S[P_GAIN] = 1 + F c (FiLM only).
     """
-    ch, k, d = itab[e + L_CH], itab[e + L_K], itab[e + L_D]
-    past, row, base = itab[e + L_PAST], itab[e + L_ROW], itab[e + L_HIST]
-    ocw, ocb, omx, omc = itab[e + L_CONVW], itab[e + L_CONVB], itab[e + L_MX], itab[e + L_MC]
-    omxc = itab[e + L_MXC]
-    product = omxc >= 0
+    ch, ocb, omx, omc = itab[e + L_CH], itab[e + L_CONVB], itab[e + L_MX], itab[e + L_MC]
+    omxc, ofilm = itab[e + L_MXC], itab[e + L_FILM]
+    product, film = omxc >= 0, ofilm >= 0
     C, stride = itab[N_CONTROLS], itab[STRIDE]
     for o in range(ch):
-        b = wf[ocb + o]
+        b = np.float32(0.0) if film else wf[ocb + o]
         mxo = wf[omx + o]
         if ramping:
             for t in range(n):
@@ -172,23 +175,67 @@ def _conv(wf, hist, S, cb, itab, e, w, n, ramping, x):
                     mxc = wf[omxc + o * C + j]
                     for t in range(n):
                         S[P_MX, o, t] += mxc * cj[t]
+            if film:
+                for t in range(n):
+                    S[P_GAIN, o, t] = 1.0
+                for j in range(C):
+                    f = wf[ofilm + o * C + j]
+                    cj = cb[j * stride:][:n]
+                    for t in range(n):
+                        S[P_GAIN, o, t] += f * cj[t]
         else:
+            g = np.float32(1.0)
             for j in range(C):
                 b += wf[omc + o * C + j] * cb[j * stride]
                 if product:
                     mxo += wf[omxc + o * C + j] * cb[j * stride]
+                if film:
+                    g += wf[ofilm + o * C + j] * cb[j * stride]
             S[P_BIAS, o, 0] = b
             S[P_MX, o, 0] = mxo
-    # First pass: z = bias + mx x + the taps of input row 0 (k taps).
+            if film:
+                S[P_GAIN, o, 0] = g
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _apply_film(S, x, ch, n, ramping):
+    """FiLM: S[P_A] = g * S[P_A] + bias rows + mx x, with ``S[P_A]`` the conv ``W * h + b`` (per
+    sample rows when ramping, else the constants in column 0)."""
+    for o in range(ch):
+        if ramping:
+            for t in range(n):
+                S[P_A, o, t] = S[P_GAIN, o, t] * S[P_A, o, t] + S[P_BIAS, o, t] + S[P_MX, o, t] * x[t]
+        else:
+            g, b, mx = S[P_GAIN, o, 0], S[P_BIAS, o, 0], S[P_MX, o, 0]
+            for t in range(n):
+                S[P_A, o, t] = g * S[P_A, o, t] + b + mx * x[t]
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _conv(wf, hist, S, itab, e, w, n, ramping, x):
+    """S[P_A] = bias rows + mx x + dilated conv of the ring, for the layer at table entry ``e``; with
+    FiLM only the conv ``W * h + b`` (:func:`_apply_film` adds the rest).
+
+    The first pass over the input rows writes ``z`` and the others add to it, two input rows (six taps
+    for k = 3) a pass. The bias rows come from :func:`_setting_rows`.
+    """
+    ch, k, d = itab[e + L_CH], itab[e + L_K], itab[e + L_D]
+    past, row, base = itab[e + L_PAST], itab[e + L_ROW], itab[e + L_HIST]
+    ocw, ocb = itab[e + L_CONVW], itab[e + L_CONVB]
+    film = itab[e + L_FILM] >= 0
+    # First pass: z = bias + mx x (without FiLM) or b (with FiLM), plus the taps of input row 0.
     r = base + past + w
     for o in range(ch):
-        mx = S[P_MX, o, 0]
-        b = S[P_BIAS, o, 0]
         q = ocw + o * ch * k
-        if ramping:
+        if film:
+            b = wf[ocb + o]
+            for t in range(n):
+                S[P_A, o, t] = b
+        elif ramping:
             for t in range(n):
                 S[P_A, o, t] = S[P_BIAS, o, t] + S[P_MX, o, t] * x[t]
         else:
+            b, mx = S[P_BIAS, o, 0], S[P_MX, o, 0]
             for t in range(n):
                 S[P_A, o, t] = b + mx * x[t]
         if k == 3:
@@ -279,7 +326,10 @@ def _wavenet_block(x, y, n, wf, hist, S, cb, itab, cstate):
                 S[P_HEAD, o, t] = 0.0 if a == 0 else S[P_HOUT, o, t]
         for j in range(nlay):
             e = ltab + (first + j) * L_COLS
-            _conv(wf, hist, S, cb, itab, e, w, n, ramping, x)
+            _setting_rows(wf, S, cb, itab, e, n, ramping)
+            _conv(wf, hist, S, itab, e, w, n, ramping, x)
+            if itab[e + L_FILM] >= 0:
+                _apply_film(S, x, ch, n, ramping)
             activate_rows(S, P_A, P_HEAD, ch, n, act)
             # h_next = h + ob + O a, into the next layer's ring (or the array output S[P_H]).
             row = itab[e + L_ROW]
