@@ -7,6 +7,7 @@ The NAM check runs the ``nam`` package in a subprocess with a Python that has it
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import os
 import subprocess
@@ -37,8 +38,10 @@ def random_model(architecture: str, config: dict, controls: Controls = CONTROLS,
     return ModelFile(architecture, config, controls, 48_000, weights)
 
 
-def wavenet_config(n_controls: int, activation: str = "tanh", mixin: str = "linear") -> dict:
+def wavenet_config(n_controls: int, activation: str = "tanh", mixin: str = "linear", film: bool = False
+                   ) -> dict:
     return {"n_controls": n_controls, "head_scale": 0.5, "activation": activation, "mixin": mixin,
+            "film": film,
             "arrays": [{"channels": 5, "head_size": 3, "kernel_size": 3, "dilations": [1, 2, 4, 8]},
                        {"channels": 3, "head_size": 1, "kernel_size": 2, "dilations": [1, 16]}]}
 
@@ -92,13 +95,15 @@ def test_nam_snapshots_match_engine_in_neural_amp_modeler(tmp_path):
     x = (0.5 * np.random.default_rng(3).standard_normal(6000)).astype(np.float32)
     cases = [("wavenet", "current", "tanh"), ("wavenet", "classic", "tanh"),
              ("wavenet", "current", "leaky_relu"), ("wavenet", "classic", "product"),
+             ("wavenet", "classic", "film"), ("wavenet", "current", "film_product"),
              ("lstm", "classic", "tanh")]
     files, expected, skips = [], [], []
     for i, (architecture, layout, variant) in enumerate(cases):
         if architecture == "lstm":
             config = lstm_config(3)
-        elif variant == "product":  # the experimental [x; c; x c] mixin bakes too
-            config = wavenet_config(CONTROLS.vector_size, mixin="product")
+        elif variant in ("product", "film", "film_product"):  # the [x; c; x c] mixin and FiLM bake too
+            mixin = "product" if variant.endswith("product") else "linear"
+            config = wavenet_config(CONTROLS.vector_size, mixin=mixin, film=variant.startswith("film"))
         else:
             config = wavenet_config(CONTROLS.vector_size, variant)
         model = random_model(architecture, config, seed=i)
@@ -119,6 +124,81 @@ def test_nam_snapshots_match_engine_in_neural_amp_modeler(tmp_path):
     for case, want, got, skip in zip(cases, expected, outputs, skips, strict=True):
         assert np.abs(want).max() > 0.05, case  # a real signal, not silence
         assert np.max(np.abs(got[skip:] - want[skip:])) <= 1e-5, case
+
+
+_FROM_NAM_ACTIVATION = {"Tanh": "tanh", "Hardtanh": "hardtanh", "LeakyReLU": "leaky_relu"}
+
+
+def snapshot_as_model(snapshot: dict, controls: Controls = CONTROLS) -> ModelFile:
+    """What a WaveNet ``.nam`` snapshot computes, as a knobcap WaveNet whose mixins ignore the setting.
+
+    Reads NAM's flat weights in its loader's walk order (either layout), so the engine can run the file.
+    """
+    flat = np.asarray(snapshot["weights"], np.float32)
+    pos = 0
+
+    def take(*shape: int) -> np.ndarray:
+        nonlocal pos
+        size = int(np.prod(shape))
+        pos += size
+        return flat[pos - size:pos].reshape(shape)
+
+    n_c = controls.vector_size
+    weights: dict[str, np.ndarray] = {}
+    arrays = []
+    for i, lc in enumerate(snapshot["config"]["layers"]):
+        ch, dilations = lc["channels"], list(lc["dilations"])
+        k = lc["kernel_size"] if "kernel_size" in lc else lc["kernel_sizes"][0]
+        hs = lc["head_size"] if "head_size" in lc else lc["head"]["out_channels"]
+        act = lc["activation"] if isinstance(lc["activation"], str) else lc["activation"][0]["type"]
+        weights[f"arrays.{i}.rechannel.weight"] = take(ch, lc["input_size"], 1)
+        for j in range(len(dilations)):
+            p = f"arrays.{i}.layers.{j}"
+            weights[f"{p}.conv.weight"], weights[f"{p}.conv.bias"] = take(ch, ch, k), take(ch)
+            mixer = take(ch, 1, 1)
+            weights[f"{p}.mixin.weight"] = np.concatenate([mixer, np.zeros((ch, n_c, 1), np.float32)], axis=1)
+            weights[f"{p}.out.weight"], weights[f"{p}.out.bias"] = take(ch, ch, 1), take(ch)
+        weights[f"arrays.{i}.head_rechannel.weight"] = take(hs, ch, 1)
+        weights[f"arrays.{i}.head_rechannel.bias"] = take(hs)
+        arrays.append({"channels": ch, "head_size": hs, "kernel_size": k, "dilations": dilations})
+    head_scale = float(take(1)[0])
+    assert pos == flat.size
+    config = {"n_controls": n_c, "arrays": arrays, "head_scale": head_scale,
+              "activation": _FROM_NAM_ACTIVATION[act]}
+    return ModelFile("wavenet", config, controls, snapshot["sample_rate"], weights)
+
+
+@pytest.mark.parametrize("layout", ["classic", "current"])
+@pytest.mark.parametrize("mixin", ["linear", "product"])
+def test_film_bake_equals_the_engine_at_that_setting(layout, mixin):
+    model = random_model("wavenet", wavenet_config(CONTROLS.vector_size, mixin=mixin, film=True), seed=5)
+    x = (0.5 * np.random.default_rng(4).standard_normal(3000)).astype(np.float32)
+    plain = {name: w for name, w in model.weights.items() if not name.endswith(".film.weight")}
+    without_film = ModelFile("wavenet", {**model.config, "film": False}, CONTROLS, 48_000, plain)
+    for setting in (SETTING, {"drive": 0.0, "tone": 10.0, "diodes": "silicon"}):
+        snapshot = nam_snapshot(model, setting, layout=layout)
+        assert len(snapshot["weights"]) == len(nam_snapshot(without_film, setting, layout)["weights"])
+        want = Engine(model, setting=setting).process(x, block_size=256)
+        got = Engine(snapshot_as_model(snapshot)).process(x, block_size=300)
+        assert np.abs(want).max() > 0.05
+        assert np.max(np.abs(got - want)) <= 1e-5
+        # The gains matter: the same weights with FiLM off sound different.
+        assert np.max(np.abs(Engine(without_film, setting=setting).process(x) - want)) > 1e-3
+
+
+def test_film_grid_bakes_every_setting(tmp_path):
+    model = random_model("wavenet", wavenet_config(CONTROLS.vector_size, film=True), seed=6)
+    paths = export_nam_grid(model, tmp_path / "grid", 2, fixed={"tone": 4.0}, layout="current")
+    assert len(paths) == 2 * 2
+    x = (0.5 * np.random.default_rng(7).standard_normal(2000)).astype(np.float32)
+    outputs = []
+    for path in paths:
+        snapshot = json.loads(path.read_text())
+        want = Engine(model, setting=snapshot["metadata"]["knobcap"]["setting"]).process(x)
+        got = Engine(snapshot_as_model(snapshot)).process(x)
+        assert np.max(np.abs(got - want)) <= 1e-5
+        outputs.append(got)
+    assert min(np.max(np.abs(a - b)) for a, b in itertools.combinations(outputs, 2)) > 1e-3
 
 
 def test_bake_changes_with_setting_and_weights_count():

@@ -3,7 +3,9 @@
 WaveNet: each layer's mixin sees ``[x; c]``; for a fixed setting ``c`` its control part is a constant
 per channel, ``Mc c``, which folds into the conv bias, and its audio column becomes NAM's input mixer
 with ``condition_size = 1``: an exact bake. With the ``product`` mixin (``[x; c; x c]``) the ``x c``
-columns add ``Mxc c`` to that audio column, still exact.
+columns add ``Mxc c`` to that audio column, still exact. With FiLM (``"film": true``) the conv is
+scaled per channel by ``g = 1 + F c``: ``g (W * h + b) = (g W) * h + g b``, so the baked conv weight is
+``g W`` and its bias ``g b + Mc c``, exact too.
 LSTM: ``W_ih [x; c] + b = W_ih[:, 0] x + (b + W_ih[:, 1:] c)`` gives a NAM LSTM with
 ``input_size = 1`` and a zero initial state (as knobcap's LSTM starts).
 
@@ -56,6 +58,27 @@ def _flat(array: np.ndarray) -> list[np.ndarray]:
     return [np.asarray(array, np.float32).ravel()]
 
 
+def _baked_layer(cfg: Mapping[str, Any], w: Mapping[str, np.ndarray], p: str, c: np.ndarray
+                 ) -> list[np.ndarray]:
+    """A layer's conv weight, conv bias and input-mixer weight at the setting ``c`` (NAM's order).
+
+    ``z = g (W * h + b) + Mc c + mx x`` with ``g = 1 + F c`` (FiLM) or 1 bakes to the conv ``g W``,
+    bias ``g b + Mc c`` and mixer ``mx`` (``+ Mxc c`` with the product mixin).
+    """
+    mixin = np.asarray(w[f"{p}.mixin.weight"], np.float64)[:, :, 0]
+    n_c = c.size
+    weight = np.asarray(w[f"{p}.conv.weight"], np.float64)
+    bias = np.asarray(w[f"{p}.conv.bias"], np.float64)
+    if cfg.get("film", False):
+        gain = 1.0 + np.asarray(w[f"{p}.film.weight"], np.float64)[:, :, 0] @ c
+        weight, bias = gain[:, None, None] * weight, gain * bias
+    bias = bias + mixin[:, 1:1 + n_c] @ c
+    x_weight = mixin[:, 0]
+    if cfg.get("mixin", "linear") == "product":  # [x; c; x c]: W_xc c joins the x column
+        x_weight = x_weight + mixin[:, 1 + n_c:] @ c
+    return _flat(weight) + _flat(bias) + _flat(x_weight)
+
+
 def _wavenet(model: ModelFile, c: np.ndarray, layout: str) -> tuple[dict[str, Any], np.ndarray]:
     cfg, w = model.config, model.weights
     activation = _ACTIVATIONS[cfg["activation"]]
@@ -67,13 +90,7 @@ def _wavenet(model: ModelFile, c: np.ndarray, layout: str) -> tuple[dict[str, An
         parts += _flat(w[f"arrays.{i}.rechannel.weight"])
         for j in range(len(dil)):
             p = f"arrays.{i}.layers.{j}"
-            mixin = np.asarray(w[f"{p}.mixin.weight"], np.float64)[:, :, 0]
-            n_c = c.size
-            bias = np.asarray(w[f"{p}.conv.bias"], np.float64) + mixin[:, 1:1 + n_c] @ c
-            x_weight = mixin[:, 0]
-            if cfg.get("mixin", "linear") == "product":  # [x; c; x c]: W_xc c joins the x column
-                x_weight = x_weight + mixin[:, 1 + n_c:] @ c
-            parts += _flat(w[f"{p}.conv.weight"]) + _flat(bias) + _flat(x_weight)
+            parts += _baked_layer(cfg, w, p, c)
             parts += _flat(w[f"{p}.out.weight"]) + _flat(w[f"{p}.out.bias"])
         parts += _flat(w[f"arrays.{i}.head_rechannel.weight"]) + _flat(w[f"arrays.{i}.head_rechannel.bias"])
         if layout == "classic":
