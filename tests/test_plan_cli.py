@@ -17,6 +17,7 @@ from knobcap.cli import app
 from knobcap.controls import Controls, Knob, Switch, load_controls
 from knobcap.devices import register_device
 from knobcap.reamp import LATENCY_MS, NOISE_DBFS
+from knobcap.screening import apply_warps
 from knobcap.session import Session
 
 RATE = 48_000
@@ -73,7 +74,9 @@ def plan_rows(root: Path) -> list[dict[str, str]]:
 def test_init_copies_a_devices_controls_and_refuses_to_overwrite(tmp_path: Path) -> None:
     result = invoke("init", tmp_path / "s", "--device", "standin")
     assert result.exit_code == 0, result.output
-    assert load_controls(tmp_path / "s" / "controls.toml") == StandIn().controls
+    copied = load_controls(tmp_path / "s" / "controls.toml")    # the device's controls, knobs screened
+    assert all(k.warp is not None for k in copied.knobs)
+    assert copied == apply_warps(StandIn().controls, {k.name: k.warp for k in copied.knobs})
     again = invoke("init", tmp_path / "s")
     assert again.exit_code == 1 and "never overwrites" in again.output
     unknown = invoke("init", tmp_path / "t", "--device", "nosuch")

@@ -8,10 +8,15 @@ exit status 1, never in a traceback.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from knobcap.controls import Controls
 
 app = typer.Typer(
     name="knobcap",
@@ -26,7 +31,9 @@ err_console = Console(stderr=True)
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print a plain error and exit non-zero."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    from rich.markup import escape
+
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -77,29 +84,147 @@ def signal(
 @app.command()
 def init(
     directory: Annotated[Path, typer.Argument(help="Session folder to create.")],
-    device: Annotated[str | None, typer.Option(help="Copy a virtual device's controls.")] = None,
+    device: Annotated[str | None, typer.Option(help="Copy a virtual device's controls (and screen its "
+                                                     "knobs).")] = None,
+    no_screen: Annotated[bool, typer.Option("--no-screen", help="With --device: do not screen the knobs "
+                                            "(no warp lines; each knob keeps its taper).")] = False,
 ) -> None:
-    """Create a session folder with a commented controls.toml template."""
+    """Create a session folder with a commented controls.toml template (or a virtual device's controls)."""
     from knobcap.devices import get_device
-    from knobcap.session import init_session
+    from knobcap.session import check_new_session, init_session
 
     controls = None
     if device is not None:
         try:
-            controls = get_device(device).controls
+            virtual = get_device(device)
+            check_new_session(directory)
         except KeyError as error:
             fail(str(error.args[0]))
+        except ValueError as error:
+            fail(str(error))
+        controls = virtual.controls
+        if not no_screen:
+            from knobcap.demo import progress_bar
+            from knobcap.screening import ScreeningError, screen_device
+
+            try:
+                with progress_bar(console) as update:
+                    controls = screen_device(virtual, progress=lambda knob, i, n: update(
+                        f"screening {device}", i, n))
+            except ScreeningError as error:
+                fail(str(error))
     try:
         path = init_session(directory, controls, device)
     except ValueError as error:
         fail(str(error))
     console.print(f"Wrote [bold]{path}[/]" + (f" (the controls of {device})." if device else "."))
+    if controls is not None and any(k.warp is not None for k in controls.knobs):
+        console.print(warp_table(controls, f"Knobs of {device}, screened: u at each quarter turn"))
+        console.print("Equal steps of u are equal steps of sound change; the design and the model use u. "
+                      "Delete a warp line in controls.toml to use the taper instead.", highlight=False)
     if device is None:
-        console.print("Describe your device's knobs and switches in it, then run "
-                      f"[bold]knobcap plan {directory}[/].", highlight=False)
+        console.print("Describe your device's knobs and switches in it. Next: [bold]knobcap screen "
+                      f"{directory}[/] (optional, about 6 min a knob: measures where each knob "
+                      f"changes the sound), then [bold]knobcap plan {directory}[/].", highlight=False)
     else:
         console.print(f"Next: [bold]knobcap plan {directory}[/], then [bold]knobcap reamp {directory} "
                       f"--device {device}[/].", highlight=False)
+
+
+def warp_table(controls: Controls, title: str) -> Table:
+    """Per knob: u at 1/4, 1/2 and 3/4 of the turn, and where the sound changes fastest."""
+    from rich.table import Table
+
+    from knobcap.screening import warp_summary
+
+    table = Table(title=title, title_justify="left")
+    table.add_column("knob")
+    for quarter in ("1/4 turn", "1/2 turn", "3/4 turn"):
+        table.add_column(f"u at {quarter}", justify="right")
+    table.add_column("changes fastest")
+    for knob in controls.knobs:
+        summary = warp_summary(knob)
+        source = "" if knob.warp is not None else f" [dim](no warp: {knob.taper} taper)[/]"
+        table.add_row(knob.name, *(f"{u:.2f}" for u in summary.quarters), summary.fastest + source)
+    return table
+
+
+@app.command()
+def screen(
+    directory: Annotated[Path, typer.Argument(help="Session folder (made by knobcap init).")],
+    levels: Annotated[int | None, typer.Option(help="Probes per knob, equally spaced over its turn "
+                                               "(default 11, or as in an existing screen/plan.csv).")] = None,
+    device: Annotated[str | None, typer.Option(help="Record the probes through this virtual device.")] = None,
+    seed: Annotated[int, typer.Option(help="With --device: seed of the latencies and noise floors.")] = 0,
+) -> None:
+    """Screen the knobs: record a short probe at a few turns of each knob, and write the measured warps
+    (where each knob changes the sound) into controls.toml. Run it before 'knobcap plan'."""
+    from rich.table import Table
+
+    from knobcap.check import format_setting
+    from knobcap.demo import progress_bar
+    from knobcap.devices import get_device
+    from knobcap.screening import PROBE_INPUT, PROBE_PLAN, screen_session, screenable
+
+    try:
+        virtual = get_device(device) if device is not None else None
+    except KeyError as error:
+        fail(str(error.args[0]))
+    try:
+        with progress_bar(console) as update:
+            outcome = screen_session(directory, levels=levels, device=virtual, seed=seed, progress=update)
+    except ValueError as error:
+        fail(str(error))
+    probes = outcome.probes
+    folder = probes.folder
+    for knob in probes.controls.knobs:
+        if not screenable(knob):
+            console.print(f"[dim]note: knob {knob.name!r} has a log taper and is not screened: a warp is "
+                          "linear in the knob's value and would lose its low decades.[/]", highlight=False)
+    written = [name for name, did in ((f"{PROBE_INPUT} (+ its segment map input.json)", probes.wrote_input),
+                                      (PROBE_PLAN, probes.wrote_plan)) if did]
+    if written:
+        console.print(f"Wrote {' and '.join(written)} in {folder}.", highlight=False)
+    if outcome.recorded_now:
+        console.print(f"Recorded {len(outcome.recorded_now)} probe(s) through the virtual {device} in "
+                      f"{folder}.", highlight=False)
+    if outcome.measurement is None:
+        seconds = probes.signal.map.length / probes.signal.sample_rate
+        table = Table(title=f"{len(probes.probes)} probes ({PROBE_PLAN}), in recording order",
+                      title_justify="left")
+        for column in ("probe", "turn", "setting"):
+            table.add_column(column)
+        for probe in probes.probes:
+            table.add_row(f"{probe.name}.wav", probe.knob, format_setting(probe.setting))
+        console.print(table)
+        knobs = len({p.knob for p in probes.probes})
+        console.print(
+            f"Record: play {folder / PROBE_INPUT} ({seconds:.1f} s) through the device at each row's "
+            f"setting of {folder / PROBE_PLAN}, in order ({knobs} knob(s) x {probes.levels} turns, one "
+            f"knob at a time, the others at their defaults), and save each recording as "
+            f"{folder}/probe01.wav, probe02.wav, ... (mono, {probes.signal.sample_rate} Hz, from the very "
+            f"start of the file to a second after it ends). Keep the interface gain and the device's "
+            f"level the same for every probe.", highlight=False)
+        console.print(f"Recording time: {probes.time().describe()}.", highlight=False)
+        console.print(f"Then run [bold]knobcap screen {directory}[/] again to measure the warps (or, "
+                      f"with a virtual device: knobcap screen {directory} --device ts808).", highlight=False)
+        return
+    for warning in outcome.measurement.warnings:
+        console.print(f"[yellow]warn[/] {warning}", highlight=False)
+    assert outcome.controls is not None
+    console.print(warp_table(outcome.controls, f"Screened {len(probes.probes)} probes: u at each quarter "
+                                               "turn"))
+    if outcome.wrote_controls:
+        console.print(f"Wrote the warps into {probes.controls_path} (a 'warp = [...]' line in each knob's "
+                      "table; the rest of the file is as it was).", highlight=False)
+    else:
+        console.print(f"{probes.controls_path} already holds these warps; nothing rewritten.",
+                      highlight=False)
+    for note in outcome.notes:
+        console.print(f"[yellow]note[/] {note}", highlight=False)
+    if not outcome.notes and not (directory / "plan.csv").is_file():
+        console.print(f"Next: [bold]knobcap plan {directory}[/] (the design spreads the settings by "
+                      "measured sound change).", highlight=False)
 
 
 @app.command()

@@ -130,9 +130,13 @@ def run_demo(directory: str | Path, config: DemoConfig, console: Console | None 
     if resumed:
         console.print(f"Resuming the demo in {directory}.", highlight=False)
     device = get_device(DEVICE)
-    step(1, f"init: a session for the virtual {device.controls.name or DEVICE}")
+    step(1, f"init: a session for the virtual {device.controls.name or DEVICE}, its knobs screened")
     if not (directory / "controls.toml").is_file():
-        init_session(directory, device.controls, DEVICE)
+        from knobcap.screening import screen_device
+
+        with progress_bar(console) as update:
+            controls = screen_device(device, progress=lambda knob, i, n: update("screen", i, n))
+        init_session(directory, controls, DEVICE)
 
     step(2, "plan: settings by experimental design, and the test signal")
     plan = make_plan(directory, n=config.takes, seconds=config.signal_seconds, seed=config.seed)

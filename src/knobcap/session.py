@@ -1,6 +1,7 @@
 """The session folder: what was planned, what was recorded, and the recordings aligned to their input.
 
-    DIR/controls.toml   the device's knobs and switches (knobcap init)
+    DIR/controls.toml   the device's knobs and switches (knobcap init; warp lines: knobcap screen)
+    DIR/screen/         the screening probes: input.wav, plan.csv, probe01.wav, ... (see screening.py)
     DIR/plan.csv        take,<each control>,role, one row a take in recording order (knobcap plan)
     DIR/input.wav       the test signal played at every setting, and input.json its segment map
     DIR/takes/<take>.wav  the device's output at each take's setting
@@ -425,7 +426,8 @@ CONTROLS_TEMPLATE = """\
 # Leave out a knob that only sets the output volume after the distortion (a "level" knob): fix it
 # where you like it and record all takes there; a model applies volume digitally.
 #
-# Then run: knobcap plan {root}
+# Then run: knobcap screen {root}   (optional: measures where each knob changes the sound)
+#      and:  knobcap plan {root}
 
 name = "My Pedal"
 
@@ -442,8 +444,8 @@ name = "tone"
 """
 
 
-def init_session(root: str | Path, controls: Controls | None = None, device_name: str | None = None) -> Path:
-    """Create a session folder with controls.toml (the commented template, or ``controls``)."""
+def check_new_session(root: str | Path) -> None:
+    """Refuse a folder that is a file or already holds a controls.toml (before any slow work)."""
     root = Path(root)
     if root.exists() and not root.is_dir():
         raise SessionError(f"{root}: exists and is not a folder; choose another name.")
@@ -451,15 +453,65 @@ def init_session(root: str | Path, controls: Controls | None = None, device_name
     if controls_path.exists():
         raise SessionError(f"{controls_path} already exists; knobcap never overwrites it. Edit it, or "
                            f"choose a new folder.")
+
+
+def init_session(root: str | Path, controls: Controls | None = None, device_name: str | None = None) -> Path:
+    """Create a session folder with controls.toml (the commented template, or ``controls``).
+
+    Knobs of ``controls`` that carry a warp (measured by screening a virtual device) get a ``warp``
+    line, and the header says where the warps came from and how to remove them.
+    """
+    root = Path(root)
+    check_new_session(root)
     if controls is None:
         text = CONTROLS_TEMPLATE.format(root=root)
     else:
-        from knobcap.controls import controls_to_toml
-
-        origin = f"the virtual device {device_name!r}" if device_name else "a device"
-        text = (f"# knobcap controls, copied from {origin}. Values are in each knob's own units.\n"
-                f"# Then run: knobcap plan {root}\n\n" + controls_to_toml(controls))
+        text = _controls_text(root, controls, device_name)
     root.mkdir(parents=True, exist_ok=True)
+    controls_path = root / CONTROLS_FILE
     write_text_atomic(controls_path, text)
     (root / TAKES_DIR).mkdir(exist_ok=True)
     return controls_path
+
+
+def _controls_text(root: Path, controls: Controls, device_name: str | None) -> str:
+    from dataclasses import replace
+
+    origin = f"the virtual device {device_name!r}" if device_name else "a device"
+    warps = {k.name: k.warp for k in controls.knobs if k.warp is not None}
+    header = f"# knobcap controls, copied from {origin}. Values are in each knob's own units.\n"
+    if warps:
+        header += ("# The 'warp' lines were measured by screening the device (as 'knobcap screen' does for a "
+                   "real one):\n# u at equally spaced turns of the dial, so that equal steps of u are equal "
+                   "steps of sound.\n# Delete a knob's warp line to use its taper instead ('knobcap init "
+                   "--no-screen' writes none).\n")
+    plain = Controls(knobs=tuple(replace(k, warp=None) for k in controls.knobs), switches=controls.switches,
+                     name=controls.name)
+    text = header + f"# Then run: knobcap plan {root}\n\n" + controls_tables(plain)
+    if warps:
+        from knobcap.screening import warps_into_toml
+
+        text = warps_into_toml(text, plain, warps)  # type: ignore[arg-type]
+    return text
+
+
+def controls_tables(controls: Controls) -> str:
+    """controls.toml text with one ``[[knob]]`` / ``[[switch]]`` table per control, a key a line."""
+    import json
+
+    import tomli_w
+
+    def table(kind: str, entries: Mapping[str, object]) -> str:
+        lines = [f"[[{kind}]]"]
+        for key, value in entries.items():
+            if isinstance(value, list):
+                lines.append(f"{key} = [{', '.join(json.dumps(str(v)) for v in value)}]")
+            else:
+                lines.append(tomli_w.dumps({key: value}).rstrip("\n"))
+        return "\n".join(lines) + "\n"
+
+    data = controls.to_dict()
+    parts = [tomli_w.dumps({"name": data["name"]})] if "name" in data else []
+    parts += [table("knob", k) for k in data["knob"]]  # type: ignore[attr-defined]
+    parts += [table("switch", s) for s in data["switch"]]  # type: ignore[attr-defined]
+    return "\n".join(parts)
