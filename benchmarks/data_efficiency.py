@@ -1,28 +1,32 @@
 """Data efficiency: ESR on settings never trained on against the number of recorded settings, for
 knobcap's design, a grid and random designs, at the same training budget (virtual TS808).
 
-Runtime: about (designs x sizes) x (training + 1 min); with the defaults (3 designs x 4 sizes, 300
-steps of 8 x 4096 samples each) roughly 40-60 minutes on a quiet 2-core CPU; ``--sizes 4 8 16
---steps 150`` about a third of that.
+Runtime: about (designs x sizes x seeds) x (training + 1 min); with ``--steps 1000`` one model takes
+about 5-7 minutes on one core of a quiet 2-core CPU, so 3 designs x 3 sizes x 1 seed is about an hour.
+Runs are kept in ``--out`` and reused, so a killed run continues and more seeds can be added later.
 
     .venv/bin/python benchmarks/data_efficiency.py [--sizes 4 8 16 24] [--steps 300] [--grid 5]
+        [--seeds 0 1 2] [--designs knobcap grid random] [--no-screen] [--out DIR]
 
 For each size ``n`` (training settings: space-filling + anchors) and each design:
 
-* ``knobcap``: knobcap's own design (sliced maximin Latin hypercube in taper-aware coordinates, with
-  2 anchors at the knob ends for n < 8, else 4);
+* ``knobcap``: knobcap's own design (sliced maximin Latin hypercube in the knobs' screened coordinates,
+  as ``knobcap init --device ts808`` writes them, with 2 anchors at the knob ends for n < 8, else 4);
 * ``grid``: what a person does by hand: per switch combination an a x b grid of *dial* positions
   (0/10, or 0/5/10), e.g. 2 x 2 corners for n = 16; a single point is the middle of the dial;
-* ``random``: knob coordinates uniform in ``u``, switch combinations dealt in turn.
+* ``random``: knob coordinates uniform in the taper's ``u`` (not the warp), switch combinations dealt
+  in turn.
 
-Takes are aligned with the virtual reamp's known latency (see :func:`write_true_alignment`). Every
+All designs train in the same (screened) model coordinates; ``--no-screen`` drops the warps. Takes are
+aligned with the virtual reamp's known latency (see :func:`write_true_alignment`). Every
 session shares the test signal and the same 2 held-out takes (seeded random settings), and
 every model the same training recipe and number of steps (``--epochs`` x ``--steps``/epochs, of
 ``--batch`` windows of ``--segment`` samples: smaller than ``knobcap train``'s defaults so that a dozen
 models fit in an hour), so only the recorded settings differ. Each model is scored against the
-device on a dense grid (``--grid`` levels per knob x 4 switch combinations, on the validation
-segment, held-out time); grid points that coincide with a training setting are left out. Prints
-median / p90 / max ESR per design and size, and the training minutes.
+device on a dense grid (``--grid`` levels per knob in taper coordinates x 4 switch combinations, on the
+validation segment, held-out time); grid points that coincide with a training setting are left out.
+Prints median / p90 / max ESR per design, size and seed, then the medians over seeds, and the
+training minutes.
 """
 
 from __future__ import annotations
@@ -37,12 +41,15 @@ from pathlib import Path
 
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
+import numpy as np
+
 from knobcap.controls import Controls, Setting
 from knobcap.design import DesignSize, initial_design, round_setting
 from knobcap.devices import get_device
 from knobcap.evaluate import evaluate_run, random_settings
 from knobcap.fileio import write_text_atomic
 from knobcap.reamp import reamp_session
+from knobcap.screening import screen_device
 from knobcap.session import PlannedTake, Session, init_session, plan_csv_text, take_name
 from knobcap.signal import generate_signal, write_signal
 
@@ -109,14 +116,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--segment", type=int, default=4096, help="scored samples per window")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--grid", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="design and training seeds; figures are medians over them")
+    parser.add_argument("--no-screen", action="store_true",
+                        help="model coordinates without the measured warps (as before screening)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
 
     from knobcap.training import TrainConfig, train_session
 
     device = get_device("ts808")
-    controls = device.controls
+    # as `knobcap init --device ts808` does: the knobs' coordinates warped by screening the device
+    controls = device.controls if args.no_screen else screen_device(device)
     out = args.out or Path(tempfile.mkdtemp(prefix="knobcap-data-efficiency-"))
     out.mkdir(parents=True, exist_ok=True)
     signal_path = out / "input.wav"
@@ -125,39 +136,45 @@ def main(argv: list[str] | None = None) -> int:
     holdouts = [round_setting(controls, s) for s in random_settings(controls, 2, seed=999)]
     cache = out / "grid-cache"
     config = dict(epochs=args.epochs, steps_per_epoch=max(1, args.steps // args.epochs),
-                  batch_size=args.batch, segment_length=args.segment, seed=args.seed,
-                  threads=args.threads, val_max_seconds=3.0)
+                  batch_size=args.batch, segment_length=args.segment, threads=args.threads,
+                  val_max_seconds=3.0)
     print(f"output: {out}; training: {config['epochs']} x {config['steps_per_epoch']} steps of "
           f"{args.batch} windows of {args.segment} samples")
-    results: dict[tuple[str, int], dict[str, float]] = {}
-    for n in args.sizes:
-        for name in args.designs:
-            settings = (knobcap_design(controls, n, args.seed) if name == "knobcap" else
-                        grid_design(controls, n) if name == "grid" else random_design(controls, n, args.seed))
-            root = out / f"{name}-{n}"
-            session = Session.open(root) if (root / "plan.csv").is_file() else \
-                make_session(root, controls, settings, holdouts, signal_path)
-            reamp_session(session, device, seed=args.seed)
-            write_true_alignment(root)
-            run = root / "runs" / "r"
-            if not (run / "summary.json").is_file():
-                train_session(root, TrainConfig.from_dict(config), run="r", progress=False)
-            minutes = float(json.loads((run / "summary.json").read_text(encoding="utf-8"))["minutes"])
-            doc = evaluate_run(run, device="ts808", grid=args.grid, use_di=False, cache_dir=cache)
-            s = doc["grid"]["summary"]  # type: ignore[index]
-            results[(name, n)] = {**s, "minutes": minutes, "trained": len(settings)}
-            print(f"  {name:>8} n={n:<3} median {s['median']:.5f}  p90 {s['p90']:.5f}  max {s['max']:.5f}  "
-                  f"({s['count']} grid points never trained on; training {minutes:.1f} min)", flush=True)
+    results: dict[tuple[str, int, int], dict[str, float]] = {}
+    for seed in args.seeds:
+        for n in args.sizes:
+            for name in args.designs:
+                settings = (knobcap_design(controls, n, seed) if name == "knobcap" else
+                            grid_design(controls, n) if name == "grid" else random_design(controls, n, seed))
+                root = out / f"{name}-{n}-seed{seed}"
+                session = Session.open(root) if (root / "plan.csv").is_file() else \
+                    make_session(root, controls, settings, holdouts, signal_path)
+                reamp_session(session, device, seed=seed)
+                write_true_alignment(root)
+                run = root / "runs" / "r"
+                if not (run / "summary.json").is_file():
+                    train_session(root, TrainConfig.from_dict({**config, "seed": seed}), run="r",
+                                  progress=False)
+                minutes = float(json.loads((run / "summary.json").read_text(encoding="utf-8"))["minutes"])
+                doc = evaluate_run(run, device="ts808", grid=args.grid, use_di=False, cache_dir=cache)
+                s = doc["grid"]["summary"]  # type: ignore[index]
+                results[(name, n, seed)] = {**s, "minutes": minutes, "trained": len(settings)}
+                print(f"  seed {seed} {name:>8} n={n:<3} median {s['median']:.5f}  p90 {s['p90']:.5f}  "
+                      f"max {s['max']:.5f}  ({s['count']} grid points never trained on; training "
+                      f"{minutes:.1f} min)", flush=True)
 
     print()
     print(f"ESR on a {args.grid}x{args.grid}x4 grid of settings never trained on (median / p90 / max); "
           "same training steps for every model")
+    print(f"(medians over {len(args.seeds)} seed(s) {args.seeds}; model coordinates "
+          f"{'without' if args.no_screen else 'with'} screening warps)")
     print(f"{'n':>4}  " + "  ".join(f"{name:^29}" for name in args.designs))
     for n in args.sizes:
         cells = []
         for name in args.designs:
-            r = results[(name, n)]
-            cells.append(f"{r['median']:.4f} / {r['p90']:.4f} / {r['max']:.4f}")
+            runs = [results[(name, n, seed)] for seed in args.seeds]
+            med = [float(np.median([r[key] for r in runs])) for key in ("median", "p90", "max")]
+            cells.append(f"{med[0]:.4f} / {med[1]:.4f} / {med[2]:.4f}")
         print(f"{n:>4}  " + "  ".join(f"{c:^29}" for c in cells))
     return 0
 

@@ -145,3 +145,13 @@ def test_controls_in_code() -> None:
     assert controls.to_vector({"drive": 10, "fat": "on"}).tolist() == [1.0, 1.0]
     with pytest.raises(ControlsError, match="at least two"):
         Controls(switches=(Switch("x", ("only",)),))
+
+
+def test_a_measured_warp_maps_both_ways_and_never_moves_the_default() -> None:
+    plain = Knob("tone", taper="audio")
+    warped = Knob("tone", taper="audio", warp=(0.0, 0.1, 0.3, 1.0))
+    assert warped.default_value == plain.default_value  # the taper's middle, not the warp's
+    assert warped.to_unit(10 / 3) == pytest.approx(0.1)
+    assert warped.to_unit(5.0) == pytest.approx(0.2)  # linear between the measured points
+    for u in (0.0, 0.05, 0.2, 0.65, 1.0):
+        assert warped.to_unit(warped.from_unit(u)) == pytest.approx(u)

@@ -28,7 +28,7 @@ import math
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import product
 from pathlib import Path
 from typing import Literal
@@ -72,10 +72,10 @@ class Knob:
     warp: tuple[float, ...] | None = None  # u at equally spaced rotations (see the module docstring)
 
     def __post_init__(self) -> None:
+        if self.default is None:  # the middle of the taper: a measured warp never moves the default
+            object.__setattr__(self, "default", replace(self, warp=None, default=0.0).from_unit(0.5))
         if self.warp is not None:
             object.__setattr__(self, "warp", tuple(float(u) for u in self.warp))
-        if self.default is None:
-            object.__setattr__(self, "default", self.from_unit(0.5))
 
     @property
     def default_value(self) -> float:

@@ -79,7 +79,9 @@ class TrainConfig:
     esr_floor: float = 0.2  # a window's energy counts as at least this fraction of the batch mean
     mrstft_fft_sizes: list[int] = field(default_factory=lambda: [1024, 2048, 512])
     gradient_clip: float | None = 1.0
-    ema_decay: float = 0.0  # > 0: validate, select and save an exponential moving average of the weights
+    # > 0: validate, select and save an exponential moving average of the weights (measured with FiLM
+    # and warps: dense-grid median ESR 0.053 -> 0.047; held-out-time ESR stops swinging between epochs)
+    ema_decay: float = 0.998
     control_noise: float = 0.0  # std of Gaussian noise added to the setting vector of each training window
     val_max_seconds: float | None = 2.0  # per take and epoch; the final report uses everything
     max_minutes: float | None = None
