@@ -16,21 +16,19 @@ from typer.testing import CliRunner
 from knobcap.cli import app
 from knobcap.controls import Controls, Knob, load_controls, save_controls
 from knobcap.devices import register_device
+from knobcap.screen_session import prepare_probes, probe_plan
 from knobcap.screening import (
     MIN_CHANGE,
     ScreeningError,
     apply_warps,
-    prepare_probes,
-    probe_plan,
     probe_signal,
     round_warp,
     screen_device,
     step_distances,
     warp_from_distances,
     warp_summary,
-    warps_into_toml,
-    write_warps,
 )
+from knobcap.warp_lines import warps_into_toml, write_warps
 
 RATE = 48_000
 LEVELS = 5

@@ -164,7 +164,8 @@ def screen(
     from knobcap.check import format_setting
     from knobcap.demo import progress_bar
     from knobcap.devices import get_device
-    from knobcap.screening import PROBE_INPUT, PROBE_PLAN, screen_session, screenable
+    from knobcap.screen_session import PROBE_INPUT, PROBE_PLAN, screen_session
+    from knobcap.screening import screenable
 
     try:
         virtual = get_device(device) if device is not None else None

@@ -1,7 +1,7 @@
 """The session folder: what was planned, what was recorded, and the recordings aligned to their input.
 
     DIR/controls.toml   the device's knobs and switches (knobcap init; warp lines: knobcap screen)
-    DIR/screen/         the screening probes: input.wav, plan.csv, probe01.wav, ... (see screening.py)
+    DIR/screen/         the screening probes: input.wav, plan.csv, probe01.wav, ... (see screen_session.py)
     DIR/plan.csv        take,<each control>,role, one row a take in recording order (knobcap plan)
     DIR/input.wav       the test signal played at every setting, and input.json its segment map
     DIR/takes/<take>.wav  the device's output at each take's setting
@@ -489,7 +489,7 @@ def _controls_text(root: Path, controls: Controls, device_name: str | None) -> s
                      name=controls.name)
     text = header + f"# Then run: knobcap plan {root}\n\n" + controls_tables(plain)
     if warps:
-        from knobcap.screening import warps_into_toml
+        from knobcap.warp_lines import warps_into_toml
 
         text = warps_into_toml(text, plain, warps)  # type: ignore[arg-type]
     return text

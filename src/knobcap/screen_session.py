@@ -1,0 +1,421 @@
+"""The session workflow of ``knobcap screen DIR``: the probe plan, its files, the recordings, the warps.
+
+Files (all in ``DIR/screen/``): ``input.wav`` + ``input.json`` (the probe signal,
+:func:`knobcap.screening.probe_signal`, and its segment map), ``plan.csv`` (``probe,knob,<each
+control>``: one row a probe, in recording order) and the recordings ``probe01.wav``,
+``probe02.wav``, ... A plan that no longer matches controls.toml is rewritten while no probe is
+recorded, and refused once one is.
+
+Recordings (a real device, or a virtual one through :func:`knobcap.reamp.record`) are checked as
+takes are (:func:`knobcap.check.check_take`) and aligned to the probe input (blips,
+:mod:`knobcap.latency`); their mean is removed, and their noise floor (measured on the
+probe's leading silence) is passed to :func:`knobcap.screening.step_distances` as the noise power
+``s_i^2``. (Searching a sample or two of shift between neighbours, against misread latencies, was
+tried and dropped: the blips read every TS808 probe exactly, and the shift absorbed a fifth of the
+tone knob's real change between 9 and 10, a phase change.)
+
+The warps go into ``DIR/controls.toml`` as a ``warp = [...]`` line in each knob's ``[[knob]]``
+table, the rest of the file untouched (:func:`knobcap.warp_lines.write_warps`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from knobcap.controls import Controls, ControlsError, Knob, Setting, load_controls
+from knobcap.design import DEFAULT_COSTS, MoveCosts, SessionTime, format_value, round_value, session_time
+from knobcap.fileio import read_wav, write_text_atomic, write_wav_atomic
+from knobcap.screening import (
+    DEFAULT_BLEND,
+    MIN_CHANGE,
+    SCREEN_LEVELS,
+    Progress,
+    ScreeningError,
+    check_levels,
+    playing_part,
+    probe_settings,
+    probe_signal,
+    round_warp,
+    screenable,
+    step_distances,
+    warp_from_distances,
+)
+from knobcap.session import CONTROLS_FILE, PLAN_FILE, TAKES_DIR
+from knobcap.signal import SignalError, TestSignal, map_path, read_signal, write_signal
+from knobcap.warp_lines import write_warps
+
+SCREEN_DIR = "screen"
+PROBE_INPUT = "input.wav"
+PROBE_PLAN = "plan.csv"
+
+
+# ------------------------------------------------------------------------------------------ probe plan
+@dataclass(frozen=True)
+class Probe:
+    """One row of screen/plan.csv: the probe's name, the knob it turns, and its whole setting."""
+
+    name: str
+    knob: str
+    setting: Setting
+
+
+def probe_name(number: int) -> str:
+    """``probe01``, ``probe02``, ..."""
+    return f"probe{number:02d}"
+
+
+def probe_plan(controls: Controls, levels: int = SCREEN_LEVELS) -> list[Probe]:
+    """Every screenable knob from its minimum to its maximum in ``levels`` steps, one knob at a time,
+    the other controls at their defaults, values rounded to what a user can dial."""
+    probes: list[Probe] = []
+    for knob in (k for k in controls.knobs if screenable(k)):
+        for setting in probe_settings(controls, knob, check_levels(levels)):
+            rounded = {k.name: round_value(k, float(setting[k.name])) for k in controls.knobs}  # type: ignore[arg-type]
+            probes.append(Probe(probe_name(len(probes) + 1), knob.name, {**setting, **rounded}))
+    return probes
+
+
+def probe_plan_text(controls: Controls, probes: Sequence[Probe]) -> str:
+    """The text of screen/plan.csv: ``probe,knob,<each control>``, one row a probe."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["probe", "knob", *controls.names])
+    for probe in probes:
+        values = [format_value(k, float(probe.setting[k.name])) for k in controls.knobs]  # type: ignore[arg-type]
+        writer.writerow([probe.name, probe.knob, *values, *(str(probe.setting[s.name])
+                                                             for s in controls.switches)])
+    return buffer.getvalue()
+
+
+def read_probe_plan(path: Path, controls: Controls) -> list[Probe]:
+    """Read screen/plan.csv back (errors name the file and the line)."""
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = [r for r in csv.reader(handle) if any(cell.strip() for cell in r)]
+    except (OSError, UnicodeDecodeError) as error:
+        raise ScreeningError(f"{path}: cannot read it ({error}).") from None
+    expected = ["probe", "knob", *controls.names]
+    if not rows or [h.strip() for h in rows[0]] != expected:
+        raise ScreeningError(f"{path}: the header must be {','.join(expected)}; it was written for other "
+                             f"controls. {_START_OVER.format(folder=path.parent)}")
+    probes = []
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) != len(expected):
+            raise ScreeningError(f"{path}, line {line}: {len(row)} values but {len(expected)} columns.")
+        name, knob, *values = (cell.strip() for cell in row)
+        try:
+            setting = controls.validate_setting(dict(zip(controls.names, values, strict=True)),
+                                                where=f"{path}, line {line}")
+        except ControlsError as error:
+            raise ScreeningError(str(error)) from None
+        probes.append(Probe(name, knob, setting))
+    return probes
+
+
+_START_OVER = ("To screen again from scratch, move {folder} away (keep the recordings if you need them) "
+               "and run 'knobcap screen' again.")
+
+
+# ------------------------------------------------------------------------------------------ the folder
+@dataclass
+class ProbeSet:
+    """A session's screening folder: the controls, the probe signal and the probes, in order."""
+
+    root: Path
+    controls: Controls
+    signal: TestSignal
+    probes: list[Probe]
+    levels: int
+    wrote_input: bool = False
+    wrote_plan: bool = False
+
+    @property
+    def folder(self) -> Path:
+        return self.root / SCREEN_DIR
+
+    @property
+    def controls_path(self) -> Path:
+        return self.root / CONTROLS_FILE
+
+    def path(self, probe: Probe) -> Path:
+        return self.folder / f"{probe.name}.wav"
+
+    def recorded(self) -> list[Probe]:
+        return [p for p in self.probes if self.path(p).is_file()]
+
+    def missing(self) -> list[Probe]:
+        return [p for p in self.probes if not self.path(p).is_file()]
+
+    def time(self, costs: MoveCosts = DEFAULT_COSTS) -> SessionTime:
+        """How long recording every probe takes (``design.session_time``, in probe order)."""
+        seconds = round(self.signal.map.length / self.signal.sample_rate, 1)
+        return session_time(self.controls, [p.setting for p in self.probes], seconds, costs)
+
+
+def prepare_probes(root: str | Path, levels: int | None = None) -> ProbeSet:
+    """Open or start ``DIR/screen``: write the probe signal and plan.csv when missing.
+
+    ``levels``: probes per knob (default: as in an existing plan, else ``SCREEN_LEVELS``). A plan that
+    no longer matches controls.toml or ``levels`` is rewritten while no probe is recorded, and
+    refused once one is (the recordings were made at its settings).
+    """
+    root = Path(root)
+    controls = _session_controls(root)
+    if not any(screenable(k) for k in controls.knobs):
+        raise ScreeningError(f"{root / CONTROLS_FILE} has no knob to screen (switches need no warp, and "
+                             "log-taper knobs are not screened); go on with 'knobcap plan'.")
+    folder = root / SCREEN_DIR
+    plan_path, input_path = folder / PROBE_PLAN, folder / PROBE_INPUT
+    recordings = sorted(folder.glob("probe*.wav")) if folder.is_dir() else []
+    old = None
+    if plan_path.is_file():
+        try:
+            old = read_probe_plan(plan_path, controls)
+        except ScreeningError:
+            if recordings:
+                raise
+            old = []  # written for other controls and nothing recorded with it: knobcap's own, rewritten
+    if levels is None:
+        levels = _levels_of(old) if old else SCREEN_LEVELS
+    probes = probe_plan(controls, levels)
+    text = probe_plan_text(controls, probes)
+    wrote_plan = not old or probe_plan_text(controls, old) != text
+    if wrote_plan and old and recordings:
+        raise ScreeningError(
+            f"{plan_path} no longer matches {CONTROLS_FILE} and --levels {levels} ({len(old)} probes "
+            f"planned, {len(probes)} now), and {folder} holds {len(recordings)} recording(s) made at its "
+            f"settings. Run with the --levels used before, or undo the change to {CONTROLS_FILE}. "
+            + _START_OVER.format(folder=folder))
+    signal, wrote_input = _probe_input(input_path, recordings)
+    if wrote_plan:
+        write_text_atomic(plan_path, text)
+    return ProbeSet(root, controls, signal, probes, levels, wrote_input, wrote_plan)
+
+
+def _session_controls(root: Path) -> Controls:
+    path = root / CONTROLS_FILE
+    if not path.is_file():
+        raise ScreeningError(f"{path}: missing; create the session with 'knobcap init {root}' and describe "
+                             f"the device's controls first.")
+    return load_controls(path)
+
+
+def _levels_of(probes: Sequence[Probe]) -> int:
+    counts = {p.knob: 0 for p in probes}
+    for p in probes:
+        counts[p.knob] += 1
+    return next(iter(counts.values()))
+
+
+def _probe_input(path: Path, recordings: Sequence[Path]) -> tuple[TestSignal, bool]:
+    """The probe signal on disk (what probes were recorded with), written when missing."""
+    if path.is_file():
+        try:
+            return read_signal(path), False
+        except SignalError as error:
+            raise ScreeningError(f"{error} ({path} is the probe signal of 'knobcap screen'.) "
+                                 + _START_OVER.format(folder=path.parent)) from None
+    if recordings:
+        raise ScreeningError(f"{path} is missing but {path.parent} holds {len(recordings)} probe "
+                             "recording(s) made with it. " + _START_OVER.format(folder=path.parent))
+    map_path(path).unlink(missing_ok=True)  # a map left without its WAV: knobcap's own, rewritten
+    signal = probe_signal()
+    write_signal(path, signal)
+    return signal, True
+
+
+def record_probes(probes: ProbeSet, device: object, *, seed: int = 0,
+                  progress: Progress | None = None) -> list[str]:
+    """Record every missing probe through a virtual device, as ``knobcap reamp`` records takes
+    (``reamp.record``: a latency of 2-15 ms and a noise floor per probe); never overwrites one."""
+    from knobcap.reamp import compatible, record
+
+    problem = compatible(probes.controls, device)  # type: ignore[arg-type]
+    if problem:
+        name = getattr(device, "name", "?")
+        raise ScreeningError(f"{probes.controls_path} does not describe the virtual device {name!r} "
+                             f"({problem}). Start a session for it with 'knobcap init NEWDIR --device "
+                             f"{name}'.")
+    missing = probes.missing()
+    done = []
+    for index, probe in enumerate(missing):
+        if progress is not None:
+            progress(probe.name, index, len(missing))
+        path = probes.path(probe)
+        if path.exists():
+            continue
+        rng = np.random.default_rng([seed, 0x5C7EE7, int(probe.name[5:])])
+        audio, _ = record(device, probes.signal.audio, probes.signal.sample_rate,  # type: ignore[arg-type]
+                          probe.setting, rng)
+        write_wav_atomic(path, audio, probes.signal.sample_rate)
+        done.append(probe.name)
+    if progress is not None:
+        progress("done", len(missing), len(missing))
+    return done
+
+
+# ------------------------------------------------------------------------------------------ measuring
+@dataclass(frozen=True)
+class KnobScreen:
+    """One knob's screening: its probe values (low to high), the changes between them, and its warp."""
+
+    knob: Knob
+    values: tuple[float, ...]
+    distances: tuple[float, ...]
+    warp: tuple[float, ...]
+
+    @property
+    def flat(self) -> bool:
+        """No measurable change: the warp is linear."""
+        return float(np.sum(self.distances)) <= MIN_CHANGE
+
+    def u_at(self, p: float) -> float:
+        """The warped coordinate at rotation ``p``."""
+        return float(np.interp(p, np.linspace(0.0, 1.0, len(self.warp)), self.warp))
+
+
+@dataclass
+class Measurement:
+    """Every knob's screening from the recorded probes, and the warnings the checks raised."""
+
+    knobs: list[KnobScreen]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def warps(self) -> dict[str, tuple[float, ...]]:
+        return {k.knob.name: k.warp for k in self.knobs}
+
+
+def measure_probes(probes: ProbeSet, blend: float = DEFAULT_BLEND,
+                   progress: Progress | None = None) -> Measurement:
+    """Check and align every recorded probe, and compute each knob's warp from the playing part.
+
+    Raises :class:`ScreeningError` listing every missing or failing probe (the file, what is wrong,
+    what to do).
+    """
+    from knobcap.check import check_take
+    from knobcap.latency import align
+
+    missing = probes.missing()
+    if missing:
+        raise ScreeningError(_missing_message(probes, missing))
+    signal, m = probes.signal, probes.signal.map
+    failures, warnings = [], []
+    aligned: dict[str, tuple[np.ndarray, float]] = {}
+    for index, probe in enumerate(probes.probes):
+        if progress is not None:
+            progress(probe.name, index, len(probes.probes))
+        path = probes.path(probe)
+        checked = check_take(path, signal, take=probe.name, setting=probe.setting)
+        failures += [p.message for p in checked.problems if p.severity == "fail"]
+        warnings += [p.message for p in checked.problems if p.severity == "warn"]
+        if checked.status == "fail" or checked.latency is None:
+            continue
+        recorded, _ = read_wav(path, sample_rate=m.sample_rate, mono=False)
+        y = playing_part(signal, align(recorded[:, 0], checked.latency, m.length))
+        floor = 0.0 if checked.noise_floor_dbfs is None else 10.0 ** (checked.noise_floor_dbfs / 10.0)
+        aligned[probe.name] = (y - y.mean(), floor)
+    if progress is not None:
+        progress("done", len(probes.probes), len(probes.probes))
+    if failures:
+        raise ScreeningError("\n".join(failures) + f"\nFix these probes: delete each file named above, "
+                             f"record it again at its row of {probes.folder / PROBE_PLAN}, and run "
+                             f"'knobcap screen {probes.root}' again.")
+    return Measurement([_knob_screen(probes, name, aligned, blend) for name in _knob_order(probes)],
+                       warnings)
+
+
+def _knob_order(probes: ProbeSet) -> list[str]:
+    return list(dict.fromkeys(p.knob for p in probes.probes))
+
+
+def _knob_screen(probes: ProbeSet, name: str, aligned: Mapping[str, tuple[np.ndarray, float]],
+                 blend: float) -> KnobScreen:
+    rows = [p for p in probes.probes if p.knob == name]
+    knob = probes.controls[name]
+    assert isinstance(knob, Knob)
+    outputs = [aligned[p.name][0] for p in rows]
+    noise = [aligned[p.name][1] for p in rows]
+    try:
+        d = step_distances(outputs, noise)
+    except ScreeningError as error:
+        raise ScreeningError(f"knob {name!r} ({', '.join(p.name for p in rows)}): {error}") from None
+    warp = round_warp(warp_from_distances(d, blend, MIN_CHANGE))
+    values = tuple(float(p.setting[name]) for p in rows)  # type: ignore[arg-type]
+    return KnobScreen(knob, values, tuple(float(x) for x in d), warp)
+
+
+def _missing_message(probes: ProbeSet, missing: Sequence[Probe]) -> str:
+    from knobcap.check import format_setting
+
+    listed = "; ".join(f"{probes.path(p)} ({format_setting(p.setting)})" for p in missing[:6])
+    more = f"; and {len(missing) - 6} more" if len(missing) > 6 else ""
+    return (f"{len(missing)} of {len(probes.probes)} probes are not recorded yet: {listed}{more}. Play "
+            f"{probes.folder / PROBE_INPUT} through the device at each of these settings (rows of "
+            f"{probes.folder / PROBE_PLAN}) and save the recordings under these names, then run "
+            f"'knobcap screen {probes.root}' again.")
+
+
+# ------------------------------------------------------------------------------------------ the session
+def session_notes(root: Path, changed: bool) -> list[str]:
+    """What new warps mean for a session that already has a plan or takes (plain sentences)."""
+    if not changed:
+        return []
+    notes = []
+    takes = sorted((root / TAKES_DIR).glob("*.wav")) if (root / TAKES_DIR).is_dir() else []
+    if takes:
+        notes.append(
+            f"{root / TAKES_DIR} already holds {len(takes)} recording(s): they stay valid. The warps change "
+            f"the model's coordinates (how a knob's value is fed to it), not what was recorded; training "
+            f"and evaluation use them from now on, and models trained before keep their own. The plan "
+            f"keeps its settings ('knobcap plan {root}' now refuses to change them).")
+    elif (root / PLAN_FILE).is_file():
+        notes.append(
+            f"{root / PLAN_FILE} was designed without these warps: run 'knobcap plan {root}' again (same "
+            f"options) before recording, so the settings are spread by measured sound change. Training "
+            f"uses the warps either way.")
+    return notes
+
+
+@dataclass
+class ScreenOutcome:
+    """What :func:`screen_session` did: the probes, any it recorded, and the result once all are in."""
+
+    probes: ProbeSet
+    recorded_now: list[str] = field(default_factory=list)
+    measurement: Measurement | None = None
+    controls: Controls | None = None
+    wrote_controls: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def screen_session(root: str | Path, *, levels: int | None = None, device: object | None = None,
+                   seed: int = 0, blend: float = DEFAULT_BLEND, progress: Progress | None = None
+                   ) -> ScreenOutcome:
+    """``knobcap screen DIR``: prepare the probes; record them through ``device`` if given; once every
+    probe is recorded, measure the warps and write them into controls.toml.
+
+    ``progress(stage, index, count)``: stage ``"record"`` (through ``device``) or ``"check"``.
+    With no probe recorded (a real device's first run) only the probe files are written. With some
+    but not all recorded, :class:`ScreeningError` lists the missing ones.
+    """
+    root = Path(root)
+    probes = prepare_probes(root, levels)
+    outcome = ScreenOutcome(probes)
+    def stage(name: str) -> Progress | None:
+        return None if progress is None else lambda probe, i, n: progress(name, i, n)
+
+    if device is not None and probes.missing():
+        outcome.recorded_now = record_probes(probes, device, seed=seed, progress=stage("record"))
+    if not probes.recorded():
+        return outcome
+    outcome.measurement = measure_probes(probes, blend, stage("check"))
+    outcome.controls, outcome.wrote_controls = write_warps(probes.controls_path, outcome.measurement.warps)
+    outcome.notes = session_notes(root, outcome.wrote_controls)
+    return outcome
