@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from knobcap.cli import app
 from knobcap.controls import Controls, Knob, load_controls, save_controls
 from knobcap.devices import register_device
-from knobcap.screen_session import prepare_probes, probe_plan
+from knobcap.screen_session import prepare_probes, probe_plan, probe_wording
 from knobcap.screening import (
     MIN_CHANGE,
     ScreeningError,
@@ -276,12 +276,26 @@ def test_missing_silent_and_wrong_rate_probes_are_named_with_the_fix(screened: P
     n = sf.info(str(folder / "probe01.wav")).frames
     sf.write(str(folder / "probe03.wav"), np.zeros(n), RATE)
     sf.write(str(folder / "probe07.wav"), np.zeros(n), 44_100)
+    sf.write(str(folder / "probe09.wav"), np.ones((n, 2)), RATE)          # clipped and stereo
     bad = invoke("screen", root)
     assert bad.exit_code == 1
     assert f"{folder / 'probe03.wav'} is silent" in bad.output
     assert f"{folder / 'probe07.wav'} is at 44100 Hz" in bad.output and "record it again" in bad.output
+    assert "but screen/input.wav is at 48000 Hz" in bad.output
+    assert f"{folder / 'probe09.wav'} clips" in bad.output and "read as a change of sound" in bad.output
+    assert "a probe is mono" in bad.output                          # worded for probes, not takes
+    assert "take" not in bad.output.replace(str(root), "") and "model" not in bad.output
     assert "delete each file named above" in bad.output
     assert (root / "controls.toml").read_text() == before
+
+
+def test_check_messages_are_worded_for_probes_after_the_file_name() -> None:
+    path = Path("/take/screen/probe01.wav")
+    message = (f"{path} clips: a model would learn the clipping. Keep the level the same for every take "
+               "and record the take again; input.wav is at 48000 Hz.")
+    worded = probe_wording(message, path)
+    assert worded.startswith(f"{path} clips: the clipping would read as a change of sound.")
+    assert "for every probe and record the probe again; screen/input.wav is at" in worded
 
 
 def test_a_changed_plan_is_refused_once_probes_are_recorded(screened: Path, tmp_path: Path) -> None:

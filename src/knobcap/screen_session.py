@@ -7,8 +7,8 @@ control>``: one row a probe, in recording order) and the recordings ``probe01.wa
 recorded, and refused once one is.
 
 Recordings (a real device, or a virtual one through :func:`knobcap.reamp.record`) are checked as
-takes are (:func:`knobcap.check.check_take`) and aligned to the probe input (blips,
-:mod:`knobcap.latency`); their mean is removed, and their noise floor (measured on the
+takes are (:func:`knobcap.check.check_take`, its messages worded for probes) and aligned to the probe
+input (blips, :mod:`knobcap.latency`); their mean is removed, and their noise floor (measured on the
 probe's leading silence) is passed to :func:`knobcap.screening.step_distances` as the noise power
 ``s_i^2``. (Searching a sample or two of shift between neighbours, against misread latencies, was
 tried and dropped: the blips read every TS808 probe exactly, and the shift absorbed a fifth of the
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -313,8 +314,8 @@ def measure_probes(probes: ProbeSet, blend: float = DEFAULT_BLEND,
             progress(probe.name, index, len(probes.probes))
         path = probes.path(probe)
         checked = check_take(path, signal, take=probe.name, setting=probe.setting)
-        failures += [p.message for p in checked.problems if p.severity == "fail"]
-        warnings += [p.message for p in checked.problems if p.severity == "warn"]
+        failures += [probe_wording(p.message, path) for p in checked.problems if p.severity == "fail"]
+        warnings += [probe_wording(p.message, path) for p in checked.problems if p.severity == "warn"]
         if checked.status == "fail" or checked.latency is None:
             continue
         recorded, _ = read_wav(path, sample_rate=m.sample_rate, mono=False)
@@ -329,6 +330,30 @@ def measure_probes(probes: ProbeSet, blend: float = DEFAULT_BLEND,
                              f"'knobcap screen {probes.root}' again.")
     return Measurement([_knob_screen(probes, name, aligned, blend) for name in _knob_order(probes)],
                        warnings)
+
+
+# check.py words its messages for takes (what a model learns from); these say what they mean for a probe
+_FOR_A_PROBE = (
+    ("a model would learn the clipping", "the clipping would read as a change of sound"),
+    ("a model learns the noise as part of the sound", "noise blurs the small changes screening measures"),
+    (", or the model wastes capacity on it", " (screening takes the mean out, but a model trained on "
+                                             "the takes would waste capacity on it)"),
+)
+_TAKE = re.compile(r"\btake(s?)\b")
+_INPUT = re.compile(r"(?<![\w/\\.])input\.wav\b")
+
+
+def probe_wording(message: str, path: Path) -> str:
+    """A message of :func:`knobcap.check.check_take` about the probe at ``path``, worded for a probe.
+
+    After the file name: "take" reads "probe", "input.wav" reads "screen/input.wav", and what a model
+    would learn reads what screening would measure.
+    """
+    head = str(path) if message.startswith(str(path)) else ""
+    tail = _INPUT.sub(f"{SCREEN_DIR}/{PROBE_INPUT}", _TAKE.sub(r"probe\1", message[len(head):]))
+    for take, probe in _FOR_A_PROBE:
+        tail = tail.replace(take, probe)
+    return head + tail
 
 
 def _knob_order(probes: ProbeSet) -> list[str]:
