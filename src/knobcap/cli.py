@@ -405,6 +405,9 @@ def train(
     steps: Annotated[int | None, typer.Option(help="Optimiser steps per epoch.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Windows per batch.")] = None,
     minutes: Annotated[float | None, typer.Option(help="Stop after this many minutes of training.")] = None,
+    ema_decay: Annotated[float | None, typer.Option(
+        help="Decay of the moving average of the weights that is scored and saved (0: off; default "
+             "0.998).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same data: same run).")] = 0,
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: cores, at most 8).")] = None,
     accelerator: Annotated[str, typer.Option(help="Lightning accelerator: cpu, gpu, auto.")] = "cpu",
@@ -431,6 +434,7 @@ def train(
             except (OSError, ValueError) as error:
                 fail(f"{model_config}: cannot read the model config as JSON ({error}).")
         for key, value in (("epochs", epochs), ("steps_per_epoch", steps), ("batch_size", batch_size),
+                           ("ema_decay", ema_decay),
                            ("max_minutes", minutes)):
             if value is not None:
                 options[key] = value
