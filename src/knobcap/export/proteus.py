@@ -1,7 +1,8 @@
 """Export an LSTM model to the JSON that GuitarML's Proteus plugin loads (CoreAudioML's SimpleRNN).
 
 Proteus feeds the audio and up to two knob values in [0, 1] to a one-layer LSTM. knobcap's knob
-coordinate ``u`` is already in [0, 1] (taper-aware), so knobs map one to one; switches have no place in
+coordinate ``u`` is already in [0, 1] (taper-aware, or the screened warp: then the plugin's knob moves in
+equal steps of sound, not of the hardware dial), so knobs map one to one; switches have no place in
 Proteus and are baked into the gate bias at the position given (default otherwise):
 ``b <- b + W_ih[:, switch columns] s``. ``skip`` is 0: knobcap's LSTM has no input-to-output skip.
 """
