@@ -75,6 +75,8 @@ def _knob_ticks(ax, knob: Knob, axis: str) -> None:
 def _knob_label(knob: Knob) -> str:
     unit = f" [{knob.unit}]" if knob.unit else ""
     taper = "" if knob.taper == "linear" else f" ({knob.taper} taper)"
+    if knob.warp is not None:
+        taper = " (screened: equal steps of sound)"
     return f"{knob.name}{unit}{taper}"
 
 
