@@ -56,8 +56,9 @@ from knobcap.signal import generate_signal, write_signal
 DESIGNS = ("knobcap", "grid", "random")
 
 
-def knobcap_design(controls: Controls, n: int, seed: int) -> list[tuple[Setting, str]]:
-    anchors = 2 if n < 8 else 4
+def knobcap_design(controls: Controls, n: int, seed: int, anchors: int | None = None
+                   ) -> list[tuple[Setting, str]]:
+    anchors = anchors if anchors is not None else 2 if n < 8 else 4
     design = initial_design(controls, DesignSize(n - anchors, anchors, 0), seed=seed)
     return [(p.setting, p.role) for p in design.points]
 
@@ -118,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grid", type=int, default=5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0],
                         help="design and training seeds; figures are medians over them")
+    parser.add_argument("--anchors", type=int, default=None,
+                        help="anchors of knobcap's design (default: 2 for n < 8, else 4); 2 per switch "
+                             "combination puts every knob at both ends in every combination")
     parser.add_argument("--no-screen", action="store_true",
                         help="model coordinates without the measured warps (as before screening)")
     parser.add_argument("--out", type=Path, default=None)
@@ -144,9 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         for n in args.sizes:
             for name in args.designs:
-                settings = (knobcap_design(controls, n, seed) if name == "knobcap" else
+                settings = (knobcap_design(controls, n, seed, args.anchors) if name == "knobcap" else
                             grid_design(controls, n) if name == "grid" else random_design(controls, n, seed))
-                root = out / f"{name}-{n}-seed{seed}"
+                label = f"{name}-a{args.anchors}" if name == "knobcap" and args.anchors is not None else name
+                root = out / f"{label}-{n}-seed{seed}"
                 session = Session.open(root) if (root / "plan.csv").is_file() else \
                     make_session(root, controls, settings, holdouts, signal_path)
                 reamp_session(session, device, seed=seed)

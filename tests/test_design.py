@@ -204,3 +204,20 @@ def test_ordered_plan_costs_less_than_unordered() -> None:
         assert ordered < min(shuffled)
         t = design.time(90.0)
         assert math.isclose(t.move_seconds, ordered)
+
+
+def test_two_anchors_per_switch_combination_put_every_knob_at_both_ends_in_each() -> None:
+    controls = Controls(knobs=(Knob("drive", taper="audio"), Knob("tone")),
+                        switches=(Switch("diodes", ("silicon", "led")), Switch("fat", ("off", "on"))))
+    for seed in range(6):
+        design = dsg.initial_design(controls, dsg.DesignSize(8, 8, 0), seed=seed)
+        by_combo: dict[tuple[str, str], list[dict]] = {}
+        for point in design.points:
+            if point.role == "anchor":
+                by_combo.setdefault((str(point.setting["diodes"]), str(point.setting["fat"])), []).append(
+                    point.setting)
+        assert len(by_combo) == 4
+        for anchors in by_combo.values():
+            assert len(anchors) == 2
+            for knob in ("drive", "tone"):
+                assert sorted(float(a[knob]) for a in anchors) == [0.0, 10.0], (seed, anchors)

@@ -562,6 +562,10 @@ def initial_design(controls: Controls, size: DesignSize | int | None = None, see
     sizes = [keys.count(key) for key in distinct]
     anchor_combos = balanced_combinations(controls, size.anchor, rng)
     anchor_combos = [anchor_combos[i] for i in rng.permutation(size.anchor)]
+    # corners come in complementary pairs (every knob at both ends): a combination that gets two or
+    # more anchors gets them as pairs, so each of its knobs is recorded at both ends
+    first_seen = {key: i for i, key in reversed(list(enumerate(tuple(c.values()) for c in anchor_combos)))}
+    anchor_combos.sort(key=lambda c: first_seen[tuple(c.values())])
     anchor_units = _anchor_units(k, size.anchor, rng)
     anchors = [_knob_setting(controls, u, combo)
                for u, combo in zip(anchor_units, anchor_combos, strict=True)]
