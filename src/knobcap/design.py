@@ -21,7 +21,9 @@ The default design has three parts, all computed in the knobs' taper-aware coord
   budget, or do not divide it, combinations are allocated greedily so that every switch position (and
   every pair of positions of two switches) is recorded about equally often.
 * **anchors**: corners of the knob cube so that every knob is recorded at its minimum and maximum
-  (users play at the extremes; space-filling points stay ``1/(2n)`` away from them).
+  (users play at the extremes; space-filling points stay ``1/(2n)`` away from them). Corners come in
+  complementary pairs; a switch combination with two or more anchors gets whole pairs, so that every
+  knob is at both ends in that combination.
 * **held-out** settings: random, never trained on, one of them within 10 % of a knob's end, where
   errors concentrate.
 
