@@ -8,14 +8,18 @@ model, rewritten each epoch from the best weights so far) and ``summary.json``.
 Recipe: batches of random windows from random training takes (settings mix in every batch); loss
 = ESR with pre-emphasis + a small multi-resolution STFT term (both optional); Adam with a short warm-up
 and an exponential decay per epoch, or a cosine decay to ``lr_final * lr`` over the training budget
-(the epochs, or ``max_minutes`` of wall time if that ends first). **Model selection** uses held-out
-*time* (the ``validation_2`` segment of every training take), never the held-out *settings*: those
-are reported each epoch and at the end (over the whole signal), but choosing the epoch on them would
-leak them into the model, and the headline figure would no longer be honest.
+(the epochs, or ``max_minutes`` of wall time if that ends first). With ``ema_decay`` (default) an
+exponential moving average of the weights is what is validated, selected and saved.
+
+**Model selection** uses held-out *time* (the ``validation_2`` segment of every training take), never
+the held-out *settings*: those are reported each epoch and at the end (over the whole signal), but
+choosing the epoch on them would leak them into the model, and the headline figure would no longer be
+honest.
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import math
 import os
@@ -218,8 +222,6 @@ class ParametricModule(pl.LightningModule):
         self.cfg = config
         self.ema_model: ParametricModel | None = None
         if config.ema_decay > 0:
-            import copy
-
             self.ema_model = copy.deepcopy(model)
             self.ema_model.requires_grad_(False)
         self.loss = TrainingLoss(config.pre_emphasis, config.mrstft_weight, config.mrstft_fft_sizes,

@@ -7,6 +7,10 @@ For one layer with hidden signal ``h``, condition ``cond = [x; c]`` (audio and n
     h <- h + out(a)                        (out: 1x1 with bias; residual)
     head <- head + a                       (skip sum)
 
+With ``"film": true`` the dilated convolution is scaled first: ``z = g ⊙ conv_dilated(h) + mixin(cond)``
+with ``g = 1 + film(c)`` (1x1 from the setting only, zero at start); for a constant setting ``g`` folds
+into the conv's weight and bias.
+
 An array rechannels its input, runs its layers and returns ``(head_rechannel(head), h)``; the head
 of array i feeds the head sum of array i+1 and the output is ``head_scale * head`` of the last
 array. For a constant setting ``c``, ``mixin(cond) = W_x x + W_c c`` where ``W_c c`` is a constant
@@ -90,8 +94,8 @@ class ConditionedWaveNet(ParametricModel):
         n_cond = condition_size(clean)
         arrays = []
         previous = 1
+        n_film = clean["n_controls"] if clean.get("film", False) else 0
         for spec in clean["arrays"]:
-            n_film = clean["n_controls"] if clean.get("film", False) else 0
             arrays.append(_Array(previous, n_cond, spec, n_film))
             previous = spec["channels"]
         self.arrays = nn.ModuleList(arrays)
