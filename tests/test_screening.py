@@ -188,7 +188,8 @@ def test_warps_go_into_each_knob_table_and_nothing_else_changes(tmp_path: Path) 
     removed = [line for line in CONTROLS_TOML.splitlines() if line not in text.splitlines()]
     assert removed == []                                               # every line kept, comments too
     assert "  warp = [0.0, 0.25, 0.5, 0.75, 1.0]" in text              # the table's indentation
-    assert 'default = 6.763' in text and "pinned" in text              # drive's unset default pinned
+    assert "default =" not in text.split('name = "tone"')[0]           # drive's default stays unset ...
+    assert load_controls(path).knobs[0].default_value == before.knobs[0].default_value  # ... and unmoved
     assert text.index("warp = [0.0, 0.3, 1.0]") < text.index('name = "tone"')
     assert write_warps(path, warps)[1] is False and path.read_text() == text   # idempotent
     again, changed = write_warps(path, {"tone": (0.0, 0.9, 1.0)})      # replaced, not added
@@ -244,7 +245,7 @@ def test_a_virtual_screen_writes_warps_keeps_comments_and_is_idempotent(screened
     drive, tone, dead = controls.knobs
     assert tone.warp is not None and np.argmax(np.diff(tone.warp)) == LEVELS - 2   # fastest at the top
     assert dead.warp == pytest.approx(tuple(np.linspace(0, 1, LEVELS)))             # flat: linear
-    assert drive.default_value == StandIn().controls.knobs[0].default_value  # pinned, exactly
+    assert drive.default_value == StandIn().controls.knobs[0].default_value  # unmoved by the warp, exactly
     direct = screen_device(StandIn(), levels=LEVELS)              # rendered: no latency, no noise
     assert tone.warp == pytest.approx(direct.knobs[1].warp, abs=2e-3)
     again = invoke("screen", screened, "--device", "screen-standin")

@@ -208,10 +208,8 @@ def _session_controls(root: Path) -> Controls:
 
 
 def _levels_of(probes: Sequence[Probe]) -> int:
-    counts = {p.knob: 0 for p in probes}
-    for p in probes:
-        counts[p.knob] += 1
-    return next(iter(counts.values()))
+    """Probes per knob of a plan (every knob has as many)."""
+    return sum(p.knob == probes[0].knob for p in probes)
 
 
 def _probe_input(path: Path, recordings: Sequence[Path]) -> tuple[TestSignal, bool]:

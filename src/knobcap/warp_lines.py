@@ -2,9 +2,9 @@
 
 TOML libraries drop comments, so the file is edited line by line: each ``[[knob]]`` table is found by
 its header (the n-th table is the n-th knob), and its ``warp`` line (with the comment knobcap writes
-above it) is replaced, or added after the table's last key. A knob without a ``default`` gets one
-pinned to its current default (an unset default is the middle of ``u``, which a warp would move).
-Comments, order, indentation and line endings stay as they were.
+above it) is replaced, or added after the table's last key. An unset ``default`` stays unset: it is
+the middle of the taper, which a warp never moves (``controls.Knob``). Comments, order, indentation
+and line endings stay as they were.
 
 :func:`write_warps` parses the edited text again and writes it (atomically) only when it differs from
 the file before by the warps alone; otherwise the file is left alone and the error gives the lines to
@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from knobcap.controls import Controls, ControlsError, Knob, load_controls
+from knobcap.controls import Controls, ControlsError, load_controls
 from knobcap.fileio import write_text_atomic
 from knobcap.screening import ScreeningError
 from knobcap.session import CONTROLS_FILE
@@ -28,7 +28,6 @@ _TABLE_HEADER = re.compile(r"^\s*\[")
 _KEY = re.compile(r"^(\s*)([A-Za-z0-9_\-\"']+)\s*=")
 _MARK = "knobcap screen"
 WARP_COMMENT = "# warp (measured by '{mark}'): u at {n} equally spaced turns; delete it to use the taper"
-DEFAULT_COMMENT = "  # pinned by '{mark}': without it, the warp would move the default"
 
 
 def warps_into_toml(text: str, controls: Controls, warps: Mapping[str, Sequence[float]]) -> str:
@@ -36,8 +35,8 @@ def warps_into_toml(text: str, controls: Controls, warps: Mapping[str, Sequence[
     ``[[knob]]`` table of each knob in ``warps``; every other line is kept as it is.
 
     An existing warp line (and the comment knobcap wrote above it) is replaced; a new one goes after
-    the table's last key. A knob without a ``default`` gets one (its current default): an unset
-    default is the middle of ``u``, which a warp would move.
+    the table's last key. (An unset ``default`` stays unset: it is the middle of the taper, which a warp
+    never moves.)
     """
     newline = "\r\n" if "\r\n" in text else "\n"
     lines = text.splitlines(keepends=True)
@@ -56,11 +55,11 @@ def warps_into_toml(text: str, controls: Controls, warps: Mapping[str, Sequence[
             continue
         start = starts[index]
         stop = next((h for h in headers if h > start), len(lines))
-        lines[start + 1:stop] = _knob_lines(lines[start + 1:stop], knob, warps[knob.name], newline)
+        lines[start + 1:stop] = _knob_lines(lines[start + 1:stop], warps[knob.name], newline)
     return "".join(lines)
 
 
-def _knob_lines(body: list[str], knob: Knob, warp: Sequence[float], newline: str) -> list[str]:
+def _knob_lines(body: list[str], warp: Sequence[float], newline: str) -> list[str]:
     """The lines of one [[knob]] table (after its header) with the warp set."""
     body = list(body)
     keys = _key_spans(body)
@@ -73,9 +72,6 @@ def _knob_lines(body: list[str], knob: Knob, warp: Sequence[float], newline: str
             a -= 1
         body[a:b] = new
         return body
-    if "default" not in keys:
-        new.insert(0, f"{indent}default = {knob.default_value!r}"
-                      f"{DEFAULT_COMMENT.format(mark=_MARK)}{newline}")
     last = max((b for _, b in keys.values()), default=0)
     body[last:last] = new
     return body
@@ -121,8 +117,8 @@ def _warp_text(warp: Sequence[float], indent: str, newline: str = "\n") -> str:
 def write_warps(path: str | Path, warps: Mapping[str, Sequence[float]]) -> tuple[Controls, bool]:
     """Set the warps in the controls.toml at ``path`` (atomically; nothing written when unchanged).
 
-    The result is parsed again and must differ from the file before only by the warps (a pinned
-    default is the old default, exactly), else the file is left alone and the error says what to add by hand.
+    The result is parsed again and must differ from the file before only by the warps (defaults
+    included), else the file is left alone and the error says what to add by hand.
     Returns the new controls and whether the file changed.
     """
     path = Path(path)
