@@ -8,7 +8,7 @@ Runtime: about 15-20 minutes on a quiet 2-core CPU with the defaults (training i
 One capture, as a user would make it: ``knobcap``'s design with at most ``--takes`` planned settings in
 all (space-filling + anchors at the knob ends + held-out ones), a ``--seconds`` test signal reamped
 through the virtual TS808 (x8 oversampling), checked, one parametric WaveNet trained for at most
-``--minutes``, then evaluated (``knobcap.evaluate``):
+``--minutes``, then evaluated (``knobcap.evaluation.evaluate``):
 
 * dense grid: ``--grid`` taper-aware levels per knob x the 4 switch combinations, device vs model on
   the validation segment (held-out time); points that coincide with a training setting are left out;
@@ -34,7 +34,7 @@ from pathlib import Path
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 from knobcap.demo import DemoConfig, run_demo
-from knobcap.evaluate import verdict
+from knobcap.evaluation.evaluate import verdict
 
 DI_FOLDER = Path(__file__).resolve().parents[2] / "shared" / "data" / "di"
 GOAL_MEDIAN, GOAL_MAX = 0.004, 0.01

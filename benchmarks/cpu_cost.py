@@ -26,10 +26,10 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 import numpy as np
 
-from knobcap.architectures import default_config, weight_shapes
 from knobcap.controls import Controls, Knob, Switch
-from knobcap.engine import Engine
-from knobcap.modelfile import ModelFile
+from knobcap.models.architectures import default_config, weight_shapes
+from knobcap.models.modelfile import ModelFile
+from knobcap.runtime.engine import Engine
 
 RATE = 48_000
 CONTROLS = Controls(knobs=(Knob("drive"), Knob("tone")), switches=(Switch("diodes", ("silicon", "led")),))
@@ -81,7 +81,7 @@ def engine_cost(engine: Engine, x: np.ndarray, block: int, repeats: int) -> floa
 def torch_cost(architecture: str, model: ModelFile, x: np.ndarray, block: int, naive: bool = False) -> float:
     import torch
 
-    from knobcap.models import create_model
+    from knobcap.models.base import create_model
 
     torch.set_num_threads(1)
     net = create_model(architecture, model.config).eval()

@@ -43,15 +43,15 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 import numpy as np
 
+from knobcap.capture.design import DesignSize, initial_design, round_setting
+from knobcap.capture.reamp import reamp_session
+from knobcap.capture.screening import screen_device
+from knobcap.capture.session import PlannedTake, Session, init_session, plan_csv_text, take_name
+from knobcap.capture.testsignal import generate_signal, write_signal
 from knobcap.controls import Controls, Setting
-from knobcap.design import DesignSize, initial_design, round_setting
 from knobcap.devices import get_device
-from knobcap.evaluate import evaluate_run, random_settings
+from knobcap.evaluation.evaluate import evaluate_run, random_settings
 from knobcap.fileio import write_text_atomic
-from knobcap.reamp import reamp_session
-from knobcap.screening import screen_device
-from knobcap.session import PlannedTake, Session, init_session, plan_csv_text, take_name
-from knobcap.signal import generate_signal, write_signal
 
 DESIGNS = ("knobcap", "grid", "random")
 
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
 
-    from knobcap.training import TrainConfig, train_session
+    from knobcap.training.loop import TrainConfig, train_session
 
     device = get_device("ts808")
     # as `knobcap init --device ts808` does: the knobs' coordinates warped by screening the device

@@ -34,7 +34,7 @@ import time
 import numpy as np
 from scipy.stats import qmc
 
-from knobcap import design as dsg
+from knobcap.capture import design as dsg
 from knobcap.controls import Controls, Knob, Switch
 
 SIGNAL_SECONDS = 90.0

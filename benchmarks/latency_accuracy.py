@@ -26,8 +26,8 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import butter, lfilter
 
-from knobcap.latency import calibrate_latency
-from knobcap.signal import SignalMap, custom_signal_map, generate_signal
+from knobcap.capture.latency import calibrate_latency
+from knobcap.capture.testsignal import SignalMap, custom_signal_map, generate_signal
 
 RATE = 48_000
 DI = Path("/work/shared/data/di")

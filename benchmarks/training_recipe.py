@@ -9,7 +9,7 @@ Runtime: about 1-2 minutes to render 16 takes of 60 s (cached in --cache), then 
 
 The session is knobcap's own design (space-filling + anchors + held-out settings) for the TS808's
 2 knobs + 2 switches, rendered at x8 oversampling through ``knobcap.devices``. Training uses
-``knobcap.training.train`` with the defaults of :class:`TrainConfig` overridden by ``--config``.
+``knobcap.training.loop.train`` with the defaults of :class:`TrainConfig` overridden by ``--config``.
 Prints the training log (one row an epoch: train loss, mean ESR on held-out time, held-out-setting
 ESR median and max on the validation segment) and, at the end, each held-out setting's ESR over the
 whole signal, the mean validation ESR and the training minutes. Compare figures only between runs on
@@ -29,9 +29,9 @@ import numpy as np
 
 def render(takes: int, seconds: float, cache: Path, controls: object = None, tag: str = ""
            ) -> tuple[np.ndarray, np.ndarray, list, dict]:
-    from knobcap.design import initial_design
+    from knobcap.capture.design import initial_design
+    from knobcap.capture.testsignal import generate_signal
     from knobcap.devices import get_device
-    from knobcap.signal import generate_signal
 
     path = cache / f"ts808_{takes}x{seconds:g}s{tag}.npz"
     if path.is_file():
@@ -66,17 +66,17 @@ def main() -> None:
     parser.add_argument("--role", action="append", default=[], metavar="TAKE=ROLE",
                         help="change a take's role (train, anchor, holdout), e.g. take05=train")
     parser.add_argument("--warp", action="store_true",
-                        help="screen the device first (knobcap.screening) and design/train in warped u")
+                        help="screen the device first (capture.screening) and design/train in warped u")
     parser.add_argument("--grid", type=int, default=0, metavar="LEVELS",
                         help="also score a dense grid (LEVELS per knob x every switch combination) on "
                              "the bundled DI clip, which no take contains (0: skip)")
     parser.add_argument("--grid-seconds", type=float, default=8.0, help="DI seconds scored per setting")
     args = parser.parse_args()
 
-    from knobcap.dataset import Take, TrainingData
+    from knobcap.capture.testsignal import SignalMap
     from knobcap.devices import get_device
-    from knobcap.signal import SignalMap
-    from knobcap.training import TrainConfig, train
+    from knobcap.training.data import Take, TrainingData
+    from knobcap.training.loop import TrainConfig, train
 
     t0 = time.time()
     controls = get_device("ts808").controls
@@ -127,9 +127,9 @@ def main() -> None:
 
 def warped_controls(controls: object) -> object:
     """The TS808's controls with warps screened on 6 s of the test signal's playing."""
+    from knobcap.capture.screening import apply_warps, screen
+    from knobcap.capture.testsignal import generate_signal
     from knobcap.devices import get_device
-    from knobcap.screening import apply_warps, screen
-    from knobcap.signal import generate_signal
 
     device = get_device("ts808")
     signal = generate_signal(30)
@@ -142,9 +142,15 @@ def warped_controls(controls: object) -> object:
 def grid_report(run: Path, data: object, levels: int, seconds: float, cache: Path) -> None:
     """Print ESR over a dense grid of settings on the bundled DI clip (never in any take)."""
     from knobcap.devices import get_device
-    from knobcap.evaluate import RenderCache, dense_grid, di_clips, evaluate_against_device, torch_predictor
-    from knobcap.modelfile import load_model_file
-    from knobcap.training import MODEL_FILE, load_torch_model
+    from knobcap.evaluation.evaluate import (
+        RenderCache,
+        dense_grid,
+        di_clips,
+        evaluate_against_device,
+        torch_predictor,
+    )
+    from knobcap.models.modelfile import load_model_file
+    from knobcap.training.loop import MODEL_FILE, load_torch_model
 
     model = load_torch_model(load_model_file(run / MODEL_FILE))
     controls = data.controls  # type: ignore[attr-defined]

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from knobcap.architectures import weight_shapes
 from knobcap.controls import Controls, Knob, Switch
-from knobcap.modelfile import ModelFile, save_model_file
+from knobcap.models.architectures import weight_shapes
+from knobcap.models.modelfile import ModelFile, save_model_file
 
 RATE = 48_000
 
@@ -63,7 +63,7 @@ def make_run(root: Path, controls: Controls | None = None, model: bool = True, g
         "heldout_settings": {"rows": [r for r in rows if r["role"] == "holdout"]},
     }
     if grid:
-        from knobcap.evaluate import dense_grid
+        from knobcap.evaluation.evaluate import dense_grid
 
         metrics["grid"] = {"rows": [{"setting": s, "esr": 0.001 + 0.01 * float(controls.to_vector(s)[0])}
                                     for s in dense_grid(controls, levels=4)]}

@@ -12,10 +12,10 @@ import soundfile as sf
 from scipy.signal import lfilter
 from typer.testing import CliRunner
 
-from knobcap.check import DRIFT_ESR, check_session, check_take
+from knobcap.capture.check import DRIFT_ESR, check_session, check_take
+from knobcap.capture.session import Session
+from knobcap.capture.testsignal import TestSignal, custom_signal_map, generate_signal, write_signal
 from knobcap.cli import app
-from knobcap.session import Session
-from knobcap.signal import TestSignal, custom_signal_map, generate_signal, write_signal
 
 RATE = 48_000
 CONTROLS = """name = "Stand-in"
@@ -246,9 +246,9 @@ def test_ts808_dark_high_gain_takes_pass_with_the_true_latency(tmp_path: Path, s
     """knobcap reamp's TS808 at drive 10, tone 0, LED (an anchor of `knobcap plan --seed 0`) and at
     drive 8 used to fail the check: the blips read inverted and 11 samples late. Now they pass, with the
     latency reamp.json records (at most 3 samples early) and its polarity, inverted or not."""
+    from knobcap.capture.reamp import reamp_session
+    from knobcap.capture.session import PlannedTake, init_session, plan_csv_text
     from knobcap.devices import get_device
-    from knobcap.reamp import reamp_session
-    from knobcap.session import PlannedTake, init_session, plan_csv_text
 
     device = get_device("ts808")
     root = tmp_path / "ts"

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from knobcap import design as dsg
+from knobcap.capture import design as dsg
 from knobcap.controls import Controls, Knob, Switch
 
 

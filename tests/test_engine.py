@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from knobcap.controls import Controls, Knob, Switch
-from knobcap.engine import Engine, EngineError, ramp_trajectory
-from knobcap.engine.activations import tanh_array
-from knobcap.modelfile import ModelFile, save_model_file
+from knobcap.models.modelfile import ModelFile, save_model_file
+from knobcap.runtime.engine import Engine, EngineError, ramp_trajectory
+from knobcap.runtime.engine.activations import tanh_array
 
 torch = pytest.importorskip("torch")
-from knobcap.models import create_model  # noqa: E402
+from knobcap.models.base import create_model  # noqa: E402
 
 CONTROLS = Controls(knobs=(Knob("drive"), Knob("tone", taper="audio")),
                     switches=(Switch("diodes", ("silicon", "led")), Switch("mode", ("a", "b", "c"))))
@@ -185,8 +185,8 @@ def test_process_block_allocates_no_buffers(film):
 
 
 def test_engine_predictor_runs_a_film_model(tmp_path):
-    from knobcap.evaluate import engine_predictor, model_predictor, torch_predictor
-    from knobcap.modelfile import load_model_file
+    from knobcap.evaluation.evaluate import engine_predictor, model_predictor, torch_predictor
+    from knobcap.models.modelfile import load_model_file
 
     model = torch_model("wavenet", wavenet_config(film=True))
     loaded = load_model_file(save_model_file(tmp_path / "film.knobcap", model_file(model)))

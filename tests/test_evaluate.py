@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from knobcap import evaluate as ev
 from knobcap.controls import Controls, Knob, Switch
+from knobcap.evaluation import evaluate as ev
 
 RATE = 48_000
 
@@ -257,11 +257,11 @@ class ToyPedal:
 def toy_run(tmp_path_factory):
     """A session reamped through ToyPedal (a few takes) and a run holding a tiny untrained WaveNet."""
     torch = pytest.importorskip("torch")
+    from knobcap.capture.reamp import reamp_session
+    from knobcap.capture.session import Session, init_session, make_plan
     from knobcap.devices import register_device
-    from knobcap.modelfile import ModelFile, save_model_file
-    from knobcap.models import create_model
-    from knobcap.reamp import reamp_session
-    from knobcap.session import Session, init_session, make_plan
+    from knobcap.models.base import create_model
+    from knobcap.models.modelfile import ModelFile, save_model_file
 
     register_device("toy808", ToyPedal)
     root = tmp_path_factory.mktemp("session")

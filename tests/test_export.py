@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from knobcap.architectures import weight_shapes
 from knobcap.controls import Controls, Knob, Switch
-from knobcap.engine import Engine
-from knobcap.export import ExportError, export_nam, export_nam_grid, export_proteus, nam_snapshot
-from knobcap.export.nam import classic_to_current, grid_settings
-from knobcap.modelfile import ModelFile
+from knobcap.models.architectures import weight_shapes
+from knobcap.models.modelfile import ModelFile
+from knobcap.runtime.engine import Engine
+from knobcap.runtime.export import ExportError, export_nam, export_nam_grid, export_proteus, nam_snapshot
+from knobcap.runtime.export.nam import classic_to_current, grid_settings
 
 CONTROLS = Controls(knobs=(Knob("drive"), Knob("tone", taper="audio")),
                     switches=(Switch("diodes", ("silicon", "led")),), name="Test Drive")

@@ -9,8 +9,8 @@ import pytest
 import soundfile as sf
 from scipy.signal import butter, lfilter
 
-from knobcap.latency import MAX_DISAGREEMENT, XCORR_SAFETY, Latency, align, calibrate_latency
-from knobcap.signal import TestSignal, custom_signal_map, generate_signal
+from knobcap.capture.latency import MAX_DISAGREEMENT, XCORR_SAFETY, Latency, align, calibrate_latency
+from knobcap.capture.testsignal import TestSignal, custom_signal_map, generate_signal
 
 RATE = 48_000
 DI = Path("/work/shared/data/di")

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from knobcap.models import create_model
-from knobcap.training import ParametricModule, TrainConfig, TrainingError
+from knobcap.models.base import create_model
+from knobcap.training.loop import ParametricModule, TrainConfig, TrainingError
 
 MODEL = {"n_controls": 1, "arrays": [{"channels": 2, "head_size": 1, "kernel_size": 3, "dilations": [1]}],
          "head_scale": 0.1, "activation": "tanh"}

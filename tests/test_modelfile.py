@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 
 from knobcap.controls import Controls, Knob, Switch
-from knobcap.modelfile import ModelFile, ModelFileError, load_model_file, model_to_dict, save_model_file
+from knobcap.models.modelfile import (
+    ModelFile,
+    ModelFileError,
+    load_model_file,
+    model_to_dict,
+    save_model_file,
+)
 
 CONTROLS = Controls(knobs=(Knob("drive", taper="audio"), Knob("tone")),
                     switches=(Switch("diodes", ("silicon", "led")),), name="Test pedal")
@@ -48,7 +54,7 @@ def test_round_trip_keeps_everything(tmp_path: Path) -> None:
 
 def test_loading_needs_neither_torch_nor_pickle(tmp_path: Path) -> None:
     path = save_model_file(tmp_path / "model.knobcap", lstm_file())
-    code = ("import sys; from knobcap.modelfile import load_model_file; "
+    code = ("import sys; from knobcap.models.modelfile import load_model_file; "
             f"m = load_model_file({str(path)!r}); "
             "assert 'torch' not in sys.modules and 'pickle' not in sys.modules or True; "
             "print('torch' in sys.modules, m.n_parameters)")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from knobcap.architectures import ArchitectureError, check_config, default_config, weight_shapes
-from knobcap.models import (
+from knobcap.models.architectures import ArchitectureError, check_config, default_config, weight_shapes
+from knobcap.models.base import (
     ModelConfigError,
     ParametricModel,
     available_models,

@@ -13,12 +13,12 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
+from knobcap.capture.reamp import LATENCY_MS, NOISE_DBFS
+from knobcap.capture.screening import apply_warps
+from knobcap.capture.session import Session
 from knobcap.cli import app
 from knobcap.controls import Controls, Knob, Switch, load_controls
 from knobcap.devices import register_device
-from knobcap.reamp import LATENCY_MS, NOISE_DBFS
-from knobcap.screening import apply_warps
-from knobcap.session import Session
 
 RATE = 48_000
 runner = CliRunner()

@@ -59,7 +59,7 @@ def model_path(tmp_path_factory):
 
 
 def test_renderer_matches_the_engine_run_directly(model_path):
-    from knobcap.engine import Engine
+    from knobcap.runtime.engine import Engine
 
     renderer = load_renderer(model_path)
     x = np.asarray(np.random.default_rng(0).uniform(-0.5, 0.5, 5000), np.float32)
@@ -178,8 +178,8 @@ def test_live_callback_runs_the_engine_block_by_block(model_path, monkeypatch):
     import sys
     import types
 
-    from knobcap.engine import Engine
     from knobcap.play.live import LiveStream
+    from knobcap.runtime.engine import Engine
 
     class FakeStream:
         def __init__(self, **kwargs):

@@ -9,12 +9,12 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from knobcap.architectures import weight_shapes
-from knobcap.automation import AutomationError, load_automation
 from knobcap.cli import app
 from knobcap.controls import Controls, Knob, Switch
-from knobcap.engine import Engine
-from knobcap.modelfile import ModelFile, save_model_file
+from knobcap.models.architectures import weight_shapes
+from knobcap.models.modelfile import ModelFile, save_model_file
+from knobcap.runtime.automation import AutomationError, load_automation
+from knobcap.runtime.engine import Engine
 
 CONTROLS = Controls(knobs=(Knob("drive"),), switches=(Switch("diodes", ("silicon", "led")),))
 runner = CliRunner()

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from knobcap import plots
 from knobcap.controls import Controls, Knob, Switch
-from knobcap.report import ReportError, audio_data_uri, load_run, read_history, write_report
+from knobcap.evaluation import plots
+from knobcap.evaluation.report import ReportError, audio_data_uri, load_run, read_history, write_report
 from playkit import RATE, make_run  # tests/playkit.py
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -44,7 +44,7 @@ def test_verdict_words_follow_nam():
 def test_esr_map_draws_for_any_number_of_knobs(knobs):
     controls = Controls(knobs=tuple(Knob(f"k{i}") for i in range(knobs)),
                         switches=(Switch("sw", ("a", "b")),))
-    from knobcap.evaluate import dense_grid
+    from knobcap.evaluation.evaluate import dense_grid
 
     grid = [plots.PointESR(s, 0.001 + 0.001 * i) for i, s in enumerate(dense_grid(controls, levels=3))]
     recorded = [plots.PointESR(controls.default_setting(), 0.02, "holdout")]
@@ -120,8 +120,8 @@ def test_report_is_self_contained_with_audio(tmp_path):
 
 def test_di_example_compares_to_a_known_device(tmp_path):
     from knobcap.devices import register_device
+    from knobcap.evaluation.report import di_example
     from knobcap.play.render import load_renderer
-    from knobcap.report import di_example
 
     run_dir = make_run(tmp_path)
     renderer = load_renderer(run_dir / "model.knobcap")
@@ -161,7 +161,7 @@ def test_cli_report(tmp_path):
 
 
 def test_grid_slice_goes_through_the_default_setting():
-    from knobcap.evaluate import dense_grid
+    from knobcap.evaluation.evaluate import dense_grid
 
     controls = Controls(knobs=(Knob("a"), Knob("b"), Knob("c", default=7.0)),
                         switches=(Switch("s", ("x", "y")),))

@@ -13,11 +13,8 @@ import soundfile as sf
 from scipy.signal import lfilter
 from typer.testing import CliRunner
 
-from knobcap.cli import app
-from knobcap.controls import Controls, Knob, load_controls, save_controls
-from knobcap.devices import register_device
-from knobcap.screen_session import prepare_probes, probe_plan, probe_wording
-from knobcap.screening import (
+from knobcap.capture.screen_session import prepare_probes, probe_plan, probe_wording
+from knobcap.capture.screening import (
     MIN_CHANGE,
     ScreeningError,
     apply_warps,
@@ -28,7 +25,10 @@ from knobcap.screening import (
     warp_from_distances,
     warp_summary,
 )
-from knobcap.warp_lines import warps_into_toml, write_warps
+from knobcap.capture.warp_lines import warps_into_toml, write_warps
+from knobcap.cli import app
+from knobcap.controls import Controls, Knob, load_controls, save_controls
+from knobcap.devices import register_device
 
 RATE = 48_000
 LEVELS = 5

@@ -10,9 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from knobcap.controls import Controls, Knob, Switch, save_controls
-from knobcap.fileio import write_wav_atomic
-from knobcap.session import (
+from knobcap.capture.session import (
     Session,
     SessionError,
     init_session,
@@ -20,7 +18,9 @@ from knobcap.session import (
     plan_csv_text,
     read_plan,
 )
-from knobcap.signal import read_signal
+from knobcap.capture.testsignal import read_signal
+from knobcap.controls import Controls, Knob, Switch, save_controls
+from knobcap.fileio import write_wav_atomic
 
 RATE = 48_000
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from knobcap.signal import (
+from knobcap.capture.testsignal import (
     MAX_SECONDS,
     MIN_SECONDS,
     SEGMENT_NAMES,

@@ -11,11 +11,10 @@ import pytest
 import torch
 
 from knobcap.controls import Controls, Knob, Switch
-from knobcap.dataset import Take, TrainingData, TrainingDataError, WindowDataset
-from knobcap.losses import TrainingLoss, esr_per_item
-from knobcap.modelfile import load_model_file
-from knobcap.models import create_model
-from knobcap.training import (
+from knobcap.models.base import create_model
+from knobcap.models.modelfile import load_model_file
+from knobcap.training.data import Take, TrainingData, TrainingDataError, WindowDataset
+from knobcap.training.loop import (
     TrainConfig,
     TrainingError,
     esr,
@@ -23,6 +22,7 @@ from knobcap.training import (
     predict,
     train,
 )
+from knobcap.training.losses import TrainingLoss, esr_per_item
 
 CONTROLS = Controls(knobs=(Knob("drive"),), switches=(Switch("mode", ("a", "b")),))
 TINY_WAVENET = {"arrays": [{"channels": 2, "head_size": 2, "kernel_size": 3, "dilations": [1, 2]},
@@ -213,10 +213,10 @@ def test_same_seed_same_run(tmp_path: Path) -> None:
 
 def make_session(root: Path) -> Path:
     """A small session folder on disk: controls, plan, a 30 s input and takes of a simple device."""
+    from knobcap.capture.session import PlannedTake, plan_csv_text
+    from knobcap.capture.testsignal import generate_signal, write_signal
     from knobcap.controls import save_controls
     from knobcap.fileio import write_wav_atomic
-    from knobcap.session import PlannedTake, plan_csv_text
-    from knobcap.signal import generate_signal, write_signal
 
     root.mkdir()
     save_controls(CONTROLS, root / "controls.toml")

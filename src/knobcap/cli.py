@@ -57,7 +57,7 @@ def signal(
 
     from rich.table import Table
 
-    from knobcap.signal import SignalError, generate_signal, write_signal
+    from knobcap.capture.testsignal import SignalError, generate_signal, write_signal
 
     try:
         generated = generate_signal(seconds)
@@ -90,8 +90,8 @@ def init(
                                             "(no warp lines; each knob keeps its taper).")] = False,
 ) -> None:
     """Create a session folder with a commented controls.toml template (or a virtual device's controls)."""
+    from knobcap.capture.session import check_new_session, init_session
     from knobcap.devices import get_device
-    from knobcap.session import check_new_session, init_session
 
     controls = None
     if device is not None:
@@ -104,8 +104,8 @@ def init(
             fail(str(error))
         controls = virtual.controls
         if not no_screen:
+            from knobcap.capture.screening import ScreeningError, screen_device
             from knobcap.demo import progress_bar
-            from knobcap.screening import ScreeningError, screen_device
 
             try:
                 with progress_bar(console) as update:
@@ -135,7 +135,7 @@ def warp_table(controls: Controls, title: str) -> Table:
     """Per knob: u at 1/4, 1/2 and 3/4 of the turn, and where the sound changes fastest."""
     from rich.table import Table
 
-    from knobcap.screening import warp_summary
+    from knobcap.capture.screening import warp_summary
 
     table = Table(title=title, title_justify="left")
     table.add_column("knob")
@@ -161,11 +161,11 @@ def screen(
     (where each knob changes the sound) into controls.toml. Run it before 'knobcap plan'."""
     from rich.table import Table
 
-    from knobcap.check import format_setting
+    from knobcap.capture.check import format_setting
+    from knobcap.capture.screen_session import PROBE_INPUT, PROBE_PLAN, screen_session
+    from knobcap.capture.screening import screenable
     from knobcap.demo import progress_bar
     from knobcap.devices import get_device
-    from knobcap.screen_session import PROBE_INPUT, PROBE_PLAN, screen_session
-    from knobcap.screening import screenable
 
     try:
         virtual = get_device(device) if device is not None else None
@@ -246,8 +246,8 @@ def plan(
     """Choose the settings to record, order them, write input.wav and plan.csv."""
     from rich.table import Table
 
-    from knobcap.design import format_value
-    from knobcap.session import make_plan
+    from knobcap.capture.design import format_value
+    from knobcap.capture.session import make_plan
 
     try:
         result = make_plan(directory, n=n, minutes=minutes, seconds=seconds, seed=seed,
@@ -298,9 +298,9 @@ def reamp(
     """Record every planned take through a virtual device."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from knobcap.capture.reamp import reamp_session
+    from knobcap.capture.session import Session
     from knobcap.devices import get_device
-    from knobcap.reamp import reamp_session
-    from knobcap.session import Session
 
     try:
         session = Session.open(directory)
@@ -341,8 +341,8 @@ def check(directory: Annotated[Path, typer.Argument(help="Session folder.")]) ->
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
     from rich.table import Table
 
-    from knobcap.check import check_session, format_setting
-    from knobcap.session import Session
+    from knobcap.capture.check import check_session, format_setting
+    from knobcap.capture.session import Session
 
     try:
         session = Session.open(directory)
@@ -420,7 +420,7 @@ def train(
     import logging
     import warnings
 
-    from knobcap.training import TrainConfig, train_session
+    from knobcap.training.loop import TrainConfig, train_session
 
     warnings.filterwarnings("ignore", module="lightning")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
@@ -481,7 +481,7 @@ def evaluate(
 ) -> None:
     """Evaluate a trained model on held-out time, held-out settings, a dense grid and real DI clips."""
     from knobcap.demo import progress_bar
-    from knobcap.evaluate import evaluate_run, rows_table, summary_table
+    from knobcap.evaluation.evaluate import evaluate_run, rows_table, summary_table
 
     try:
         with progress_bar(console) as update:
@@ -506,7 +506,7 @@ def report(
     no_audio: Annotated[bool, typer.Option("--no-audio", help="Leave out the listening examples.")] = False,
 ) -> None:
     """Write one self-contained HTML report of a run: ESR map, table, curves, overlays, audio."""
-    from knobcap.report import write_report
+    from knobcap.evaluation.report import write_report
 
     if output is not None and output.suffix.lower() not in {".html", ".htm"}:
         fail(f"{output}: the report is an HTML file; give a name ending in .html.")
@@ -540,11 +540,11 @@ def render(
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
     from scipy.signal import resample_poly
 
-    from knobcap.automation import load_automation, settings_from_args
-    from knobcap.automation import render as run_render
     from knobcap.controls import parse_setting_args
-    from knobcap.engine import MAX_BLOCK, Engine
     from knobcap.fileio import write_wav_atomic
+    from knobcap.runtime.automation import load_automation, settings_from_args
+    from knobcap.runtime.automation import render as run_render
+    from knobcap.runtime.engine import MAX_BLOCK, Engine
 
     try:
         out_resolved = output_wav.resolve()
@@ -624,10 +624,10 @@ def export(
     force: Annotated[bool, typer.Option(help="Replace existing files.")] = False,
 ) -> None:
     """Export a model to NAM (.nam snapshots) or Proteus (JSON)."""
-    from knobcap.automation import settings_from_args
     from knobcap.controls import parse_setting_args
-    from knobcap.export import export_nam, export_nam_grid, export_proteus
-    from knobcap.modelfile import load_model_file
+    from knobcap.models.modelfile import load_model_file
+    from knobcap.runtime.automation import settings_from_args
+    from knobcap.runtime.export import export_nam, export_nam_grid, export_proteus
 
     try:
         loaded = load_model_file(model)

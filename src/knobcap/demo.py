@@ -32,7 +32,7 @@ class DemoConfig:
     """The sizes of a demo capture (a full one fits 15 minutes on 2 CPU cores).
 
     ``takes``: planned takes in all (``None``: the design's default size); ``training``: fields of
-    :class:`knobcap.training.TrainConfig` (``max_minutes`` bounds the training time on any machine).
+    :class:`knobcap.training.loop.TrainConfig` (``max_minutes`` bounds the training time on any machine).
     Training uses one thread: on a 2-core machine shared with anything else, two torch threads were
     measured 5x slower per step (7.98 s against 1.57 s for 16 windows of 8192 samples).
     """
@@ -114,11 +114,11 @@ def run_demo(directory: str | Path, config: DemoConfig, console: Console | None 
     Steps already done in an earlier run of the same demo are skipped (a model that finished training
     is reused; an interrupted training resumes from its last checkpoint).
     """
-    from knobcap.check import check_session
+    from knobcap.capture.check import check_session
+    from knobcap.capture.reamp import reamp_session
+    from knobcap.capture.session import Session, init_session, make_plan
     from knobcap.devices import get_device
-    from knobcap.evaluate import evaluate_run
-    from knobcap.reamp import reamp_session
-    from knobcap.session import Session, init_session, make_plan
+    from knobcap.evaluation.evaluate import evaluate_run
 
     console = console or Console()
     directory = Path(directory)
@@ -132,7 +132,7 @@ def run_demo(directory: str | Path, config: DemoConfig, console: Console | None 
     device = get_device(DEVICE)
     step(1, f"init: a session for the virtual {device.controls.name or DEVICE}, its knobs screened")
     if not (directory / "controls.toml").is_file():
-        from knobcap.screening import screen_device
+        from knobcap.capture.screening import screen_device
 
         with progress_bar(console) as update:
             controls = screen_device(device, progress=lambda knob, i, n: update("screen", i, n))
@@ -172,7 +172,7 @@ def run_demo(directory: str | Path, config: DemoConfig, console: Console | None 
                                seed=config.seed, progress=update)
 
     step(7, "report: ESR map, settings table, curves and listening examples in one HTML page")
-    from knobcap.report import write_report
+    from knobcap.evaluation.report import write_report
 
     report_path = write_report(run_dir)
     return DemoResult(directory, run_dir, run_dir / "model.knobcap", run_dir / "metrics.json", metrics,
@@ -181,7 +181,7 @@ def run_demo(directory: str | Path, config: DemoConfig, console: Console | None 
 
 def train_step(directory: Path, config: DemoConfig, say: Say) -> Path:
     """Train the demo's run (``runs/demo``): reuse a finished one, resume an interrupted one."""
-    from knobcap.training import TrainConfig, train_session
+    from knobcap.training.loop import TrainConfig, train_session
 
     runs = directory / "runs"
     earlier = sorted((p for p in runs.glob(f"{RUN_NAME}*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
@@ -226,7 +226,7 @@ def progress_bar(console: Console) -> Iterator[Callable[[str, int, int], None]]:
 
 def print_result(console: Console, result: DemoResult) -> None:
     """The closing lines of the demo: where the model and metrics are, and the held-out ESRs."""
-    from knobcap.evaluate import rows_table, summary_table
+    from knobcap.evaluation.evaluate import rows_table, summary_table
 
     console.print(rows_table(result.metrics, "heldout_settings", "held-out settings (never trained on)"))
     console.print(summary_table(result.metrics))

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from knobcap.evaluation.report import load_run, write_report
 from knobcap.play.render import load_renderer
-from knobcap.report import load_run, write_report
 from playkit import RATE, make_run
 
 

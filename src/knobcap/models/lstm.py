@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from knobcap.architectures import check_config
-from knobcap.models import ParametricModel
+from knobcap.models.architectures import check_config
+from knobcap.models.base import ParametricModel
 
 
 class ConditionedLSTM(ParametricModel):

@@ -26,8 +26,8 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from knobcap.architectures import LEAKY_SLOPE, check_config, condition_size, receptive_field
-from knobcap.models import ModelConfigError, ParametricModel
+from knobcap.models.architectures import LEAKY_SLOPE, check_config, condition_size, receptive_field
+from knobcap.models.base import ModelConfigError, ParametricModel
 
 
 def activation(name: str, z: torch.Tensor) -> torch.Tensor:

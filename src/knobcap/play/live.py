@@ -37,7 +37,7 @@ class LiveStream:
 
     def __init__(self, model_path: str | Path, block_size: int = 128, device: str | int | None = None,
                  setting: Mapping[str, object] | None = None) -> None:
-        from knobcap.engine import Engine
+        from knobcap.runtime.engine import Engine
 
         sd = _sounddevice()
         self.engine = Engine.from_file(model_path, max_block=block_size)

@@ -1,7 +1,7 @@
 """Render audio through a model at a fixed setting: the small interface the play page and the report use.
 
 ``load_renderer(path)`` opens a ``model.knobcap`` with the torch-free streaming engine
-(:mod:`knobcap.engine`). The report may also fall back to the PyTorch model (``allow_torch=True``) on
+(:mod:`knobcap.runtime.engine`). The report may also fall back to the PyTorch model (``allow_torch=True``) on
 a machine where the engine is missing; ``knobcap play`` never imports torch.
 """
 
@@ -39,10 +39,10 @@ class EngineRenderer:
     def __init__(self, path: str | Path, block_size: int = 2048) -> None:
         self.path = Path(path)
         try:
-            from knobcap import engine
+            from knobcap.runtime import engine
         except ImportError as error:
             raise RenderError(
-                f"{path}: the streaming engine (knobcap.engine) cannot be imported ({error}); "
+                f"{path}: the streaming engine (knobcap.runtime.engine) cannot be imported ({error}); "
                 "reinstall knobcap.") from None
         self._engine = engine.Engine.from_file(path)
         self.controls: Controls = self._engine.controls
@@ -67,9 +67,9 @@ class TorchRenderer:
     def __init__(self, path: str | Path) -> None:
         import torch
 
-        from knobcap.evaluate import torch_predictor
-        from knobcap.modelfile import load_model_file
-        from knobcap.models import create_model
+        from knobcap.evaluation.evaluate import torch_predictor
+        from knobcap.models.base import create_model
+        from knobcap.models.modelfile import load_model_file
 
         model_file = load_model_file(path)
         model = create_model(model_file.architecture, model_file.config)

@@ -32,9 +32,17 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from knobcap.architectures import receptive_field
-from knobcap.engine.activations import ACTIVATION_CODES, activate_rows
-from knobcap.engine.ramp import CBUF, HEADER, N_CONTROLS, RING_CAPACITY, RING_POS, STRIDE, fill_conditioning
+from knobcap.models.architectures import receptive_field
+from knobcap.runtime.engine.activations import ACTIVATION_CODES, activate_rows
+from knobcap.runtime.engine.ramp import (
+    CBUF,
+    HEADER,
+    N_CONTROLS,
+    RING_CAPACITY,
+    RING_POS,
+    STRIDE,
+    fill_conditioning,
+)
 
 # Global fields after the ramp header.
 G_ARRAYS, G_LAYERS, G_ACT, G_SCRATCH, G_PLANE, G_SCALE, G_ATAB, G_LTAB = range(HEADER, HEADER + 8)

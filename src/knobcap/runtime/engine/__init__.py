@@ -3,7 +3,7 @@
 ``Engine.from_file(path)`` -> ``.set(setting)`` -> ``.process_block(in, out)`` / ``.process(audio)``.
 """
 
-from knobcap.engine.engine import (
+from knobcap.runtime.engine.engine import (
     DEFAULT_RAMP_MS,
     MAX_BLOCK,
     Engine,
@@ -11,7 +11,7 @@ from knobcap.engine.engine import (
     register_core,
     supported_architectures,
 )
-from knobcap.engine.ramp import ramp_trajectory
+from knobcap.runtime.engine.ramp import ramp_trajectory
 
 __all__ = [
     "DEFAULT_RAMP_MS",

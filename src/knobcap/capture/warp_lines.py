@@ -8,7 +8,7 @@ and line endings stay as they were.
 
 :func:`write_warps` parses the edited text again and writes it (atomically) only when it differs from
 the file before by the warps alone; otherwise the file is left alone and the error gives the lines to
-add by hand. Errors are :class:`knobcap.screening.ScreeningError`.
+add by hand. Errors are :class:`knobcap.capture.screening.ScreeningError`.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from knobcap.capture.screening import ScreeningError
+from knobcap.capture.session import CONTROLS_FILE
 from knobcap.controls import Controls, ControlsError, load_controls
 from knobcap.fileio import write_text_atomic
-from knobcap.screening import ScreeningError
-from knobcap.session import CONTROLS_FILE
 
 _KNOB_HEADER = re.compile(r"^\s*\[\[\s*knob\s*\]\]\s*(#.*)?$")
 _TABLE_HEADER = re.compile(r"^\s*\[")

@@ -365,7 +365,7 @@ def torch_predictor(model: object, controls: Controls, chunk: int = 1 << 17) -> 
 def engine_predictor(model_file: object, block: int = 8192) -> Predictor:
     """A :data:`Predictor` over knobcap's streaming engine (numba, no torch): each setting is run from
     silence (``reset``) with no knob ramp, which gives the same samples as the torch model."""
-    from knobcap.engine import Engine
+    from knobcap.runtime.engine import Engine
 
     engine = Engine(model_file, ramp_ms=0.0, max_block=block)  # type: ignore[arg-type]
 
@@ -383,7 +383,7 @@ def engine_predictor(model_file: object, block: int = 8192) -> Predictor:
 def model_predictor(model_file: object) -> Predictor:
     """The fastest :data:`Predictor` for a loaded model file: the streaming engine when it runs the
     architecture, else the torch model."""
-    from knobcap.engine import supported_architectures
+    from knobcap.runtime.engine import supported_architectures
 
     if model_file.architecture in supported_architectures():  # type: ignore[attr-defined]
         return engine_predictor(model_file)
@@ -391,10 +391,10 @@ def model_predictor(model_file: object) -> Predictor:
 
 
 def load_torch_model(model_file: object) -> object:
-    """The torch network of a loaded ``model.knobcap`` (:class:`knobcap.modelfile.ModelFile`)."""
+    """The torch network of a loaded ``model.knobcap`` (:class:`knobcap.models.modelfile.ModelFile`)."""
     import torch
 
-    from knobcap.models import create_model
+    from knobcap.models.base import create_model
 
     model = create_model(model_file.architecture, model_file.config)  # type: ignore[attr-defined]
     weights = {name: torch.from_numpy(np.array(w, dtype=np.float32))
@@ -449,8 +449,8 @@ def evaluate_run(run: str | Path, device: str | None = None, grid: int = 6,
     ``di_settings`` seeded random settings. Device renders are cached in ``cache_dir`` (default
     ``RUN/cache``; runs of one session may share a folder).
     """
-    from knobcap.modelfile import load_model_file
-    from knobcap.session import Session
+    from knobcap.capture.session import Session
+    from knobcap.models.modelfile import load_model_file
 
     run = Path(run)
     model_path = run / MODEL_NAME

@@ -37,13 +37,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from knobcap import __version__
-from knobcap.architectures import default_config
 from knobcap.controls import Controls
-from knobcap.dataset import TrainingData, TrainingDataError, WindowDataset, validation_items
 from knobcap.fileio import write_json_atomic, write_text_atomic
-from knobcap.losses import TrainingLoss
-from knobcap.modelfile import ModelFile, save_model_file
-from knobcap.models import ParametricModel, create_model
+from knobcap.models.architectures import default_config
+from knobcap.models.base import ParametricModel, create_model
+from knobcap.models.modelfile import ModelFile, save_model_file
+from knobcap.training.data import TrainingData, TrainingDataError, WindowDataset, validation_items
+from knobcap.training.losses import TrainingLoss
 
 MODEL_FILE = "model.knobcap"
 CONFIG_FILE = "config.json"

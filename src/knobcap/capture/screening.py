@@ -22,8 +22,8 @@ is linear in the knob's value, so equal value steps would leave their low decade
 
 The outputs compared are the ``playing`` part of a probe of about 12 s (:func:`probe_signal`). This module
 holds the maths, the probe and the screen of a virtual device (:func:`screen_device`: rendered, no
-latency or noise). Recording the probes of a real device is :mod:`knobcap.screen_session` (``knobcap
-screen DIR``); writing the warps into controls.toml is :mod:`knobcap.warp_lines`.
+latency or noise). Recording the probes of a real device is :mod:`knobcap.capture.screen_session` (``knobcap
+screen DIR``); writing the warps into controls.toml is :mod:`knobcap.capture.warp_lines`.
 """
 
 from __future__ import annotations
@@ -35,9 +35,16 @@ from itertools import pairwise
 
 import numpy as np
 
+from knobcap.capture.design import format_value
+from knobcap.capture.testsignal import (
+    MIN_SECONDS,
+    SIGNAL_VERSION,
+    Segment,
+    SignalMap,
+    TestSignal,
+    generate_signal,
+)
 from knobcap.controls import Controls, Knob, Setting
-from knobcap.design import format_value
-from knobcap.signal import MIN_SECONDS, SIGNAL_VERSION, Segment, SignalMap, TestSignal, generate_signal
 
 DEFAULT_LEVELS = 21
 DEFAULT_BLEND = 0.25

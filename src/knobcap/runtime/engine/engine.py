@@ -21,10 +21,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from knobcap.controls import Controls, Setting
-from knobcap.engine.lstm import LSTMCore
-from knobcap.engine.ramp import ELAPSED, RAMP_LEN, RING_POS, current_vector
-from knobcap.engine.wavenet import WaveNetCore
-from knobcap.modelfile import ModelFile, load_model_file
+from knobcap.models.modelfile import ModelFile, load_model_file
+from knobcap.runtime.engine.lstm import LSTMCore
+from knobcap.runtime.engine.ramp import ELAPSED, RAMP_LEN, RING_POS, current_vector
+from knobcap.runtime.engine.wavenet import WaveNetCore
 
 MAX_BLOCK = 4096
 _F32 = np.dtype(np.float32)
@@ -39,7 +39,7 @@ class Core(Protocol):
     receptive_field: int
     preroll: int
 
-    itab: np.ndarray  # int64 table whose first entries are the ramp header (knobcap.engine.ramp)
+    itab: np.ndarray  # int64 table whose first entries are the ramp header (knobcap.runtime.engine.ramp)
 
     def run(self, x: np.ndarray, y: np.ndarray, n: int, cstate: np.ndarray) -> None: ...
 
@@ -67,7 +67,8 @@ class Engine:
         if model.architecture not in _CORES:
             raise EngineError(
                 f"{source}: the streaming engine cannot run architecture {model.architecture!r} (it runs "
-                f"{', '.join(supported_architectures())}); register one with knobcap.engine.register_core.")
+                f"{', '.join(supported_architectures())}); register one with "
+                f"knobcap.runtime.engine.register_core.")
         if not 1 <= int(max_block) <= 1 << 20:
             raise EngineError(f"max_block must be from 1 to {1 << 20} samples, got {max_block}.")
         if not (np.isfinite(ramp_ms) and ramp_ms >= 0):
@@ -131,7 +132,7 @@ class Engine:
         self._setting = clean
 
     def set_vector(self, target: np.ndarray, ramp_ms: float | None = None) -> None:
-        """Move to a normalised conditioning vector (see :mod:`knobcap.engine.ramp` for the law)."""
+        """Move to a normalised conditioning vector (see :mod:`knobcap.runtime.engine.ramp` for the law)."""
         target = np.asarray(target, np.float64)
         if target.shape != (self._cstate.shape[1],):
             raise EngineError(f"a setting vector needs {self._cstate.shape[1]} entries, got {target.shape}.")

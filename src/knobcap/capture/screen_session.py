@@ -1,21 +1,21 @@
 """The session workflow of ``knobcap screen DIR``: the probe plan, its files, the recordings, the warps.
 
 Files (all in ``DIR/screen/``): ``input.wav`` + ``input.json`` (the probe signal,
-:func:`knobcap.screening.probe_signal`, and its segment map), ``plan.csv`` (``probe,knob,<each
+:func:`knobcap.capture.screening.probe_signal`, and its segment map), ``plan.csv`` (``probe,knob,<each
 control>``: one row a probe, in recording order) and the recordings ``probe01.wav``,
 ``probe02.wav``, ... A plan that no longer matches controls.toml is rewritten while no probe is
 recorded, and refused once one is.
 
-Recordings (a real device, or a virtual one through :func:`knobcap.reamp.record`) are checked as
-takes are (:func:`knobcap.check.check_take`, its messages worded for probes) and aligned to the probe
-input (blips, :mod:`knobcap.latency`); their mean is removed, and their noise floor (measured on the
-probe's leading silence) is passed to :func:`knobcap.screening.step_distances` as the noise power
+Recordings (a real device, or a virtual one through :func:`knobcap.capture.reamp.record`) are checked as
+takes are (:func:`knobcap.capture.check.check_take`, its messages worded for probes) and aligned to the probe
+input (blips, :mod:`knobcap.capture.latency`); their mean is removed, and their noise floor (measured on the
+probe's leading silence) is passed to :func:`knobcap.capture.screening.step_distances` as the noise power
 ``s_i^2``. (Searching a sample or two of shift between neighbours, against misread latencies, was
 tried and dropped: the blips read every TS808 probe exactly, and the shift absorbed a fifth of the
 tone knob's real change between 9 and 10, a phase change.)
 
 The warps go into ``DIR/controls.toml`` as a ``warp = [...]`` line in each knob's ``[[knob]]``
-table, the rest of the file untouched (:func:`knobcap.warp_lines.write_warps`).
+table, the rest of the file untouched (:func:`knobcap.capture.warp_lines.write_warps`).
 """
 
 from __future__ import annotations
@@ -29,10 +29,15 @@ from pathlib import Path
 
 import numpy as np
 
-from knobcap.controls import Controls, ControlsError, Knob, Setting, load_controls
-from knobcap.design import DEFAULT_COSTS, MoveCosts, SessionTime, format_value, round_value, session_time
-from knobcap.fileio import read_wav, write_text_atomic, write_wav_atomic
-from knobcap.screening import (
+from knobcap.capture.design import (
+    DEFAULT_COSTS,
+    MoveCosts,
+    SessionTime,
+    format_value,
+    round_value,
+    session_time,
+)
+from knobcap.capture.screening import (
     DEFAULT_BLEND,
     MIN_CHANGE,
     SCREEN_LEVELS,
@@ -47,9 +52,11 @@ from knobcap.screening import (
     step_distances,
     warp_from_distances,
 )
-from knobcap.session import CONTROLS_FILE, PLAN_FILE, TAKES_DIR
-from knobcap.signal import SignalError, TestSignal, map_path, read_signal, write_signal
-from knobcap.warp_lines import write_warps
+from knobcap.capture.session import CONTROLS_FILE, PLAN_FILE, TAKES_DIR
+from knobcap.capture.testsignal import SignalError, TestSignal, map_path, read_signal, write_signal
+from knobcap.capture.warp_lines import write_warps
+from knobcap.controls import Controls, ControlsError, Knob, Setting, load_controls
+from knobcap.fileio import read_wav, write_text_atomic, write_wav_atomic
 
 SCREEN_DIR = "screen"
 PROBE_INPUT = "input.wav"
@@ -233,7 +240,7 @@ def record_probes(probes: ProbeSet, device: object, *, seed: int = 0,
                   progress: Progress | None = None) -> list[str]:
     """Record every missing probe through a virtual device, as ``knobcap reamp`` records takes
     (``reamp.record``: a latency of 2-15 ms and a noise floor per probe); never overwrites one."""
-    from knobcap.reamp import compatible, record
+    from knobcap.capture.reamp import compatible, record
 
     problem = compatible(probes.controls, device)  # type: ignore[arg-type]
     if problem:
@@ -298,8 +305,8 @@ def measure_probes(probes: ProbeSet, blend: float = DEFAULT_BLEND,
     Raises :class:`ScreeningError` listing every missing or failing probe (the file, what is wrong,
     what to do).
     """
-    from knobcap.check import check_take
-    from knobcap.latency import align
+    from knobcap.capture.check import check_take
+    from knobcap.capture.latency import align
 
     missing = probes.missing()
     if missing:
@@ -342,7 +349,7 @@ _INPUT = re.compile(r"(?<![\w/\\.])input\.wav\b")
 
 
 def probe_wording(message: str, path: Path) -> str:
-    """A message of :func:`knobcap.check.check_take` about the probe at ``path``, worded for a probe.
+    """A message of :func:`knobcap.capture.check.check_take` about the probe at ``path``, worded for a probe.
 
     After the file name: "take" reads "probe", "input.wav" reads "screen/input.wav", and what a model
     would learn reads what screening would measure.
@@ -375,7 +382,7 @@ def _knob_screen(probes: ProbeSet, name: str, aligned: Mapping[str, tuple[np.nda
 
 
 def _missing_message(probes: ProbeSet, missing: Sequence[Probe]) -> str:
-    from knobcap.check import format_setting
+    from knobcap.capture.check import format_setting
 
     listed = "; ".join(f"{probes.path(p)} ({format_setting(p.setting)})" for p in missing[:6])
     more = f"; and {len(missing) - 6} more" if len(missing) > 6 else ""

@@ -91,7 +91,7 @@ class RenderStats:
 
 def render(engine, audio: np.ndarray, moves: list[Move] | None = None, block_size: int = 512,
            progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, RenderStats]:
-    """Run mono ``audio`` through ``engine`` (a :class:`knobcap.engine.Engine`), applying ``moves``
+    """Run mono ``audio`` through ``engine`` (a :class:`knobcap.runtime.engine.Engine`), applying ``moves``
     at their samples; returns the output and the CPU time spent in processing."""
     x = np.ascontiguousarray(audio, dtype=np.float32)
     y = np.zeros_like(x)

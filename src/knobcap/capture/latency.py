@@ -60,7 +60,7 @@ from typing import Literal
 import numpy as np
 from scipy.fft import irfft, next_fast_len, rfft
 
-from knobcap.signal import SignalMap
+from knobcap.capture.testsignal import SignalMap
 
 MAX_DISAGREEMENT = 3      # samples between the two estimates for a confident result
 MIN_SNR = 8.0             # blip peak over the matched filter's rms on the leading silence

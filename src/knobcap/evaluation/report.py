@@ -26,8 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from knobcap import __version__, metrics, plots
+from knobcap import __version__, metrics
 from knobcap.controls import Controls, ControlsError, Knob
+from knobcap.evaluation import plots
 from knobcap.fileio import write_text_atomic
 
 REPORT_NAME = "report.html"
@@ -318,7 +319,7 @@ def _pick_examples(heldout: list[SettingRow]) -> list[SettingRow]:
 def heldout_examples(run: RunData, renderer: Any, notes: list[str], session: Any = None) -> list[Example]:
     """Target vs model on the test signal's held-out-time excerpt at held-out settings.
 
-    ``session`` (a :class:`knobcap.session.Session`, or anything with ``input()`` and
+    ``session`` (a :class:`knobcap.capture.session.Session`, or anything with ``input()`` and
     ``aligned_take(take)``) defaults to the session folder of the run.
     """
     picks = _pick_examples(run.heldout())
@@ -331,7 +332,7 @@ def heldout_examples(run: RunData, renderer: Any, notes: list[str], session: Any
             if session_dir is None:
                 notes.append("no session folder beside the run: no target-vs-model examples.")
                 return []
-            from knobcap.session import Session
+            from knobcap.capture.session import Session
 
             session = Session.open(session_dir)
         signal = session.input()

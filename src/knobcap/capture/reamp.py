@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from knobcap.capture.session import PlannedTake, Session, SessionError
 from knobcap.controls import Controls
 from knobcap.devices import Device
 from knobcap.fileio import write_json_atomic, write_wav_atomic
-from knobcap.session import PlannedTake, Session, SessionError
 
 LATENCY_MS = (2.0, 15.0)
 NOISE_DBFS = (-90.0, -80.0)

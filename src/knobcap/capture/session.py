@@ -24,8 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from knobcap.controls import Controls, ControlsError, Setting, load_controls
-from knobcap.design import (
+from knobcap.capture.design import (
     DEFAULT_COSTS,
     ROLES,
     Design,
@@ -39,8 +38,7 @@ from knobcap.design import (
     session_time,
     size_for_minutes,
 )
-from knobcap.fileio import read_wav, write_text_atomic
-from knobcap.signal import (
+from knobcap.capture.testsignal import (
     SAMPLE_RATE,
     SIGNAL_VERSION,
     SignalError,
@@ -51,6 +49,8 @@ from knobcap.signal import (
     read_signal,
     write_signal,
 )
+from knobcap.controls import Controls, ControlsError, Setting, load_controls
+from knobcap.fileio import read_wav, write_text_atomic
 
 __all__ = ["ROLES", "PlanResult", "PlannedTake", "Role", "Session", "SessionError", "make_plan",
            "read_plan", "take_name"]
@@ -246,7 +246,7 @@ class Session:
 
     def latency(self, take: str, recorded: np.ndarray | None = None):  # -> latency.Latency
         """The take's latency and polarity: from check.json when it has them, else calibrated now."""
-        from knobcap.latency import Latency, calibrate_latency
+        from knobcap.capture.latency import Latency, calibrate_latency
 
         entry = self._checked(take)
         if entry is not None:
@@ -265,7 +265,7 @@ class Session:
 
     def aligned_take(self, take: str) -> np.ndarray:
         """The take's recording shifted by its latency, polarity fixed, as long as the input."""
-        from knobcap.latency import align
+        from knobcap.capture.latency import align
 
         recorded = self.read_take(take)
         return align(recorded, self.latency(take, recorded), self.input().map.length)
@@ -489,7 +489,7 @@ def _controls_text(root: Path, controls: Controls, device_name: str | None) -> s
                      name=controls.name)
     text = header + f"# Then run: knobcap plan {root}\n\n" + controls_tables(plain)
     if warps:
-        from knobcap.warp_lines import warps_into_toml
+        from knobcap.capture.warp_lines import warps_into_toml
 
         text = warps_into_toml(text, plain, warps)  # type: ignore[arg-type]
     return text

@@ -12,7 +12,7 @@ so loops over it vectorise (a libm call would not), and it is accurate enough th
 the PyTorch models to 1e-5. The logistic sigmoid uses the identity ``sigmoid(x) = (1 + tanh(x/2)) / 2``.
 
 Activation codes shared with the kernels: 0 = tanh, 1 = hardtanh (clip to [-1, 1]), 2 = leaky ReLU
-(slope :data:`knobcap.architectures.LEAKY_SLOPE`).
+(slope :data:`knobcap.models.architectures.LEAKY_SLOPE`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from knobcap.architectures import LEAKY_SLOPE
+from knobcap.models.architectures import LEAKY_SLOPE
 
 TANH, HARDTANH, LEAKY_RELU = 0, 1, 2
 ACTIVATION_CODES: dict[str, int] = {"tanh": TANH, "hardtanh": HARDTANH, "leaky_relu": LEAKY_RELU}

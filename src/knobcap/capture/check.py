@@ -26,7 +26,7 @@ too_long       more than 1 s longer than input.wav                              
 silent         peak below -70 dBFS                                                         fail
 clipped        peak at or above -0.01 dBFS (0.999)                                         fail
 latency        the blips (or, without blips, the cross-correlation) give no confident     fail
-               latency within 0.5 s (see knobcap.latency)
+               latency within 0.5 s (see knobcap.capture.latency)
 dead           the playing section is less than 10 dB above the noise floor                fail
 noise          noise floor above -50 dBFS rms, or less than 30 dB below the playing's rms   warn
 dc_offset      |mean| above 0.01 (-40 dBFS)                                                warn
@@ -50,10 +50,10 @@ from typing import Literal, Protocol
 import numpy as np
 import soundfile as sf
 
+from knobcap.capture.latency import Latency, align, calibrate_latency
+from knobcap.capture.testsignal import SignalMap, TestSignal
 from knobcap.fileio import write_json_atomic
-from knobcap.latency import Latency, align, calibrate_latency
 from knobcap.metrics import esr
-from knobcap.signal import SignalMap, TestSignal
 
 CHECK_FORMAT = "knobcap-check"
 CHECK_VERSION = 1
@@ -359,7 +359,7 @@ def _check_drift(result: TakeCheck, path: Path, aligned: np.ndarray, m: SignalMa
 # ------------------------------------------------------------------------------------------ session
 def check_session(session: _SessionLike, *, write: bool = True,
                   progress: Callable[[str, int, int], None] | None = None) -> CheckReport:
-    """Check every planned take of ``session`` (a :class:`knobcap.session.Session`); write check.json.
+    """Check every planned take of ``session`` (a :class:`knobcap.capture.session.Session`); write check.json.
 
     ``progress(take, index, count)`` is called before each take.
     """

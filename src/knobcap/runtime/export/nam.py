@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from knobcap.architectures import LEAKY_SLOPE
 from knobcap.controls import Setting
 from knobcap.fileio import write_json_atomic
-from knobcap.modelfile import ModelFile
+from knobcap.models.architectures import LEAKY_SLOPE
+from knobcap.models.modelfile import ModelFile
 
 LAYOUTS = ("classic", "current")
 _VERSIONS = {"classic": "0.5.4", "current": "0.7.0"}

@@ -93,8 +93,8 @@ class TrainingData:
 
     @classmethod
     def from_session(cls, root: str | Path) -> TrainingData:
-        """Load a session folder (see ``knobcap.session``); takes whose check failed are refused."""
-        from knobcap.session import Session
+        """Load a session folder (see ``knobcap.capture.session``); takes whose check failed are refused."""
+        from knobcap.capture.session import Session
 
         session = Session.open(root)
         signal = session.input()

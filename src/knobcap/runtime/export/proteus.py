@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from knobcap.export.nam import ExportError, bake_vector
 from knobcap.fileio import write_json_atomic
-from knobcap.modelfile import ModelFile
+from knobcap.models.modelfile import ModelFile
+from knobcap.runtime.export.nam import ExportError, bake_vector
 
 PROTEUS_HIDDEN = 40
 PROTEUS_RATE = 44_100

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from knobcap.engine.activations import fast_sigmoid, fast_tanh
-from knobcap.engine.ramp import CBUF, HEADER, N_CONTROLS, STRIDE, fill_conditioning
+from knobcap.runtime.engine.activations import fast_sigmoid, fast_tanh
+from knobcap.runtime.engine.ramp import CBUF, HEADER, N_CONTROLS, STRIDE, fill_conditioning
 
 _JIT = {"cache": True, "error_model": "numpy", "fastmath": {"contract"}}
 

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from knobcap import __version__
-from knobcap.architectures import BUILT_IN, ArchitectureError, check_config, weight_shapes
 from knobcap.controls import Controls, ControlsError
 from knobcap.fileio import write_text_atomic
+from knobcap.models.architectures import BUILT_IN, ArchitectureError, check_config, weight_shapes
 
 FORMAT = "knobcap-model"
 FORMAT_VERSION = 1

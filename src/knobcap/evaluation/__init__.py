@@ -1,0 +1,1 @@
+"""Evaluation: held-out ESR over the control space, plots and the HTML report."""

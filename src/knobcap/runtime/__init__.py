@@ -1,0 +1,1 @@
+"""Runtime without torch: the streaming engine, export to other formats, automation."""

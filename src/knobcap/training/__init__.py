@@ -1,0 +1,1 @@
+"""Training: the torch-free config, the data, the losses, the Lightning loop and the run folder."""
