@@ -74,6 +74,8 @@ Status = Literal["ok", "warn", "fail"]
 
 class _SessionLike(Protocol):
     root: Path
+    check_path: Path
+    takes_dir: Path
 
     def plan(self) -> list: ...
     def input(self) -> TestSignal: ...
@@ -373,7 +375,7 @@ def check_session(session: _SessionLike, *, write: bool = True,
                                 setting=row.setting))
     problems: list[Problem] = []
     planned = {row.take for row in plan}
-    folder = Path(getattr(session, "takes_dir", Path(session.root) / "takes"))
+    folder = session.takes_dir
     extra = sorted(p for p in folder.glob("*.wav") if p.stem not in planned) if folder.is_dir() else []
     for p in extra:
         problems.append(Problem(
@@ -382,5 +384,5 @@ def check_session(session: _SessionLike, *, write: bool = True,
             f"(a take's file is takes/<take>.wav, e.g. takes/{plan[0].take}.wav).", f"extra {p.name}"))
     report = CheckReport(Path(session.root), signal.map, takes, problems)
     if write:
-        write_json_atomic(getattr(session, "check_path", Path(session.root) / "check.json"), report.to_dict())
+        write_json_atomic(session.check_path, report.to_dict())
     return report

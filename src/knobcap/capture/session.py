@@ -270,14 +270,36 @@ class Session:
         recorded = self.read_take(take)
         return align(recorded, self.latency(take, recorded), self.input().map.length)
 
-    def _checked(self, take: str) -> Mapping[str, object] | None:
+    def check_results(self) -> Mapping[str, Mapping[str, object]] | None:
+        """Each take's row of check.json (``knobcap check``), or ``None`` when it has not run.
+
+        The one reader of check.json; an unreadable file is a :class:`SessionError`.
+        """
         if not self.check_path.is_file():
             return None
         try:
             data = json.loads(self.check_path.read_text(encoding="utf-8"))
-            entry = data["takes"][take]
-            int(entry["latency"])
+            takes = data["takes"]
+            if not isinstance(takes, dict):
+                raise TypeError
         except (OSError, ValueError, KeyError, TypeError):
+            raise SessionError(
+                f"{self.check_path}: unreadable; run 'knobcap check {self.root}' again.") from None
+        return {name: row for name, row in takes.items() if isinstance(row, dict)}
+
+    def failed_takes(self) -> list[str]:
+        """Takes whose check failed (empty when check has not run)."""
+        rows = self.check_results() or {}
+        return [name for name, row in rows.items() if row.get("status") == "fail"]
+
+    def _checked(self, take: str) -> Mapping[str, object] | None:
+        """The take's check row when it holds a latency."""
+        try:
+            entry = (self.check_results() or {}).get(take)
+            if entry is None:
+                return None
+            int(entry["latency"])  # type: ignore[call-overload]
+        except (SessionError, KeyError, TypeError, ValueError):
             return None
         return entry
 

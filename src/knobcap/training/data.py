@@ -13,7 +13,6 @@ draws exactly the windows it would have drawn.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,19 +93,14 @@ class TrainingData:
     @classmethod
     def from_session(cls, root: str | Path) -> TrainingData:
         """Load a session folder (see ``knobcap.capture.session``); takes whose check failed are refused."""
-        from knobcap.capture.session import Session
+        from knobcap.capture.session import Session, SessionError
 
         session = Session.open(root)
         signal = session.input()
-        check_path = Path(session.root) / "check.json"
-        failed: list[str] = []
-        if check_path.is_file():
-            try:
-                report = json.loads(check_path.read_text(encoding="utf-8"))
-                failed = [name for name, row in report.get("takes", {}).items()
-                          if isinstance(row, dict) and row.get("status") == "fail"]
-            except (ValueError, AttributeError):
-                raise TrainingDataError(f"{check_path}: unreadable; run 'knobcap check' again.") from None
+        try:
+            failed = session.failed_takes()
+        except SessionError as error:
+            raise TrainingDataError(str(error)) from None
         takes = []
         for planned in session.plan():
             if planned.take in failed:
@@ -122,7 +116,7 @@ class TrainingData:
                    x=np.asarray(signal.audio, dtype=np.float32), takes=takes,
                    train_span=tuple(signal.map.train_span), val_span=(val.start, val.stop),  # type: ignore[arg-type]
                    source=str(session.root), info={"session": str(Path(session.root).resolve()),
-                                                   "checked": check_path.is_file()})
+                                                   "checked": session.check_path.is_file()})
 
 
 class WindowDataset(Dataset):
