@@ -43,12 +43,12 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 import numpy as np
 
-from knobcap.capture.design import DesignSize, initial_design, round_setting
+from knobcap.capture.design import DesignSize, initial_design
 from knobcap.capture.reamp import reamp_session
 from knobcap.capture.screening import screen_device
 from knobcap.capture.session import PlannedTake, Session, init_session, plan_csv_text, take_name
 from knobcap.capture.testsignal import generate_signal, write_signal
-from knobcap.controls import Controls, Setting
+from knobcap.controls import Controls, Setting, round_setting
 from knobcap.devices import get_device
 from knobcap.evaluation.evaluate import evaluate_run, random_settings
 from knobcap.fileio import write_text_atomic

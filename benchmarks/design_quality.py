@@ -35,7 +35,7 @@ import numpy as np
 from scipy.stats import qmc
 
 from knobcap.capture import design as dsg
-from knobcap.controls import Controls, Knob, Switch
+from knobcap.controls import Controls, Knob, Switch, round_value
 
 SIGNAL_SECONDS = 90.0
 
@@ -52,7 +52,7 @@ def seven_knobs() -> Controls:
 
 def from_units(controls: Controls, units: np.ndarray, combos: list[dict[str, str]]) -> list[dict]:
     names = controls.knobs
-    return [{k.name: dsg.round_value(k, k.from_unit(float(u))) for k, u in zip(names, row, strict=True)}
+    return [{k.name: round_value(k, k.from_unit(float(u))) for k, u in zip(names, row, strict=True)}
             | combo for row, combo in zip(units, combos, strict=True)]
 
 

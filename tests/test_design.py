@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from knobcap.capture import design as dsg
-from knobcap.controls import Controls, Knob, Switch
+from knobcap.controls import Controls, Knob, Switch, format_value, round_value
 
 
 def ts_like() -> Controls:
@@ -133,8 +133,8 @@ def test_knob_values_are_dialable_and_the_design_is_deterministic() -> None:
         assert abs(s["drive"] * 10 - round(s["drive"] * 10)) < 1e-9      # 0.1 of the dial
         digits = f"{float(s['freq']):.6g}".replace(".", "").lstrip("0")
         assert len(digits.rstrip("0")) <= 3                               # 3 significant digits
-    assert dsg.format_value(controls.knobs[0], 7.300000000001) == "7.3"
-    assert dsg.round_value(controls.knobs[1], 1234.5) == 1230
+    assert format_value(controls.knobs[0], 7.300000000001) == "7.3"
+    assert round_value(controls.knobs[1], 1234.5) == 1230
 
 
 # ---------------------------------------------------------------------------------------- sizes

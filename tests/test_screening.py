@@ -25,9 +25,16 @@ from knobcap.capture.screening import (
     warp_from_distances,
     warp_summary,
 )
-from knobcap.capture.warp_lines import warps_into_toml, write_warps
 from knobcap.cli import app
-from knobcap.controls import Controls, Knob, load_controls, save_controls
+from knobcap.controls import (
+    Controls,
+    ControlsError,
+    Knob,
+    load_controls,
+    save_controls,
+    warps_into_toml,
+    write_warps,
+)
 from knobcap.devices import register_device
 
 RATE = 48_000
@@ -210,7 +217,7 @@ def test_a_long_warp_is_wrapped_and_crlf_files_stay_crlf(tmp_path: Path) -> None
 def test_controls_without_knob_tables_are_refused_with_the_lines_to_add(tmp_path: Path) -> None:
     path = tmp_path / "controls.toml"
     path.write_text('knob = [{ name = "drive" }, { name = "tone" }]\n')
-    with pytest.raises(ScreeningError, match=r"\[\[knob\]\] table.*warp = \[0.0, 0.5, 1.0\]"):
+    with pytest.raises(ControlsError, match=r"\[\[knob\]\] table.*warp = \[0.0, 0.5, 1.0\]"):
         write_warps(path, {"tone": (0.0, 0.5, 1.0)})
     assert path.read_text() == 'knob = [{ name = "drive" }, { name = "tone" }]\n'
 

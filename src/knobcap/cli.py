@@ -161,9 +161,9 @@ def screen(
     (where each knob changes the sound) into controls.toml. Run it before 'knobcap plan'."""
     from rich.table import Table
 
-    from knobcap.capture.check import format_setting
     from knobcap.capture.screen_session import PROBE_INPUT, PROBE_PLAN, screen_session
     from knobcap.capture.screening import screenable
+    from knobcap.controls import setting_label
     from knobcap.demo import progress_bar
     from knobcap.devices import get_device
 
@@ -196,7 +196,7 @@ def screen(
         for column in ("probe", "turn", "setting"):
             table.add_column(column)
         for probe in probes.probes:
-            table.add_row(f"{probe.name}.wav", probe.knob, format_setting(probe.setting))
+            table.add_row(f"{probe.name}.wav", probe.knob, setting_label(probe.setting, digits=6))
         console.print(table)
         knobs = len({p.knob for p in probes.probes})
         console.print(
@@ -246,8 +246,8 @@ def plan(
     """Choose the settings to record, order them, write input.wav and plan.csv."""
     from rich.table import Table
 
-    from knobcap.capture.design import format_value
     from knobcap.capture.session import make_plan
+    from knobcap.controls import format_value
 
     try:
         result = make_plan(directory, n=n, minutes=minutes, seconds=seconds, seed=seed,
@@ -341,8 +341,9 @@ def check(directory: Annotated[Path, typer.Argument(help="Session folder.")]) ->
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
     from rich.table import Table
 
-    from knobcap.capture.check import check_session, format_setting
+    from knobcap.capture.check import check_session
     from knobcap.capture.session import Session
+    from knobcap.controls import setting_label
 
     try:
         session = Session.open(directory)
@@ -368,7 +369,7 @@ def check(directory: Annotated[Path, typer.Argument(help="Session folder.")]) ->
     for t in report.takes:
         lat = t.latency if t.latency is not None and t.latency.confident else None
         table.add_row(
-            t.take, t.role, format_setting(t.setting), number(lat and lat.milliseconds(rate), ".2f"),
+            t.take, t.role, setting_label(t.setting, digits=6), number(lat and lat.milliseconds(rate), ".2f"),
             "-" if lat is None else ("+" if lat.polarity > 0 else "inverted"),
             number(t.peak_dbfs, ".1f"), number(t.noise_floor_dbfs, ".0f"), number(t.drift_esr, ".4f"),
             f"[{colour[t.status]}]{t.status}[/]", "; ".join(p.short for p in t.problems))
@@ -540,9 +541,9 @@ def render(
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
     from scipy.signal import resample_poly
 
-    from knobcap.controls import parse_setting_args
+    from knobcap.controls import parse_setting_args, settings_from_args
     from knobcap.fileio import write_wav_atomic
-    from knobcap.runtime.automation import load_automation, settings_from_args
+    from knobcap.runtime.automation import load_automation
     from knobcap.runtime.automation import render as run_render
     from knobcap.runtime.engine import MAX_BLOCK, Engine
 
@@ -624,9 +625,8 @@ def export(
     force: Annotated[bool, typer.Option(help="Replace existing files.")] = False,
 ) -> None:
     """Export a model to NAM (.nam snapshots) or Proteus (JSON)."""
-    from knobcap.controls import parse_setting_args
+    from knobcap.controls import parse_setting_args, settings_from_args
     from knobcap.models.modelfile import load_model_file
-    from knobcap.runtime.automation import settings_from_args
     from knobcap.runtime.export import export_nam, export_nam_grid, export_proteus
 
     try:

@@ -52,6 +52,7 @@ import soundfile as sf
 
 from knobcap.capture.latency import Latency, align, calibrate_latency
 from knobcap.capture.testsignal import SignalMap, TestSignal
+from knobcap.controls import setting_label
 from knobcap.fileio import write_json_atomic
 from knobcap.metrics import esr
 
@@ -242,12 +243,7 @@ def check_take(path: str | Path, signal: TestSignal, *, take: str | None = None,
 
 
 def _setting_text(setting: Mapping[str, object] | None) -> str:
-    return f" ({format_setting(setting)})" if setting else ""
-
-
-def format_setting(setting: Mapping[str, object]) -> str:
-    """``drive=5 tone=3.5 diodes=led``."""
-    return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in setting.items())
+    return f" ({setting_label(setting, digits=6)})" if setting else ""
 
 
 def _check_length(result: TakeCheck, path: Path, n: int, m: SignalMap) -> None:

@@ -49,7 +49,7 @@ from typing import Literal
 
 import numpy as np
 
-from knobcap.controls import Controls, Knob, Setting
+from knobcap.controls import Controls, Setting, round_value
 
 Role = Literal["train", "anchor", "holdout"]
 ROLES: tuple[str, ...] = ("train", "anchor", "holdout")
@@ -198,38 +198,6 @@ def _two_opt(path: list[int], cost: np.ndarray) -> list[int]:
 
 def path_cost(cost: np.ndarray, order: Sequence[int]) -> float:
     return float(sum(cost[a, b] for a, b in pairwise(order)))
-
-
-# ------------------------------------------------------------------------------- rounding to a dial
-def dial_step(knob: Knob) -> float:
-    """The step a user can dial: about a hundredth of the range (0.1 on a 0-10 knob)."""
-    return 10.0 ** (math.floor(math.log10(knob.max - knob.min)) - 2)
-
-
-def round_value(knob: Knob, value: float) -> float:
-    """A knob value rounded to what a user can set (log knobs: 3 significant digits)."""
-    value = min(max(float(value), knob.min), knob.max)
-    if knob.taper == "log":
-        digits = 2 - math.floor(math.log10(abs(value)))
-        rounded = round(value, digits)
-    else:
-        step = dial_step(knob)
-        rounded = knob.min + round((value - knob.min) / step) * step
-        rounded = round(rounded, max(0, -math.floor(math.log10(step))) + 1)
-    return min(max(rounded, knob.min), knob.max)
-
-
-def format_value(knob: Knob, value: float) -> str:
-    """The text of a knob value in plan.csv and tables (no float noise: ``7.3``, ``1200``)."""
-    text = np.format_float_positional(round_value(knob, value), precision=6, trim="-")
-    return text
-
-
-def round_setting(controls: Controls, setting: Mapping[str, object]) -> Setting:
-    clean = controls.validate_setting(setting)
-    for knob in controls.knobs:
-        clean[knob.name] = round_value(knob, float(clean[knob.name]))  # type: ignore[arg-type]
-    return clean
 
 
 # -------------------------------------------------------------------------- switch-combination balance

@@ -15,7 +15,7 @@ tried and dropped: the blips read every TS808 probe exactly, and the shift absor
 tone knob's real change between 9 and 10, a phase change.)
 
 The warps go into ``DIR/controls.toml`` as a ``warp = [...]`` line in each knob's ``[[knob]]``
-table, the rest of the file untouched (:func:`knobcap.capture.warp_lines.write_warps`).
+table, the rest of the file untouched (:func:`knobcap.controls.write_warps`).
 """
 
 from __future__ import annotations
@@ -33,8 +33,6 @@ from knobcap.capture.design import (
     DEFAULT_COSTS,
     MoveCosts,
     SessionTime,
-    format_value,
-    round_value,
     session_time,
 )
 from knobcap.capture.screening import (
@@ -52,10 +50,20 @@ from knobcap.capture.screening import (
     step_distances,
     warp_from_distances,
 )
-from knobcap.capture.session import CONTROLS_FILE, PLAN_FILE, TAKES_DIR
+from knobcap.capture.session import PLAN_FILE, TAKES_DIR
 from knobcap.capture.testsignal import SignalError, TestSignal, map_path, read_signal, write_signal
-from knobcap.capture.warp_lines import write_warps
-from knobcap.controls import Controls, ControlsError, Knob, Setting, load_controls
+from knobcap.controls import (
+    CONTROLS_FILE,
+    Controls,
+    ControlsError,
+    Knob,
+    Setting,
+    format_value,
+    load_controls,
+    round_value,
+    setting_label,
+    write_warps,
+)
 from knobcap.fileio import read_wav, write_text_atomic, write_wav_atomic
 
 SCREEN_DIR = "screen"
@@ -382,9 +390,8 @@ def _knob_screen(probes: ProbeSet, name: str, aligned: Mapping[str, tuple[np.nda
 
 
 def _missing_message(probes: ProbeSet, missing: Sequence[Probe]) -> str:
-    from knobcap.capture.check import format_setting
 
-    listed = "; ".join(f"{probes.path(p)} ({format_setting(p.setting)})" for p in missing[:6])
+    listed = "; ".join(f"{probes.path(p)} ({setting_label(p.setting, digits=6)})" for p in missing[:6])
     more = f"; and {len(missing) - 6} more" if len(missing) > 6 else ""
     return (f"{len(missing)} of {len(probes.probes)} probes are not recorded yet: {listed}{more}. Play "
             f"{probes.folder / PROBE_INPUT} through the device at each of these settings (rows of "
@@ -446,6 +453,10 @@ def screen_session(root: str | Path, *, levels: int | None = None, device: objec
     if not probes.recorded():
         return outcome
     outcome.measurement = measure_probes(probes, blend, stage("check"))
-    outcome.controls, outcome.wrote_controls = write_warps(probes.controls_path, outcome.measurement.warps)
+    try:
+        outcome.controls, outcome.wrote_controls = write_warps(probes.controls_path,
+                                                               outcome.measurement.warps)
+    except ControlsError as error:
+        raise ScreeningError(str(error)) from None
     outcome.notes = session_notes(root, outcome.wrote_controls)
     return outcome

@@ -35,7 +35,6 @@ from itertools import pairwise
 
 import numpy as np
 
-from knobcap.capture.design import format_value
 from knobcap.capture.testsignal import (
     MIN_SECONDS,
     SIGNAL_VERSION,
@@ -44,7 +43,7 @@ from knobcap.capture.testsignal import (
     TestSignal,
     generate_signal,
 )
-from knobcap.controls import Controls, Knob, Setting
+from knobcap.controls import Controls, Knob, Setting, format_value
 
 DEFAULT_LEVELS = 21
 DEFAULT_BLEND = 0.25

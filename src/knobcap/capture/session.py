@@ -33,7 +33,6 @@ from knobcap.capture.design import (
     Role,
     SessionTime,
     default_size,
-    format_value,
     initial_design,
     session_time,
     size_for_minutes,
@@ -49,13 +48,20 @@ from knobcap.capture.testsignal import (
     read_signal,
     write_signal,
 )
-from knobcap.controls import Controls, ControlsError, Setting, load_controls
+from knobcap.controls import (
+    CONTROLS_FILE,
+    Controls,
+    ControlsError,
+    Setting,
+    controls_to_toml,
+    format_value,
+    load_controls,
+)
 from knobcap.fileio import read_wav, write_text_atomic
 
 __all__ = ["ROLES", "PlanResult", "PlannedTake", "Role", "Session", "SessionError", "make_plan",
            "read_plan", "take_name"]
 
-CONTROLS_FILE = "controls.toml"
 PLAN_FILE = "plan.csv"
 INPUT_FILE = "input.wav"
 TAKES_DIR = "takes"
@@ -497,43 +503,11 @@ def init_session(root: str | Path, controls: Controls | None = None, device_name
 
 
 def _controls_text(root: Path, controls: Controls, device_name: str | None) -> str:
-    from dataclasses import replace
-
     origin = f"the virtual device {device_name!r}" if device_name else "a device"
-    warps = {k.name: k.warp for k in controls.knobs if k.warp is not None}
     header = f"# knobcap controls, copied from {origin}. Values are in each knob's own units.\n"
-    if warps:
+    if any(k.warp is not None for k in controls.knobs):
         header += ("# The 'warp' lines were measured by screening the device (as 'knobcap screen' does for a "
                    "real one):\n# u at equally spaced turns of the dial, so that equal steps of u are equal "
                    "steps of sound.\n# Delete a knob's warp line to use its taper instead ('knobcap init "
                    "--no-screen' writes none).\n")
-    plain = Controls(knobs=tuple(replace(k, warp=None) for k in controls.knobs), switches=controls.switches,
-                     name=controls.name)
-    text = header + f"# Then run: knobcap plan {root}\n\n" + controls_tables(plain)
-    if warps:
-        from knobcap.capture.warp_lines import warps_into_toml
-
-        text = warps_into_toml(text, plain, warps)  # type: ignore[arg-type]
-    return text
-
-
-def controls_tables(controls: Controls) -> str:
-    """controls.toml text with one ``[[knob]]`` / ``[[switch]]`` table per control, a key a line."""
-    import json
-
-    import tomli_w
-
-    def table(kind: str, entries: Mapping[str, object]) -> str:
-        lines = [f"[[{kind}]]"]
-        for key, value in entries.items():
-            if isinstance(value, list):
-                lines.append(f"{key} = [{', '.join(json.dumps(str(v)) for v in value)}]")
-            else:
-                lines.append(tomli_w.dumps({key: value}).rstrip("\n"))
-        return "\n".join(lines) + "\n"
-
-    data = controls.to_dict()
-    parts = [tomli_w.dumps({"name": data["name"]})] if "name" in data else []
-    parts += [table("knob", k) for k in data["knob"]]  # type: ignore[attr-defined]
-    parts += [table("switch", s) for s in data["switch"]]  # type: ignore[attr-defined]
-    return "\n".join(parts)
+    return controls_to_toml(controls, header + f"# Then run: knobcap plan {root}\n\n")

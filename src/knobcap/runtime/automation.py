@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,21 +123,3 @@ def render(engine, audio: np.ndarray, moves: list[Move] | None = None, block_siz
     return y, RenderStats(x.size / engine.sample_rate, cpu)
 
 
-def settings_from_args(controls: Controls, items: Mapping[str, str]) -> dict[str, object]:
-    """``--set`` values converted: knobs to numbers, switch positions kept as names."""
-    out: dict[str, object] = {}
-    for name, raw in items.items():
-        try:
-            control = controls[name]
-        except KeyError:
-            raise ControlsError(
-                f"--set {name}: unknown control; this model's controls are {', '.join(controls.names)}."
-            ) from None
-        if isinstance(control, Knob):
-            try:
-                out[name] = float(raw)
-            except ValueError:
-                raise ControlsError(f"--set {name}={raw}: knob {name!r} needs a number.") from None
-        else:
-            out[name] = raw
-    return out

@@ -1,0 +1,113 @@
+"""Warp lines: measured warps written into a user's controls.toml, every other line kept as it is.
+
+TOML libraries drop comments, so the file is edited line by line: each ``[[knob]]`` table is found by
+its header (the n-th table is the n-th knob), and its ``warp`` line (with the comment knobcap writes
+above it) is replaced, or added after the table's last key. An unset ``default`` stays unset: it is
+the middle of the taper, which a warp never moves (``controls.Knob``). Comments, order, indentation
+and line endings stay as they were.
+
+:func:`knobcap.controls.toml.write_warps` parses the edited text again and writes it (atomically) only
+when it differs from the file before by the warps alone; otherwise the file is left alone and the error
+gives the lines to add by hand (``by_hand``). Errors are :class:`ControlsError`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+from knobcap.controls.space import Controls, ControlsError
+
+_KNOB_HEADER = re.compile(r"^\s*\[\[\s*knob\s*\]\]\s*(#.*)?$")
+_TABLE_HEADER = re.compile(r"^\s*\[")
+_KEY = re.compile(r"^(\s*)([A-Za-z0-9_\-\"']+)\s*=")
+_MARK = "knobcap screen"
+WARP_COMMENT = "# warp (measured by '{mark}'): u at {n} equally spaced turns; delete it to use the taper"
+
+
+def warps_into_toml(text: str, controls: Controls, warps: Mapping[str, Sequence[float]]) -> str:
+    """``text`` (a controls.toml parsed as ``controls``) with a ``warp = [...]`` line set in the
+    ``[[knob]]`` table of each knob in ``warps``; every other line is kept as it is.
+
+    An existing warp line (and the comment knobcap wrote above it) is replaced; a new one goes after
+    the table's last key. (An unset ``default`` stays unset: it is the middle of the taper, which a warp
+    never moves.)
+    """
+    newline = "\r\n" if "\r\n" in text else "\n"
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith(("\n", "\r")):
+        lines[-1] += newline
+    headers = [i for i, line in enumerate(lines) if _TABLE_HEADER.match(line)]
+    starts = [i for i in headers if _KNOB_HEADER.match(lines[i])]
+    if len(starts) != len(controls.knobs):
+        raise ControlsError(
+            f"{controls.source or 'controls.toml'}: found {len(starts)} [[knob]] table(s) for "
+            f"{len(controls.knobs)} knob(s); write each knob as its own [[knob]] table so that knobcap can "
+            f"add its warp line.")
+    for index in reversed(range(len(starts))):
+        knob = controls.knobs[index]
+        if knob.name not in warps:
+            continue
+        start = starts[index]
+        stop = next((h for h in headers if h > start), len(lines))
+        lines[start + 1:stop] = _knob_lines(lines[start + 1:stop], warps[knob.name], newline)
+    return "".join(lines)
+
+
+def _knob_lines(body: list[str], warp: Sequence[float], newline: str) -> list[str]:
+    """The lines of one [[knob]] table (after its header) with the warp set."""
+    body = list(body)
+    keys = _key_spans(body)
+    indent = next((_KEY.match(body[a]).group(1) for a, _ in keys.values()), "")  # type: ignore[union-attr]
+    new = [indent + WARP_COMMENT.format(mark=_MARK, n=len(warp)) + newline,
+           indent + _warp_text(warp, indent, newline) + newline]
+    if "warp" in keys:
+        a, b = keys["warp"]
+        if a > 0 and body[a - 1].lstrip().startswith("#") and _MARK in body[a - 1]:
+            a -= 1
+        body[a:b] = new
+        return body
+    last = max((b for _, b in keys.values()), default=0)
+    body[last:last] = new
+    return body
+
+
+def _key_spans(body: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """``key -> (first line, line after its value)`` for the keys of one table (multi-line arrays too)."""
+    spans: dict[str, tuple[int, int]] = {}
+    i = 0
+    while i < len(body):
+        match = _KEY.match(body[i])
+        if not match or body[i].lstrip().startswith("#"):
+            i += 1
+            continue
+        j, depth = i, 0
+        while True:
+            code = body[j].split("#", 1)[0] if '"' not in body[j] and "'" not in body[j] else body[j]
+            depth += code.count("[") - code.count("]")
+            j += 1
+            if depth <= 0 or j >= len(body):
+                break
+        spans[match.group(2).strip("\"'")] = (i, j)
+        i = j
+    return spans
+
+
+def _number(x: float) -> str:
+    """A float as TOML, short and exact enough (6 significant decimals)."""
+    return repr(round(float(x), 6) + 0.0)
+
+
+def _warp_text(warp: Sequence[float], indent: str, newline: str = "\n") -> str:
+    """``warp = [...]`` on one line, or wrapped 8 numbers a line when longer than 100 characters."""
+    numbers = [_number(u) for u in warp]
+    line = f"warp = [{', '.join(numbers)}]"
+    if len(indent) + len(line) <= 100:
+        return line
+    rows = [", ".join(numbers[i:i + 8]) for i in range(0, len(numbers), 8)]
+    inner = f",{newline}{indent}    ".join(rows)
+    return f"warp = [{newline}{indent}    {inner},{newline}{indent}]"
+
+
+def by_hand(warps: Mapping[str, Sequence[float]]) -> str:
+    return "; ".join(f"in the [[knob]] table of {name!r}: {_warp_text(w, '')}" for name, w in warps.items())
