@@ -12,23 +12,14 @@ import soundfile as sf
 from scipy.signal import lfilter
 from typer.testing import CliRunner
 
+import playkit
 from knobcap.capture.check import DRIFT_ESR, check_session, check_take
 from knobcap.capture.session import Session
-from knobcap.capture.testsignal import TestSignal, custom_signal_map, generate_signal, write_signal
+from knobcap.capture.testsignal import TestSignal, custom_signal_map, write_signal
 from knobcap.cli import app
+from playkit import tiny_controls
 
 RATE = 48_000
-CONTROLS = """name = "Stand-in"
-[[knob]]
-name = "drive"
-[[knob]]
-name = "tone"
-"""
-
-
-@pytest.fixture(scope="module")
-def signal() -> TestSignal:
-    return generate_signal(30.0)
 
 
 def device(x: np.ndarray, drive: float, tone: float, *, delay: int = 96, polarity: int = 1,
@@ -44,14 +35,10 @@ def device(x: np.ndarray, drive: float, tone: float, *, delay: int = 96, polarit
 
 
 def make_session(root: Path, signal: TestSignal, n_takes: int = 3) -> Path:
-    root.mkdir()
-    (root / "controls.toml").write_text(CONTROLS)
-    rows = ["take,drive,tone,role"] + [f"take{i + 1:02d},{2 + 3 * i},{5},{'holdout' if i == 2 else 'train'}"
-                                       for i in range(n_takes)]
-    (root / "plan.csv").write_text("\n".join(rows) + "\n")
-    write_signal(root / "input.wav", signal)
-    (root / "takes").mkdir()
-    return root
+    """Controls, plan (drive 2, 5, 8 at tone 5; the third held out), input.wav and an empty takes/."""
+    plan = [(f"take{i + 1:02d}", {"drive": 2 + 3 * i, "tone": 5, "diodes": "silicon"},
+             "holdout" if i == 2 else "train") for i in range(n_takes)]
+    return playkit.make_session(root, tiny_controls(), plan, signal)
 
 
 def record(root: Path, take: str, audio: np.ndarray, rate: int = RATE, subtype: str = "FLOAT") -> None:

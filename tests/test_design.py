@@ -10,11 +10,12 @@ import pytest
 
 from knobcap.capture import design as dsg
 from knobcap.controls import Controls, Knob, Switch, format_value, round_value
+from playkit import tiny_controls
 
 
 def ts_like() -> Controls:
-    return Controls(knobs=(Knob("drive", taper="audio"), Knob("tone")),
-                    switches=(Switch("diodes", ("silicon", "led")), Switch("fat", ("off", "on"))))
+    """The test pedal with a second switch, like the TS808: 2 knobs, 2 two-way switches."""
+    return tiny_controls(Switch("fat", ("off", "on")))
 
 
 def many(knobs: int, switches: int, positions: int = 2) -> Controls:
@@ -207,8 +208,7 @@ def test_ordered_plan_costs_less_than_unordered() -> None:
 
 
 def test_two_anchors_per_switch_combination_put_every_knob_at_both_ends_in_each() -> None:
-    controls = Controls(knobs=(Knob("drive", taper="audio"), Knob("tone")),
-                        switches=(Switch("diodes", ("silicon", "led")), Switch("fat", ("off", "on"))))
+    controls = ts_like()
     for seed in range(6):
         design = dsg.initial_design(controls, dsg.DesignSize(8, 8, 0), seed=seed)
         by_combo: dict[tuple[str, str], list[dict]] = {}

@@ -7,16 +7,16 @@ import itertools
 import numpy as np
 import pytest
 
-from knobcap.controls import Controls, Knob, Switch
+from knobcap.controls import Switch
 from knobcap.models.modelfile import ModelFile, save_model_file
 from knobcap.runtime.engine import Engine, EngineError, ramp_trajectory
 from knobcap.runtime.engine.activations import tanh_array
+from playkit import tiny_controls
 
 torch = pytest.importorskip("torch")
 from knobcap.models.base import create_model  # noqa: E402
 
-CONTROLS = Controls(knobs=(Knob("drive"), Knob("tone", taper="audio")),
-                    switches=(Switch("diodes", ("silicon", "led")), Switch("mode", ("a", "b", "c"))))
+CONTROLS = tiny_controls(Switch("mode", ("a", "b", "c")))  # a three-way switch as well
 RATE = 48_000
 RAMP_MS = 5.0
 

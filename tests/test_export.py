@@ -24,9 +24,9 @@ from knobcap.models.modelfile import ModelFile
 from knobcap.runtime.engine import Engine
 from knobcap.runtime.export import ExportError, export_nam, export_nam_grid, export_proteus, nam_snapshot
 from knobcap.runtime.export.nam import classic_to_current, grid_settings
+from playkit import tiny_controls
 
-CONTROLS = Controls(knobs=(Knob("drive"), Knob("tone", taper="audio")),
-                    switches=(Switch("diodes", ("silicon", "led")),), name="Test Drive")
+CONTROLS = tiny_controls()
 SETTING = {"drive": 7.0, "tone": 3.0, "diodes": "led"}
 
 

@@ -10,15 +10,10 @@ import soundfile as sf
 from scipy.signal import butter, lfilter
 
 from knobcap.capture.latency import MAX_DISAGREEMENT, XCORR_SAFETY, Latency, align, calibrate_latency
-from knobcap.capture.testsignal import TestSignal, custom_signal_map, generate_signal
+from knobcap.capture.testsignal import TestSignal, custom_signal_map
 
 RATE = 48_000
 DI = Path("/work/shared/data/di")
-
-
-@pytest.fixture(scope="module")
-def signal() -> TestSignal:
-    return generate_signal(30.0)
 
 
 def delayed(x: np.ndarray, delay: int, polarity: int = 1, noise_dbfs: float | None = None,

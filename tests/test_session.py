@@ -19,22 +19,18 @@ from knobcap.capture.session import (
     read_plan,
 )
 from knobcap.capture.testsignal import read_signal
-from knobcap.controls import Controls, Knob, Switch, save_controls
+from knobcap.controls import save_controls
 from knobcap.fileio import write_wav_atomic
+from playkit import tiny_controls
 
 RATE = 48_000
-
-
-def controls() -> Controls:
-    return Controls(knobs=(Knob("drive", taper="audio"), Knob("tone")),
-                    switches=(Switch("mode", ("soft", "hard")),), name="toy")
 
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("base") / "s"
     root.mkdir()
-    save_controls(controls(), root / "controls.toml")
+    save_controls(tiny_controls(), root / "controls.toml")
     make_plan(root, n=8, seconds=30)
     return root
 
@@ -54,7 +50,7 @@ def test_plan_csv_round_trips_in_recording_order(session_dir: Path) -> None:
     plan = session.plan()
     assert [p.take for p in plan] == [f"take{i:02d}" for i in range(1, 9)]
     text = (session_dir / "plan.csv").read_text()
-    assert text.splitlines()[0] == "take,drive,tone,mode,role"
+    assert text.splitlines()[0] == "take,drive,tone,diodes,role"
     assert plan_csv_text(session.controls, plan) == text
     assert {p.role for p in plan} == {"train", "anchor", "holdout"}
     trained, held = session.training_takes(), session.holdout_takes()
@@ -62,28 +58,28 @@ def test_plan_csv_round_trips_in_recording_order(session_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("header, row, message", [
-    ("take,drive,tone,role", "take01,1,2,train", "missing mode"),
-    ("take,drive,tone,mode,level,role", "take01,1,2,soft,3,train", "unknown level"),
-    ("take,drive,tone,mode,role", "take01,1,2,soft,training", "role 'training'"),
-    ("take,drive,tone,mode,role", "first,1,2,soft,train", "take name 'first'"),
-    ("take,drive,tone,mode,role", "take01,11,2,soft,train", "line 2: knob 'drive' = 11 is out of range"),
-    ("take,drive,tone,mode,role", "take01,1,2,loud,train", "no position 'loud'"),
-    ("take,drive,tone,mode,role", "take01,1,2,soft", "4 values but 5 columns"),
+    ("take,drive,tone,role", "take01,1,2,train", "missing diodes"),
+    ("take,drive,tone,diodes,level,role", "take01,1,2,silicon,3,train", "unknown level"),
+    ("take,drive,tone,diodes,role", "take01,1,2,silicon,training", "role 'training'"),
+    ("take,drive,tone,diodes,role", "first,1,2,silicon,train", "take name 'first'"),
+    ("take,drive,tone,diodes,role", "take01,11,2,silicon,train", "line 2: knob 'drive' = 11 is out of range"),
+    ("take,drive,tone,diodes,role", "take01,1,2,blue,train", "no position 'blue'"),
+    ("take,drive,tone,diodes,role", "take01,1,2,silicon", "4 values but 5 columns"),
 ])
 def test_bad_plan_rows_are_refused_with_the_file_and_line(tmp_path: Path, header: str, row: str,
                                                            message: str) -> None:
     path = tmp_path / "plan.csv"
     path.write_text(f"{header}\n{row}\n")
     with pytest.raises(SessionError, match=message) as info:
-        read_plan(path, controls())
+        read_plan(path, tiny_controls())
     assert str(path) in str(info.value)
 
 
 def test_duplicate_takes_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "plan.csv"
-    path.write_text("take,drive,tone,mode,role\ntake01,1,2,soft,train\ntake01,3,2,soft,train\n")
+    path.write_text("take,drive,tone,diodes,role\ntake01,1,2,silicon,train\ntake01,3,2,silicon,train\n")
     with pytest.raises(SessionError, match="listed twice"):
-        read_plan(path, controls())
+        read_plan(path, tiny_controls())
 
 
 # ------------------------------------------------------------------------------------------ open
@@ -135,7 +131,7 @@ def test_plan_refuses_contradictory_options(session_dir: Path, tmp_path: Path) -
 
 def test_own_input_file_is_used_as_it_is(tmp_path: Path) -> None:
     root = tmp_path / "s"
-    init_session(root, controls())
+    init_session(root, tiny_controls())
     rng = np.random.default_rng(0)
     audio = (0.3 * rng.standard_normal(20 * RATE)).clip(-0.9, 0.9).astype(np.float32)
     mine = tmp_path / "reamp.wav"

@@ -30,11 +30,6 @@ HASHES = {1: "10493e9ad2756bce50b2b29e783f4fdd71895ae9df4318171eb67e9252f23adc"}
 RATE = 48_000
 
 
-@pytest.fixture(scope="module")
-def short() -> TestSignal:
-    return generate_signal(30.0)
-
-
 def codes(audio: np.ndarray) -> np.ndarray:
     return (audio.astype(np.float64) * 2 ** 23).astype("<i4")
 
@@ -43,31 +38,31 @@ def dbfs(x: np.ndarray) -> float:
     return 20 * np.log10(float(np.max(np.abs(x))) + 1e-12)
 
 
-def test_same_bytes_every_time(short: TestSignal) -> None:
-    assert hashlib.sha256(codes(short.audio).tobytes()).hexdigest() == HASHES[SIGNAL_VERSION]
+def test_same_bytes_every_time(signal: TestSignal) -> None:
+    assert hashlib.sha256(codes(signal.audio).tobytes()).hexdigest() == HASHES[SIGNAL_VERSION]
     again = generate_signal(30.0)
-    assert np.array_equal(again.audio, short.audio)
-    assert again.map == short.map
+    assert np.array_equal(again.audio, signal.audio)
+    assert again.map == signal.map
 
 
-def test_audio_is_on_the_24_bit_grid(short: TestSignal) -> None:
-    scaled = short.audio.astype(np.float64) * 2 ** 23
-    assert short.audio.dtype == np.float32
+def test_audio_is_on_the_24_bit_grid(signal: TestSignal) -> None:
+    scaled = signal.audio.astype(np.float64) * 2 ** 23
+    assert signal.audio.dtype == np.float32
     assert np.array_equal(scaled, np.round(scaled))
 
 
-def test_segments_in_order_and_cover_the_signal(short: TestSignal) -> None:
-    m = short.map
+def test_segments_in_order_and_cover_the_signal(signal: TestSignal) -> None:
+    m = signal.map
     assert tuple(s.name for s in m.segments) == SEGMENT_NAMES
-    assert m.segments[0].start == 0 and m.segments[-1].stop == m.length == len(short.audio)
+    assert m.segments[0].start == 0 and m.segments[-1].stop == m.length == len(signal.audio)
     for a, b in pairwise(m.segments):
         assert a.stop == b.start
     assert m.length == 30 * RATE and m.version == SIGNAL_VERSION and m.sample_rate == RATE
     assert m.train_span == (m.segment("validation_1").stop, m.segment("validation_2").start)
 
 
-def test_validation_copies_identical_and_musical(short: TestSignal) -> None:
-    v1, v2 = short.part("validation_1"), short.part("validation_2")
+def test_validation_copies_identical_and_musical(signal: TestSignal) -> None:
+    v1, v2 = signal.part("validation_1"), signal.part("validation_2")
     assert np.array_equal(v1, v2)
     assert 4.5 * RATE <= len(v1) <= 5.5 * RATE
     # several dynamics inside the phrase: soft, middle and loud thirds
@@ -75,13 +70,13 @@ def test_validation_copies_identical_and_musical(short: TestSignal) -> None:
     assert thirds[0] < -25 and thirds[2] > -6
 
 
-def test_blips_are_isolated_pulses(short: TestSignal) -> None:
-    m = short.map
+def test_blips_are_isolated_pulses(signal: TestSignal) -> None:
+    m = signal.map
     assert m.blips == (m.segment("blip_1").start, m.segment("blip_2").start)
     for b in m.blips:
-        assert short.audio[b] > 0.4
-        assert not np.any(short.audio[b + m.blip_length:b + RATE // 2 + m.blip_length])
-    assert not np.any(short.part("silence"))
+        assert signal.audio[b] > 0.4
+        assert not np.any(signal.audio[b + m.blip_length:b + RATE // 2 + m.blip_length])
+    assert not np.any(signal.part("silence"))
 
 
 @pytest.mark.parametrize("seconds", [MIN_SECONDS, MAX_SECONDS])
@@ -98,13 +93,13 @@ def test_length_and_peak_limit(seconds: float) -> None:
         assert min(w for w in windows if w > -100) < -30 and max(windows) > -4
 
 
-def test_every_segment_ends_in_silence(short: TestSignal) -> None:
+def test_every_segment_ends_in_silence(signal: TestSignal) -> None:
     for name in ("validation_1", "sweeps", "noise", "playing"):
-        assert not np.any(short.part(name)[-RATE // 50:]), name
+        assert not np.any(signal.part(name)[-RATE // 50:]), name
 
 
-def test_sweeps_rise_in_frequency_and_level(short: TestSignal) -> None:
-    sweeps = short.part("sweeps").astype(np.float64)
+def test_sweeps_rise_in_frequency_and_level(signal: TestSignal) -> None:
+    sweeps = signal.part("sweeps").astype(np.float64)
     first = sweeps[:len(sweeps) // 3]
     body = first[np.abs(first) > 0]
     crossings = np.flatnonzero(np.diff(np.sign(body)) != 0)
@@ -115,8 +110,8 @@ def test_sweeps_rise_in_frequency_and_level(short: TestSignal) -> None:
     assert levels == pytest.approx([-30, -18, -6], abs=0.2)
 
 
-def test_noise_levels(short: TestSignal) -> None:
-    noise = short.part("noise").astype(np.float64)
+def test_noise_levels(signal: TestSignal) -> None:
+    noise = signal.part("noise").astype(np.float64)
     bursts = np.array_split(noise, 8)
     rms = [10 * np.log10(np.mean(b[np.abs(b) > 0] ** 2)) for b in bursts]
     assert rms[0] == pytest.approx(-40, abs=0.5) and rms[-2] == pytest.approx(-12, abs=0.5)
@@ -133,29 +128,29 @@ def test_refuses_other_rates() -> None:
         generate_signal(30.0, 44_100)
 
 
-def test_write_read_round_trip_and_never_overwrite(short: TestSignal, tmp_path: Path) -> None:
+def test_write_read_round_trip_and_never_overwrite(signal: TestSignal, tmp_path: Path) -> None:
     path = tmp_path / "input.wav"
-    wav, js = write_signal(path, short)
+    wav, js = write_signal(path, signal)
     assert js == tmp_path / "input.json"
     back = read_signal(path)
-    assert np.array_equal(back.audio, short.audio) and back.map == short.map
+    assert np.array_equal(back.audio, signal.audio) and back.map == signal.map
     before = wav.read_bytes()
     with pytest.raises(SignalError, match="already exists"):
-        write_signal(path, short)
+        write_signal(path, signal)
     assert wav.read_bytes() == before
     # a leftover map alone also blocks writing
     wav2 = tmp_path / "other.wav"
     (tmp_path / "other.json").write_text("{}")
     with pytest.raises(SignalError, match=r"other\.json already exists"):
-        write_signal(wav2, short)
+        write_signal(wav2, signal)
     assert not wav2.exists()
     with pytest.raises(SignalError, match=r"\*\.wav"):
-        write_signal(tmp_path / "x.flac", short)
+        write_signal(tmp_path / "x.flac", signal)
 
 
-def test_read_refuses_a_missing_or_wrong_map(short: TestSignal, tmp_path: Path) -> None:
+def test_read_refuses_a_missing_or_wrong_map(signal: TestSignal, tmp_path: Path) -> None:
     path = tmp_path / "sig.wav"
-    write_signal(path, short)
+    write_signal(path, signal)
     js = tmp_path / "sig.json"
     data = json.loads(js.read_text())
     js.unlink()
@@ -172,9 +167,9 @@ def test_read_refuses_a_missing_or_wrong_map(short: TestSignal, tmp_path: Path) 
         read_signal(tmp_path / "absent.wav")
 
 
-def test_map_from_dict_refuses_bad_maps(short: TestSignal) -> None:
-    good = short.map.to_dict()
-    assert SignalMap.from_dict(good) == short.map
+def test_map_from_dict_refuses_bad_maps(signal: TestSignal) -> None:
+    good = signal.map.to_dict()
+    assert SignalMap.from_dict(good) == signal.map
     bad_segment = json.loads(json.dumps(good))
     bad_segment["segments"][3]["stop"] = good["length"] + 1
     with pytest.raises(SignalError, match=r"validation_1.*outside"):
@@ -186,7 +181,7 @@ def test_map_from_dict_refuses_bad_maps(short: TestSignal) -> None:
     with pytest.raises(SignalError, match="validation_2"):
         SignalMap.from_dict(no_val)
     with pytest.raises(KeyError, match="no segment 'nope'"):
-        short.map.segment("nope")
+        signal.map.segment("nope")
 
 
 def test_custom_signal_map() -> None:
