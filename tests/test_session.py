@@ -19,7 +19,7 @@ from knobcap.capture.session import (
     read_plan,
 )
 from knobcap.capture.testsignal import read_signal
-from knobcap.controls import save_controls
+from knobcap.controls import Controls, save_controls
 from knobcap.fileio import write_wav_atomic
 from playkit import tiny_controls
 
@@ -66,20 +66,20 @@ def test_plan_csv_round_trips_in_recording_order(session_dir: Path) -> None:
     ("take,drive,tone,diodes,role", "take01,1,2,blue,train", "no position 'blue'"),
     ("take,drive,tone,diodes,role", "take01,1,2,silicon", "4 values but 5 columns"),
 ])
-def test_bad_plan_rows_are_refused_with_the_file_and_line(tmp_path: Path, header: str, row: str,
-                                                           message: str) -> None:
+def test_bad_plan_rows_are_refused_with_the_file_and_line(tmp_path: Path, controls: Controls, header: str,
+                                                           row: str, message: str) -> None:
     path = tmp_path / "plan.csv"
     path.write_text(f"{header}\n{row}\n")
     with pytest.raises(SessionError, match=message) as info:
-        read_plan(path, tiny_controls())
+        read_plan(path, controls)
     assert str(path) in str(info.value)
 
 
-def test_duplicate_takes_are_refused(tmp_path: Path) -> None:
+def test_duplicate_takes_are_refused(tmp_path: Path, controls: Controls) -> None:
     path = tmp_path / "plan.csv"
     path.write_text("take,drive,tone,diodes,role\ntake01,1,2,silicon,train\ntake01,3,2,silicon,train\n")
     with pytest.raises(SessionError, match="listed twice"):
-        read_plan(path, tiny_controls())
+        read_plan(path, controls)
 
 
 # ------------------------------------------------------------------------------------------ open
@@ -129,9 +129,9 @@ def test_plan_refuses_contradictory_options(session_dir: Path, tmp_path: Path) -
         make_plan(tmp_path)
 
 
-def test_own_input_file_is_used_as_it_is(tmp_path: Path) -> None:
+def test_own_input_file_is_used_as_it_is(tmp_path: Path, controls: Controls) -> None:
     root = tmp_path / "s"
-    init_session(root, tiny_controls())
+    init_session(root, controls)
     rng = np.random.default_rng(0)
     audio = (0.3 * rng.standard_normal(20 * RATE)).clip(-0.9, 0.9).astype(np.float32)
     mine = tmp_path / "reamp.wav"
