@@ -1,0 +1,67 @@
+"""A device's own delay, measured the way ``knobcap check`` measures a recording's latency.
+
+Plugins and devices can delay their output without saying so (Guitarix's DS-1 reports no latency yet
+answers 31 samples late at 48 kHz and 32 at 44.1 kHz, but 1 at 96 kHz: internal resampling). So the delay is measured, never
+taken from a report: the device renders a probe at a setting (its default by default), and
+:func:`knobcap.capture.latency.calibrate_latency` finds the arrival of the probe's two calibration
+blips in the output, cross-checked against the validation music, exactly as for a take.
+
+The probe is the start of knobcap's test signal: 1 s of silence, the two blips 1 s apart, and the
+validation phrase (8 s in all at 48 kHz). At another sample rate it is resampled (polyphase), and the
+reference is the resampled probe, so a pure delay still reads exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from functools import lru_cache
+
+import numpy as np
+from scipy.signal import resample_poly
+
+from knobcap.capture.latency import Latency, calibrate_latency
+from knobcap.capture.testsignal import MIN_SECONDS, SAMPLE_RATE, Segment, SignalMap, generate_signal
+from knobcap.devices import Device
+
+PROBE_SEGMENTS = ("silence", "blip_1", "blip_2", "validation_1")
+
+
+@lru_cache(maxsize=8)
+def delay_probe(sample_rate: int) -> tuple[np.ndarray, SignalMap]:
+    """The probe (float32, read-only) and its map at ``sample_rate``."""
+    signal = generate_signal(MIN_SECONDS)
+    segments = tuple(signal.map.segment(name) for name in PROBE_SEGMENTS)
+    audio = np.asarray(signal.audio[:segments[-1].stop], dtype=np.float64)
+    blips = signal.map.blips
+    if sample_rate != SAMPLE_RATE:
+        common = math.gcd(int(sample_rate), SAMPLE_RATE)
+        audio = resample_poly(audio, sample_rate // common, SAMPLE_RATE // common)
+        ratio = sample_rate / SAMPLE_RATE
+        segments = tuple(Segment(s.name, round(s.start * ratio), min(round(s.stop * ratio), len(audio)))
+                         for s in segments)
+        blips = tuple(round(b * ratio) for b in blips)
+    probe = audio.astype(np.float32)
+    probe.setflags(write=False)
+    return probe, SignalMap(int(sample_rate), len(probe), None, segments, blips)
+
+
+def measure_delay(device: Device, sample_rate: int, setting: Mapping[str, object] | None = None,
+                  max_seconds: float = 0.5) -> Latency:
+    """How late (samples, polarity, confidence) ``device`` answers at ``setting`` (default: its own).
+
+    ``Latency.samples`` is the onset of the output behind the input: align a render with
+    ``knobcap.capture.latency.align(render, latency, len(input))``. Check ``confident`` (and
+    ``reason``) before trusting it; a device that mutes or randomises its input cannot be measured.
+    """
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | np.integer) or sample_rate <= 0:
+        raise ValueError(f"measure_delay: sample_rate must be a positive whole number of Hz; "
+                         f"got {sample_rate!r}.")
+    probe, signal_map = delay_probe(int(sample_rate))
+    chosen = device.controls.default_setting() if setting is None else dict(setting)
+    output = np.asarray(device.process(probe.copy(), int(sample_rate), chosen), dtype=np.float64)
+    if output.ndim != 1 or len(output) != len(probe):
+        raise ValueError(f"measure_delay: {device.name} returned audio of shape {output.shape} for a "
+                         f"mono probe of {len(probe)} samples; a device must return mono audio of the "
+                         "input's length.")
+    return calibrate_latency(output, probe, signal_map, max_seconds=max_seconds)
