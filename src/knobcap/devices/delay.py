@@ -1,8 +1,8 @@
 """A device's own delay, measured the way ``knobcap check`` measures a recording's latency.
 
 Plugins and devices can delay their output without saying so (Guitarix's DS-1 reports no latency yet
-answers 31 samples late at 48 kHz and 32 at 44.1 kHz, but 1 at 96 kHz: internal resampling). So the delay is measured, never
-taken from a report: the device renders a probe at a setting (its default by default), and
+answers 31 samples late at 48 kHz, 32 at 44.1 kHz and 1 at 96 kHz: internal resampling). So the delay
+is measured, never taken from a report: the device renders a probe at a setting (its default by default), and
 :func:`knobcap.capture.latency.calibrate_latency` finds the arrival of the probe's two calibration
 blips in the output, cross-checked against the validation music, exactly as for a take.
 

@@ -14,6 +14,14 @@ plugin (a stereo plugin gets the same signal on both). A plugin with several out
 output ``channel`` (0, the left, by default): a real output jack, whereas averaging the two sides of
 a stereo chorus or delay would comb-filter into a sound no output makes.
 
+Start-up: a fresh instance is not at rest. Guitarix's plugins fade from their bypassed (dry) sound
+into the effect over about 8200 samples at 48 kHz (GxTubeScreamer: 8178), and the fuzz circuits'
+bias settles for longer (peak deviation from a long-settled render, with 0 / 0.25 / 0.5 / 1 / 2 s of
+silence first: GxFuzzFace 0.99 / 0.2 / 0.076 / 0.009 / 6e-5; GxTubeScreamer 2.0 / 6e-6 / 0 / 0 / 0;
+DS-1 1.3 / 2e-3 / 5e-6 / 2e-7). So every render is preceded by ``preroll_s`` seconds of silence
+(1 s by default; about 0.07 s of rendering at lv2apply's ~15x realtime), which is then dropped.
+Plugins with an LFO (tremolo, flanger, tape) start at the same phase in every take.
+
 Latency: lv2apply neither compensates a plugin's reported latency nor reports it (its control
 outputs are connected but never read), and plugins delay their output without reporting it at all
 (Guitarix's DS-1: 31 samples at 48 kHz). So the output is returned as the host renders it, late by the
@@ -50,6 +58,7 @@ PREFIX = "lv2:"
 INFO_TIMEOUT_S = 30.0
 MIN_TIMEOUT_S = 60.0      # a render may always take this long (process start, plugin load)...
 SLOWEST_REALTIME = 0.25   # ...plus the audio's duration over this speed (x realtime)
+PREROLL_S = 1.0           # silence rendered before every take, then dropped (see the module docstring)
 _INSTALL = "install it with 'apt-get install lilv-utils'"
 _LIST = "list the installed plugins with 'lv2ls'"
 
@@ -147,6 +156,7 @@ class Lv2Device:
     ``select``: names of the controls to capture (all musical controls when None); ``fixed``: values
     for other controls (the plugin's defaults otherwise); ``channel``: the output read from a plugin
     with several; ``compensate``: measure the plugin's delay and return aligned output;
+    ``preroll_s``: seconds of silence rendered (and dropped) before every take, while the plugin settles;
     ``timeout_s``: per render (default: ``MIN_TIMEOUT_S`` + duration / ``SLOWEST_REALTIME``);
     ``plugin``: a description already read (tests, or to skip ``lv2info``).
     """
@@ -154,7 +164,7 @@ class Lv2Device:
     def __init__(self, uri: str, select: Sequence[str] | None = None,
                  fixed: Mapping[str, object] | None = None, *, channel: int = 0,
                  compensate: bool = False, timeout_s: float | None = None,
-                 plugin: PluginInfo | None = None) -> None:
+                 preroll_s: float = PREROLL_S, plugin: PluginInfo | None = None) -> None:
         uri = uri[len(PREFIX):] if uri.startswith(PREFIX) else uri
         self.uri = uri
         self.plugin = plugin if plugin is not None else describe_plugin(uri)
@@ -174,12 +184,16 @@ class Lv2Device:
         if timeout_s is not None and not (math.isfinite(timeout_s) and timeout_s > 0):
             raise DeviceError(f"LV2 plugin {self.plugin.name}: timeout_s must be a positive number of "
                               f"seconds; got {timeout_s!r}.")
+        if not (isinstance(preroll_s, int | float) and math.isfinite(preroll_s) and 0 <= preroll_s <= 60):
+            raise DeviceError(f"LV2 plugin {self.plugin.name}: preroll_s must be 0 to 60 seconds; "
+                              f"got {preroll_s!r}.")
         self.description: Lv2Controls = describe_controls(self.plugin, select, fixed)
         self.controls: Controls = self.description.controls
         self.name = f"{PREFIX}{uri}"
         self.channel = channel
         self.compensate = bool(compensate)
         self.timeout_s = timeout_s
+        self.preroll_s = float(preroll_s)
         self._delays: dict[int, int] = {}
 
     def __repr__(self) -> str:
@@ -206,13 +220,16 @@ class Lv2Device:
         return self.description.port_values(clean)
 
     def render(self, audio: np.ndarray, sample_rate: int, setting: Mapping[str, object]) -> np.ndarray:
-        """Every audio output, as rendered (late by the plugin's delay): float32 (frames, outputs)."""
+        """Every audio output, as rendered (late by the plugin's delay) after the pre-roll: float32
+        (frames, outputs), as many frames as ``audio``."""
         values = self.port_values(setting)
         x = _check_audio(audio, self.name)
         rate = _check_rate(sample_rate, self.name)
         where = f"setting {describe_setting(self.controls.validate_setting(setting))}"
-        return run_lv2apply(self.uri, x, rate, values, where, self.timeout_s,
-                            self.plugin.required_features)
+        preroll = round(self.preroll_s * rate)
+        x = np.concatenate([np.zeros(preroll, dtype=np.float32), x])
+        y = run_lv2apply(self.uri, x, rate, values, where, self.timeout_s, self.plugin.required_features)
+        return y[preroll:]
 
     def process(self, audio: np.ndarray, sample_rate: int, setting: Mapping[str, object]) -> np.ndarray:
         """Mono float32 output of the same length as ``audio``: output ``channel``, aligned when

@@ -335,9 +335,8 @@ def describe_controls(plugin: PluginInfo, select: Sequence[str] | None = None,
     chosen = list(ports) if select is None else [s.strip() for s in select if s.strip()]
     unknown = [name for name in chosen if name not in ports]
     if unknown or not chosen:
-        raise DeviceError(f"plugin {plugin.name}: no control named {unknown[0]!r}; " if unknown else
-                          f"plugin {plugin.name}: no controls selected; "
-                          f"choose from {', '.join(ports)}.")
+        problem = f"no control named {unknown[0]!r}" if unknown else "no controls selected"
+        raise DeviceError(f"plugin {plugin.name}: {problem}; choose from {', '.join(ports)}.")
     if len(set(chosen)) != len(chosen):
         raise DeviceError(f"plugin {plugin.name}: a control is selected twice in {', '.join(chosen)}.")
     fixed = dict(fixed or {})

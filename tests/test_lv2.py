@@ -1,0 +1,294 @@
+"""LV2 plugins as devices: lv2info parsing, controls, the lv2apply host's errors, and real renders."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from knobcap.controls import Controls, Knob, Switch, controls_to_toml
+from knobcap.devices.delay import measure_delay
+from knobcap.devices.errors import DeviceError
+from knobcap.devices.lv2 import Lv2Device, lv2_device, run_lv2apply
+from knobcap.devices.lv2_ports import Port, describe_controls, parse_lv2info, safe_name
+
+DATA = Path(__file__).parent / "data"
+TS9 = "http://guitarix.sourceforge.net/plugins/gxts9#ts9sim"
+DS1 = "http://guitarix.sourceforge.net/plugins/gx_bossds1_#_bossds1_"
+RATE = 48_000
+
+
+def fixture(name: str) -> str:
+    return (DATA / f"lv2info_{name}.txt").read_text(encoding="utf-8")
+
+
+def installed(uri: str) -> bool:
+    if shutil.which("lv2apply") is None or shutil.which("lv2info") is None:
+        return False
+    done = subprocess.run(["lv2info", uri], capture_output=True, text=True, check=False, timeout=30)
+    return done.returncode == 0 and bool(done.stdout.strip())
+
+
+needs_ts9 = pytest.mark.skipif(not installed(TS9), reason="needs lv2apply/lv2info (apt-get install "
+                               "lilv-utils) and GxTubeScreamer (apt-get install guitarix-lv2)")
+needs_ds1 = pytest.mark.skipif(not installed(DS1), reason="needs lv2apply/lv2info (lilv-utils) and "
+                               "Guitarix's DS-1 (guitarix-lv2)")
+
+
+# ------------------------------------------------------------------------------------------ parser
+def test_tube_screamer_ports_become_three_knobs_and_bypass_is_left_out():
+    plugin = parse_lv2info(fixture("gxts9"))
+    assert plugin.uri == TS9 and plugin.name == "GxTubeScreamer"
+    assert plugin.latency_port is None and plugin.required_features == ()
+    assert [p.symbol for p in plugin.audio_inputs] == ["in"]
+    assert [p.symbol for p in plugin.audio_outputs] == ["out"]
+    desc = describe_controls(plugin)
+    assert desc.controls.knobs == (Knob("level", -20.0, 4.0, -16.0), Knob("tone", 100.0, 1000.0, 400.0),
+                                   Knob("drive", 0.0, 1.0, 0.5))
+    assert desc.controls.switches == () and desc.fixed == {}
+    assert "BYPASS" in desc.left_out and desc.host_values == {"BYPASS": 1.0}
+    assert desc.ports["drive"].symbol == "fslider2_"
+
+
+def test_toggle_enumeration_and_log_port_become_switches_and_a_log_knob():
+    plugin = parse_lv2info(fixture("digital_delay"))
+    desc = describe_controls(plugin)
+    controls = desc.controls
+    assert controls["sync"] == Switch("sync", ("off", "on"), "off")
+    # scale points are listed in any order by lv2info; positions follow their values
+    assert controls["mode"] == Switch("mode", ("plain", "presence", "tape", "tape2"), "plain")
+    notes = controls["notes"]
+    assert isinstance(notes, Switch) and notes.positions[:2] == ("dotted1_2note", "1_2note")
+    assert notes.default == "1_4note"  # default 4.0
+    assert controls["highpass"] == Knob("highpass", 20.0, 20000.0, 120.0, taper="log")
+    assert controls["feedback"].taper == "linear"  # type: ignore[union-attr]
+    assert desc.left_out["DD_CONTROL"] == "atom port"
+    assert desc.left_out["DD_NOTIFY"] == "control output"
+    assert "HOSTBPM" in desc.left_out and "BYPASS" in desc.left_out
+    assert [p.symbol for p in plugin.unhostable_ports] == ["DD_CONTROL"]
+    assert desc.port_values({**controls.default_setting(), "mode": "tape", "sync": "on"})["MODE"] == 2.0
+    assert desc.port_values({**controls.default_setting(), "sync": "on"})["SYNC"] == 1.0
+
+
+def test_controls_toml_from_lv2info_round_trips():
+    controls = describe_controls(parse_lv2info(fixture("digital_delay"))).controls
+    again = Controls.from_dict(tomllib.loads(controls_to_toml(controls)))
+    assert again == controls
+
+
+def test_latency_port_and_required_features_are_read():
+    plugin = parse_lv2info(fixture("detune"))
+    assert plugin.latency_port == 12
+    assert "http://lv2plug.in/ns/ext/worker#schedule" in plugin.required_features
+    desc = describe_controls(plugin)
+    assert desc.left_out["latency"] == "latency output"
+    assert desc.controls["latency"] == Switch("latency", ("highquality", "lowquality", "realtime"),
+                                              "highquality")  # an input enumeration, not the output
+
+
+def test_stereo_plugin_ports_and_a_symbol_only_label():
+    plugin = parse_lv2info(fixture("gx_amp_stereo"))
+    assert len(plugin.audio_inputs) == 2 and len(plugin.audio_outputs) == 2
+    controls = describe_controls(plugin).controls
+    cab = controls["cab_model"]
+    assert isinstance(cab, Switch) and cab.positions[:2] == ("4x12", "2x12") and cab.positions[-1] == "off"
+    assert controls["model"].positions[-1] == "position"  # type: ignore[union-attr]  # label "--"
+
+
+def test_log_port_with_zero_minimum_stays_linear_and_names_are_made_unique():
+    text = fixture("digital_delay").replace("Minimum:     20.000000", "Minimum:     0.000000", 1)
+    text = text.replace("Name:        LEVEL", "Name:        Gain")
+    controls = describe_controls(parse_lv2info(text)).controls
+    assert controls["highpass"].taper == "linear"  # type: ignore[union-attr]
+    assert controls["howpass"].taper == "log"  # type: ignore[union-attr]
+    assert "gain" in controls.names and "gain_2" in controls.names
+    assert safe_name("Low Cut (Hz)") == "low_cut_hz"
+
+
+def test_select_and_fixed_controls():
+    plugin = parse_lv2info(fixture("gxts9"))
+    desc = describe_controls(plugin, select=["drive", "tone"], fixed={"level": -10})
+    assert desc.controls.names == ["drive", "tone"]
+    assert desc.fixed == {"level": -10.0}
+    values = desc.port_values({"drive": 0.8, "tone": 500.0})
+    assert values == {"BYPASS": 1.0, "fslider0_": -10.0, "fslider1_": 500.0, "fslider2_": 0.8}
+    assert describe_controls(plugin, select=["drive"]).fixed == {"level": -16.0, "tone": 400.0}
+    with pytest.raises(DeviceError, match=r"no control named 'gain'; choose from level, tone, drive"):
+        describe_controls(plugin, select=["gain"])
+    with pytest.raises(DeviceError, match="'drive' is captured"):
+        describe_controls(plugin, select=["drive"], fixed={"drive": 0.3})
+    with pytest.raises(DeviceError, match="knob 'level' = 9 is out of range"):
+        describe_controls(plugin, select=["drive"], fixed={"level": 9})
+    with pytest.raises(DeviceError, match="no plugin description"):
+        parse_lv2info("")
+
+
+def test_integer_port_without_scale_points_is_a_switch_of_numbers():
+    port = Port(3, "STAGES", "Stages", frozenset({"ControlPort", "InputPort"}), 1.0, 4.0, 2.0,
+                frozenset({"integer"}))
+    plugin = dataclasses.replace(parse_lv2info(fixture("gxts9")), ports=(port,))
+    desc = describe_controls(plugin)
+    assert desc.controls["stages"] == Switch("stages", ("1", "2", "3", "4"), "2")
+    assert desc.port_values({"stages": "3"}) == {"STAGES": 3.0}
+
+
+# ------------------------------------------------------------------------------------------ errors
+FAKE_LV2APPLY = """#!{python}
+import os, signal, sys, time
+import numpy as np, soundfile as sf
+mode = os.environ.get("FAKE_LV2", "copy")
+args = sys.argv[1:]
+src, dst = args[args.index("-i") + 1], args[args.index("-o") + 1]
+with open("argv.txt", "w") as f:
+    f.write(" ".join(args))
+if mode == "crash":
+    os.kill(os.getpid(), signal.SIGSEGV)
+if mode == "refuse":
+    sys.stderr.write("error: Port 10 has unsupported type\\n")
+    sys.exit(5)
+if mode == "sleep":
+    time.sleep(30)
+x, rate = sf.read(src, dtype="float32")
+y = np.stack([x, 2 * x], axis=1)
+if mode == "nan":
+    y[len(y) // 2, 0] = np.nan
+sf.write(dst, y, rate, subtype="FLOAT")
+"""
+
+
+@pytest.fixture
+def fake_bin(tmp_path, monkeypatch):
+    """A PATH holding only a fake lv2apply (behaviour chosen by FAKE_LV2) and a fake lv2info."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    script = folder / "lv2apply"
+    script.write_text(FAKE_LV2APPLY.format(python=sys.executable))
+    script.chmod(0o755)
+    info = folder / "lv2info"
+    info.write_text("#!/bin/sh\nexit 255\n")
+    info.chmod(0o755)
+    monkeypatch.setenv("PATH", str(folder))
+    return folder
+
+
+def ts9_plugin():
+    return parse_lv2info(fixture("gxts9"))
+
+
+def test_missing_binaries_say_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(DeviceError, match=r"lv2info is not installed.*apt-get install lilv-utils"):
+        Lv2Device(TS9)
+    device = Lv2Device(TS9, plugin=ts9_plugin())
+    with pytest.raises(DeviceError, match=r"lv2apply is not installed.*apt-get install lilv-utils"):
+        device.process(np.zeros(100, np.float32), RATE, device.controls.default_setting())
+
+
+def test_unknown_plugin_says_how_to_list_plugins(fake_bin):
+    with pytest.raises(DeviceError, match=r"'http://example.org/nope' is not installed.*lv2ls"):
+        lv2_device("lv2:http://example.org/nope")
+    with pytest.raises(DeviceError, match="lv2:<plugin URI>"):
+        lv2_device("http://example.org/nope")
+
+
+@pytest.mark.skipif(shutil.which("lv2info") is None, reason="needs lv2info (apt-get install lilv-utils)")
+def test_unknown_plugin_with_the_real_lv2info():
+    with pytest.raises(DeviceError, match="lv2ls"):
+        Lv2Device("http://example.org/knobcap-no-such-plugin")
+
+
+def test_atom_ports_are_refused_before_rendering(fake_bin, monkeypatch):
+    with pytest.raises(DeviceError, match=r"port 10 \(DD_CONTROL, atom\).*only audio and control"):
+        Lv2Device("http://x", plugin=parse_lv2info(fixture("digital_delay")))
+    monkeypatch.setenv("FAKE_LV2", "refuse")
+    with pytest.raises(DeviceError, match=r"Port 10 has unsupported type.*atom or CV"):
+        run_lv2apply(TS9, np.zeros(64), RATE, {}, "setting x=1")
+
+
+def test_nan_output_names_the_setting(fake_bin, monkeypatch):
+    monkeypatch.setenv("FAKE_LV2", "nan")
+    device = Lv2Device(TS9, select=["drive"], plugin=ts9_plugin())
+    with pytest.raises(DeviceError, match=r"1 NaN or infinite samples at setting drive=0\.7"):
+        device.process(np.zeros(1000, np.float32), RATE, {"drive": 0.7})
+
+
+def test_crash_names_the_setting_and_missing_features(fake_bin, monkeypatch):
+    monkeypatch.setenv("FAKE_LV2", "crash")
+    plugin = dataclasses.replace(ts9_plugin(), required_features=("http://lv2plug.in/ns/ext/urid#map",))
+    device = Lv2Device(TS9, select=["drive", "tone"], plugin=plugin)
+    with pytest.raises(DeviceError, match=r"crashed \(signal SIGSEGV\) at setting drive=0\.2, tone=300; "
+                                          r"it requires urid:map"):
+        device.process(np.zeros(1000, np.float32), RATE, {"drive": 0.2, "tone": 300})
+
+
+def test_timeout(fake_bin, monkeypatch):
+    monkeypatch.setenv("FAKE_LV2", "sleep")
+    device = Lv2Device(TS9, plugin=ts9_plugin(), timeout_s=0.5)
+    with pytest.raises(DeviceError, match=r"took more than 0\.5 s at setting"):
+        device.process(np.zeros(100, np.float32), RATE, device.controls.default_setting())
+
+
+def test_command_line_and_output_channel(fake_bin, tmp_path):
+    plugin = ts9_plugin()
+    stereo_out = Port(6, "out1", "Out1", frozenset({"AudioPort", "OutputPort"}))
+    plugin = dataclasses.replace(plugin, ports=(*plugin.ports, stereo_out))
+    x = np.linspace(-0.5, 0.5, 300, dtype=np.float32)
+    left = Lv2Device(TS9, select=["drive"], fixed={"tone": 700}, plugin=plugin)
+    right = Lv2Device(TS9, select=["drive"], fixed={"tone": 700}, plugin=plugin, channel=1)
+    assert left.fixed == {"level": -16.0, "tone": 700.0}
+    np.testing.assert_array_equal(left.process(x, RATE, {"drive": 0.25}), x)
+    np.testing.assert_array_equal(right.process(x, RATE, {"drive": 0.25}), 2 * x)
+    assert right.render(x, RATE, {"drive": 0.25}).shape == (300, 2)
+    with pytest.raises(DeviceError, match="channel must be 0 to 1"):
+        Lv2Device(TS9, plugin=plugin, channel=2)
+    with pytest.raises(ValueError, match="unknown control 'tone'"):
+        left.process(x, RATE, {"drive": 0.25, "tone": 100})
+
+
+# ------------------------------------------------------------------------------------------ renders
+@needs_ts9
+def test_tube_screamer_renders_two_drives_differently():
+    device = lv2_device(f"lv2:{TS9}", select=["drive"])
+    assert device.controls.names == ["drive"] and set(device.fixed) == {"level", "tone"}
+    t = np.arange(RATE // 8) / RATE
+    x = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    low = device.process(x, RATE, {"drive": 0.1})
+    high = device.process(x, RATE, {"drive": 1.0})
+    again = device.process(x, RATE, {"drive": 1.0})
+    for y in (low, high):
+        assert y.dtype == np.float32 and y.shape == x.shape and np.all(np.isfinite(y))
+        assert np.sqrt(np.mean(y ** 2)) > 1e-4
+    assert np.sqrt(np.mean((high - low) ** 2)) > 0.1 * np.sqrt(np.mean(low ** 2))
+    np.testing.assert_array_equal(high, again)  # a fresh instance per take: nothing leaks
+
+
+@needs_ds1
+def test_ds1_hidden_delay_is_measured_and_compensated():
+    device = Lv2Device(DS1)
+    assert not device.reports_latency
+    latency = measure_delay(device, RATE)
+    assert latency.confident and latency.polarity == 1 and 29 <= latency.samples <= 33
+    aligned = Lv2Device(DS1, compensate=True)
+    assert aligned.delay(RATE) == latency.samples
+    assert abs(measure_delay(aligned, RATE).samples) <= 1
+
+
+@needs_ts9
+def test_preroll_lets_the_plugin_settle_before_the_take():
+    """A fresh GxTubeScreamer fades in from its dry sound over ~8200 samples; the pre-roll hides that."""
+    t = np.arange(RATE // 10) / RATE
+    x = (0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)
+    setting = {"drive": 0.9}
+    settled = Lv2Device(TS9, select=["drive"], preroll_s=2.0).process(x, RATE, setting)
+    default = Lv2Device(TS9, select=["drive"]).process(x, RATE, setting)
+    cold = Lv2Device(TS9, select=["drive"], preroll_s=0).process(x, RATE, setting)
+    peak = float(np.abs(settled).max())
+    assert float(np.abs(default - settled).max()) < 1e-4 * peak
+    assert float(np.abs(cold - settled).max()) > 0.1 * peak
+    np.testing.assert_allclose(cold[:8], x[:8], atol=1e-6)  # the cold start is the dry signal
