@@ -245,3 +245,46 @@ def test_bad_configs_are_refused_with_the_key_named() -> None:
         check_config("lstm", {"n_controls": 1, "hidden_size": "8", "num_layers": 1})
     with pytest.raises(ValueError, match="shorter than the receptive field"):
         create_model("wavenet", tiny_wavenet(2))(torch.zeros(1, 5), torch.zeros(1, 2))
+
+
+# ------------------------------------------------------------------------------------- the bridge
+def test_the_bridge_saves_loads_and_predicts_one_way(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from knobcap.controls import Controls, Knob, Switch
+    from knobcap.models import bridge
+    from knobcap.models.modelfile import ModelFileError, save_model_file
+
+    controls = Controls(knobs=(Knob("drive"),), switches=(Switch("mode", ("a", "b")),))
+    model = create_model("wavenet", tiny_wavenet(controls.vector_size))
+    randomise(model, 3)
+    file = bridge.model_file_from(model, controls, 48000, {"note": "test"})
+    assert file.metadata == {"note": "test"} and all(w.dtype == np.float32 for w in file.weights.values())
+    path = save_model_file(tmp_path / "m.knobcap", file)
+    x = np.random.default_rng(1).standard_normal(3000).astype(np.float32)
+    vectors = controls.to_matrix([{"drive": 2.0, "mode": "a"}, {"drive": 9.0, "mode": "b"}])
+    want = np.stack([bridge.predict(model, x, v) for v in vectors])
+    for loaded in (bridge.load(path), bridge.load(file)):
+        assert not loaded.training
+        np.testing.assert_array_equal(np.stack([bridge.predict(loaded, x, v) for v in vectors]), want)
+    batch = bridge.predict_settings(model, x, vectors, chunk=700)  # one batch, in overlapping chunks
+    assert batch.shape == (2, len(x))
+    np.testing.assert_allclose(batch, want, rtol=1e-5, atol=1e-6)
+    assert bridge.predict_settings(model, x[:0], vectors).shape == (2, 0)
+    with pytest.raises(ValueError, match="mono"):
+        bridge.predict(model, np.zeros((2, 10)), vectors[0])
+    file.weights.pop(next(iter(file.weights)))
+    with pytest.raises(ModelFileError, match="do not fit"):
+        bridge.load(file)
+
+
+def test_play_render_reaches_the_model_through_the_bridge_only() -> None:
+    import ast
+    from pathlib import Path
+
+    import knobcap.play.render as render
+
+    tree = ast.parse(Path(render.__file__).read_text(encoding="utf-8"))
+    modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    allowed = ("knobcap.models", "knobcap.runtime", "knobcap.controls", "knobcap.fileio", "knobcap.metrics")
+    assert not [m for m in modules if m.startswith("knobcap") and not m.startswith(allowed)]
+    assert "torch" not in modules  # torch only through knobcap.models.bridge

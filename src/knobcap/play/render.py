@@ -65,24 +65,19 @@ class TorchRenderer:
     """The PyTorch model built from a model file (for reports on machines without the engine)."""
 
     def __init__(self, path: str | Path) -> None:
-        import torch
-
-        from knobcap.evaluation.evaluate import torch_predictor
-        from knobcap.models.base import create_model
+        from knobcap.models import bridge
         from knobcap.models.modelfile import load_model_file
 
         model_file = load_model_file(path)
-        model = create_model(model_file.architecture, model_file.config)
-        model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in model_file.weights.items()})
-        model.eval()
         self.controls = model_file.controls
         self.sample_rate = int(model_file.sample_rate)
         self.description = "PyTorch model"
-        self._predict = torch_predictor(model, self.controls)
+        model = bridge.load(model_file)
+        self._predict = lambda audio, vector: bridge.predict(model, audio, vector)
 
     def render(self, audio: np.ndarray, setting: Mapping[str, object]) -> np.ndarray:
         clean = self.controls.validate_setting(setting)
-        return np.asarray(self._predict(np.asarray(audio, np.float32), [clean])[0], dtype=np.float32)
+        return np.asarray(self._predict(audio, self.controls.to_vector(clean)), dtype=np.float32)
 
 
 def load_renderer(path: str | Path, allow_torch: bool = False) -> Renderer:
