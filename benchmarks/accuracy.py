@@ -24,7 +24,6 @@ median ESR <= 0.004 and max <= 0.01 on settings never trained on (the dense grid
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -35,6 +34,7 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 from knobcap.demo import DemoConfig, run_demo
 from knobcap.evaluation.evaluate import verdict
+from knobcap.training.run import Run
 
 DI_FOLDER = Path(__file__).resolve().parents[2] / "shared" / "data" / "di"
 GOAL_MEDIAN, GOAL_MAX = 0.004, 0.01
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run_demo(out, config)
     total = (time.monotonic() - started) / 60
     metrics = result.metrics
-    summary = json.loads((result.run_dir / "summary.json").read_text(encoding="utf-8"))
+    summary = Run(result.run_dir).read_summary()
     plan = (out / "plan.csv").read_text(encoding="utf-8").splitlines()[1:]
     roles = {r: sum(line.endswith("," + r) for line in plan) for r in ("train", "anchor", "holdout")}
 

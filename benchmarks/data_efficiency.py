@@ -127,7 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
 
-    from knobcap.training.loop import TrainConfig, train_session
+    from knobcap.training.config import TrainConfig
+    from knobcap.training.loop import train_session
+    from knobcap.training.run import Run
 
     device = get_device("ts808")
     # as `knobcap init --device ts808` does: the knobs' coordinates warped by screening the device
@@ -156,12 +158,12 @@ def main(argv: list[str] | None = None) -> int:
                     make_session(root, controls, settings, holdouts, signal_path)
                 reamp_session(session, device, seed=seed)
                 write_true_alignment(root)
-                run = root / "runs" / "r"
-                if not (run / "summary.json").is_file():
+                run = Run.in_session(root, "r")
+                if not run.summary_path.is_file():
                     train_session(root, TrainConfig.from_dict({**config, "seed": seed}), run="r",
                                   progress=False)
-                minutes = float(json.loads((run / "summary.json").read_text(encoding="utf-8"))["minutes"])
-                doc = evaluate_run(run, device="ts808", grid=args.grid, use_di=False, cache_dir=cache)
+                minutes = float(run.read_summary()["minutes"])
+                doc = evaluate_run(run.path, device="ts808", grid=args.grid, use_di=False, cache_dir=cache)
                 s = doc["grid"]["summary"]  # type: ignore[index]
                 results[(name, n, seed)] = {**s, "minutes": minutes, "trained": len(settings)}
                 print(f"  seed {seed} {name:>8} n={n:<3} median {s['median']:.5f}  p90 {s['p90']:.5f}  "

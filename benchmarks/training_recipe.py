@@ -75,8 +75,10 @@ def main() -> None:
 
     from knobcap.capture.testsignal import SignalMap
     from knobcap.devices import get_device
+    from knobcap.training.config import TrainConfig
     from knobcap.training.data import Take, TrainingData
-    from knobcap.training.loop import TrainConfig, train
+    from knobcap.training.loop import train
+    from knobcap.training.run import Run
 
     t0 = time.time()
     controls = get_device("ts808").controls
@@ -111,7 +113,7 @@ def main() -> None:
     run = args.run or Path(tempfile.mkdtemp(prefix="knobcap-recipe-")) / "run"
     print("config:", json.dumps(config.to_dict()))
     result = train(data, config, run, progress=False)
-    print((run / "train_log.csv").read_text(encoding="utf-8"))
+    print(Run(run).log_path.read_text(encoding="utf-8"))
     held = np.array(list(result.heldout_esr.values()))
     for take in data.heldout_takes:
         print(f"held out {take.name} {take.setting}: ESR {result.heldout_esr[take.name]:.5f}")
@@ -149,10 +151,10 @@ def grid_report(run: Path, data: object, levels: int, seconds: float, cache: Pat
         evaluate_against_device,
         torch_predictor,
     )
-    from knobcap.models.modelfile import load_model_file
-    from knobcap.training.loop import MODEL_FILE, load_torch_model
+    from knobcap.models import bridge
+    from knobcap.training.run import Run
 
-    model = load_torch_model(load_model_file(run / MODEL_FILE))
+    model = bridge.load(Run(run).model_path)
     controls = data.controls  # type: ignore[attr-defined]
     rate = data.sample_rate  # type: ignore[attr-defined]
     _, clip = di_clips(None, rate, seconds)[0]

@@ -78,6 +78,21 @@ def test_history_json_and_bad_files(tmp_path):
     assert "history.json" in notes[0]
 
 
+def test_plan_and_model_are_read_by_their_own_readers(tmp_path):
+    run_dir = make_run(tmp_path)
+    run = load_run(run_dir)
+    assert run.architecture == "wavenet" and run.sample_rate == RATE and run.controls is not None
+    plan = tmp_path / "plan.csv"
+    plan.write_text(plan.read_text().replace(",holdout\n", ",maybe\n", 1))  # read_plan refuses the role
+    model = run_dir / "model.knobcap"
+    model.write_text(model.read_text().replace('"knobcap-model"', '"something-else"'))  # the reader checks
+    run = load_run(run_dir)
+    assert any("plan.csv" in n and "maybe" in n for n in run.notes)
+    assert any("model.knobcap could not be read" in n for n in run.notes)
+    assert run.architecture == "" and run.controls is not None  # the controls then come from the session
+    assert {r.role for r in run.rows} == {"train", "anchor", "holdout"}  # from metrics.json
+
+
 def test_missing_run_folder_is_a_clear_error(tmp_path):
     with pytest.raises(ReportError, match="no such run folder"):
         load_run(tmp_path / "nope")

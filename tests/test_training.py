@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,18 +13,16 @@ import pytest
 import torch
 
 from knobcap.controls import Controls, Knob, Switch
+from knobcap.metrics import EvaluationError, esr
 from knobcap.models.base import create_model
+from knobcap.models.bridge import load as load_torch_model
+from knobcap.models.bridge import predict
 from knobcap.models.modelfile import load_model_file
+from knobcap.training.config import TrainConfig, TrainingError
 from knobcap.training.data import Take, TrainingData, TrainingDataError, WindowDataset
-from knobcap.training.loop import (
-    TrainConfig,
-    TrainingError,
-    esr,
-    load_torch_model,
-    predict,
-    train,
-)
+from knobcap.training.loop import train
 from knobcap.training.losses import TrainingLoss, esr_per_item
+from knobcap.training.run import Run, RunError
 
 CONTROLS = Controls(knobs=(Knob("drive"),), switches=(Switch("mode", ("a", "b")),))
 TINY_WAVENET = {"arrays": [{"channels": 2, "head_size": 2, "kernel_size": 3, "dilations": [1, 2]},
@@ -65,6 +65,30 @@ def test_config_is_json_able_and_checked() -> None:
     with pytest.raises(TrainingError, match="STFT"):
         TrainConfig.from_dict({"segment_length": 1000, "mrstft_weight": 1e-3, "mrstft_fft_sizes": [2048]})
     assert config.model_config(3)["n_controls"] == 3
+
+
+_BLOCK_TORCH = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "lightning"):
+            raise ImportError("blocked: " + name)
+sys.meta_path.insert(0, Block())
+"""
+
+
+@pytest.mark.parametrize("module", ["knobcap.training.config", "knobcap.training.run"])
+def test_torch_free_modules_import_with_torch_blocked(module: str) -> None:
+    code = _BLOCK_TORCH + f"""
+import {module}
+try:
+    import torch
+except ImportError:
+    print("torch blocked")
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "torch blocked"
 
 
 def test_esr_loss_matches_its_formula_and_keeps_the_level() -> None:
@@ -263,3 +287,62 @@ def test_knobcap_train_on_a_session_folder_then_resume(tmp_path: Path) -> None:
     assert not (session / "runs" / "r2").exists()
     missing = runner.invoke(app, ["train", str(tmp_path / "nowhere")])
     assert missing.exit_code == 1 and "nowhere" in missing.output.replace("\n", "")
+
+
+def test_a_silent_take_is_refused_before_training_and_esr_refuses_a_silent_target(tmp_path: Path) -> None:
+    with pytest.raises(EvaluationError, match="silent"):
+        esr(np.ones(8), np.zeros(8))  # one definition: no 1e-20 floor that would print a huge ESR
+    data = make_data()
+    data.takes[3].audio = np.zeros_like(data.takes[3].audio)  # the held-out take
+    with pytest.raises(TrainingDataError, match=r"take04.*silent"):
+        train(data, tiny_config(), tmp_path / "silent", progress=False)
+    assert not (tmp_path / "silent").exists()
+    data = make_data()
+    v0, v1 = data.val_span
+    data.takes[0].audio[v0:v1] = 0.0  # silent only where a trained take is scored
+    with pytest.raises(TrainingDataError, match=r"take01.*silent"):
+        train(data, tiny_config(), tmp_path / "silent2", progress=False)
+
+
+def test_the_run_folder_names_every_file_and_reads_them(tmp_path: Path) -> None:
+    run = Run.in_session(tmp_path / "session", "r1")
+    assert run.path == tmp_path / "session" / "runs" / "r1" and run.name == "r1"
+    names = {run.model_path.name, run.config_path.name, run.log_path.name, run.summary_path.name,
+             run.metrics_path.name, run.report_path.name, run.last_checkpoint.name, run.cache_dir.name}
+    assert names == {"model.knobcap", "config.json", "train_log.csv", "summary.json", "metrics.json",
+                     "report.html", "last.ckpt", "cache"}
+    assert run.last_checkpoint.parent == run.path / "checkpoints"
+    assert run.read_config() is None and run.read_log() == [] and not run.is_trained()
+    run.path.mkdir(parents=True)
+    run.write_log(["epoch", "loss"], [{"epoch": 1, "loss": "0.5"}, {"epoch": 2}])
+    assert run.read_log() == [{"epoch": "1", "loss": "0.5"}, {"epoch": "2", "loss": ""}]
+    run.config_path.write_text("{not json", encoding="utf-8")
+    with pytest.raises(RunError, match=r"config\.json: not valid JSON"):
+        run.read_config()
+    run.config_path.write_text(json.dumps({"session": "../../elsewhere"}), encoding="utf-8")
+    assert run.session_dir() == (run.path / "../../elsewhere").resolve()
+    run.config_path.write_text(json.dumps(tiny_config().to_dict()), encoding="utf-8")
+    assert run.session_dir() == (tmp_path / "session").resolve()
+    assert Run.find(tmp_path / "session", "r1").path == run.path
+    assert Run.find(tmp_path / "session", run.path).path == run.path
+
+
+_SPELLS_RUN_FILES = {"cli.py"}  # its eval command prints RUN/metrics.json by name: to move to Run
+
+
+def test_no_module_but_the_run_folder_spells_its_file_names() -> None:
+    import ast
+
+    import knobcap
+
+    names = {Run.MODEL, Run.CONFIG, Run.LOG, Run.SUMMARY, Run.METRICS, Run.REPORT, Run.LAST_CHECKPOINT,
+             *Run.HISTORY_FILES}
+    root = Path(knobcap.__file__).parent
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if path == root / "training" / "run.py" or path.relative_to(root).as_posix() in _SPELLS_RUN_FILES:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and node.value in names:
+                found.append(f"{path.relative_to(root)}:{node.lineno} {node.value}")
+    assert not found, "use knobcap.training.run.Run instead: " + ", ".join(found)

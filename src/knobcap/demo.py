@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from knobcap.fileio import write_json_atomic
+from knobcap.training.run import Run
 
 MARKER = ".knobcap-demo"
 DEVICE = "ts808"
@@ -32,7 +33,7 @@ class DemoConfig:
     """The sizes of a demo capture (a full one fits 15 minutes on 2 CPU cores).
 
     ``takes``: planned takes in all (``None``: the design's default size); ``training``: fields of
-    :class:`knobcap.training.loop.TrainConfig` (``max_minutes`` bounds the training time on any machine).
+    :class:`knobcap.training.config.TrainConfig` (``max_minutes`` bounds the training time on any machine).
     Training uses one thread: on a 2-core machine shared with anything else, two torch threads were
     measured 5x slower per step (7.98 s against 1.57 s for 16 windows of 8192 samples).
     """
@@ -175,21 +176,22 @@ def run_demo(directory: str | Path, config: DemoConfig, console: Console | None 
     from knobcap.evaluation.report import write_report
 
     report_path = write_report(run_dir)
-    return DemoResult(directory, run_dir, run_dir / "model.knobcap", run_dir / "metrics.json", metrics,
-                      resumed, report_path)
+    run = Run(run_dir)
+    return DemoResult(directory, run_dir, run.model_path, run.metrics_path, metrics, resumed, report_path)
 
 
 def train_step(directory: Path, config: DemoConfig, say: Say) -> Path:
     """Train the demo's run (``runs/demo``): reuse a finished one, resume an interrupted one."""
-    from knobcap.training.loop import TrainConfig, train_session
+    from knobcap.training.config import TrainConfig
+    from knobcap.training.loop import train_session
 
-    runs = directory / "runs"
+    runs = Run.runs_dir(directory)
     earlier = sorted((p for p in runs.glob(f"{RUN_NAME}*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
     run_dir = earlier[-1] if earlier else runs / RUN_NAME
-    if (run_dir / "summary.json").is_file() and (run_dir / "model.knobcap").is_file():
+    if Run(run_dir).is_trained():
         say(f"train: reusing the trained model in {run_dir}")
         return run_dir
-    last = run_dir / "checkpoints" / "last.ckpt"
+    last = Run(run_dir).last_checkpoint
     train_config = TrainConfig.from_dict({**config.training, "seed": config.seed}, "demo settings")
     minutes = train_config.max_minutes
     budget = f" (at most {minutes:g} min)" if minutes else ""

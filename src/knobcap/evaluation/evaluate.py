@@ -35,6 +35,7 @@ import numpy as np
 from knobcap.controls import Controls, Knob, Setting
 from knobcap.fileio import read_wav, write_json_atomic, write_wav_atomic
 from knobcap.metrics import VERDICTS, EvaluationError, esr, verdict
+from knobcap.training.run import Run, RunError
 
 METRICS_FORMAT = "knobcap-metrics"
 METRICS_VERSION = 1
@@ -336,28 +337,12 @@ def _finite(value: object) -> object:
 
 # ------------------------------------------------------------------------------------------ a model
 def torch_predictor(model: object, controls: Controls, chunk: int = 1 << 17) -> Predictor:
-    """A :data:`Predictor` over a torch parametric model (``forward(x (B, T), c (B, C))``).
-
-    The input is left-padded with ``receptive_field - 1`` zeros so that the output has the input's
-    length. A convolutional model (receptive field > 1) runs in time chunks of ``chunk`` samples that
-    overlap by the receptive field, which gives the same samples as one pass with less memory.
-    """
-    import torch
-
-    rf = int(model.receptive_field)  # type: ignore[attr-defined]
+    """A :data:`Predictor` over a torch parametric model: every setting in one batch, padded and chunked
+    by :func:`knobcap.models.bridge.predict_settings` (the output has the input's length)."""
+    from knobcap.models.bridge import predict_settings
 
     def predict(x: np.ndarray, settings: Sequence[Setting]) -> np.ndarray:
-        c = torch.from_numpy(controls.to_matrix(settings))
-        padded = np.concatenate([np.zeros(rf - 1, np.float32), np.asarray(x, np.float32)])
-        step = len(x) if rf == 1 else max(chunk, rf)
-        pieces = []
-        with torch.no_grad():
-            for first in range(0, len(x), max(step, 1)):
-                part = torch.from_numpy(padded[first:first + step + rf - 1].copy())
-                pieces.append(model(part[None].expand(len(settings), -1), c).numpy())  # type: ignore[operator]
-        if not pieces:
-            return np.zeros((len(settings), 0), np.float32)
-        return np.concatenate(pieces, axis=1)
+        return predict_settings(model, x, controls.to_matrix(settings), chunk)  # type: ignore[arg-type]
 
     return predict
 
@@ -387,43 +372,21 @@ def model_predictor(model_file: object) -> Predictor:
 
     if model_file.architecture in supported_architectures():  # type: ignore[attr-defined]
         return engine_predictor(model_file)
-    return torch_predictor(load_torch_model(model_file), model_file.controls)  # type: ignore[attr-defined]
+    from knobcap.models import bridge
 
-
-def load_torch_model(model_file: object) -> object:
-    """The torch network of a loaded ``model.knobcap`` (:class:`knobcap.models.modelfile.ModelFile`)."""
-    import torch
-
-    from knobcap.models.base import create_model
-
-    model = create_model(model_file.architecture, model_file.config)  # type: ignore[attr-defined]
-    weights = {name: torch.from_numpy(np.array(w, dtype=np.float32))
-               for name, w in model_file.weights.items()}  # type: ignore[attr-defined]
-    model.load_state_dict(weights, strict=True)
-    model.eval()
-    return model
+    return torch_predictor(bridge.load(model_file), model_file.controls)  # type: ignore[arg-type, attr-defined]
 
 
 # -------------------------------------------------------------------------------------- a run folder
-MODEL_NAME = "model.knobcap"
-CONFIG_NAME = "config.json"
-METRICS_NAME = "metrics.json"
 VALIDATION_SEGMENT = "validation_2"
 
 
 def run_session_root(run: Path) -> Path:
-    """The session folder of a run: ``config.json``'s ``"session"`` (relative to the run folder or
-    absolute), else the folder two levels up (``DIR/runs/<run>``)."""
-    config_path = run / CONFIG_NAME
-    if config_path.is_file():
-        try:
-            config = json.loads(config_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise EvaluationError(f"{config_path}: not valid JSON ({error}); train the run again.") from None
-        if isinstance(config, dict) and isinstance(config.get("session"), str):
-            root = Path(config["session"])
-            return root if root.is_absolute() else (run / root).resolve()
-    return run.resolve().parent.parent
+    """The session folder of a run (:meth:`knobcap.training.run.Run.session_dir`)."""
+    try:
+        return Run(run).session_dir()
+    except RunError as error:
+        raise EvaluationError(f"{error}; train the run again.") from None
 
 
 def session_device(root: Path) -> str | None:
@@ -447,17 +410,17 @@ def evaluate_run(run: str | Path, device: str | None = None, grid: int = 6,
     no device): also the dense ``grid`` (levels per knob, every switch combination) on the validation
     segment, and the DI clips (``di``: a WAV or a folder; ``None``: the bundled clip) rendered at
     ``di_settings`` seeded random settings. Device renders are cached in ``cache_dir`` (default
-    ``RUN/cache``; runs of one session may share a folder).
+    the run's ``cache/``; runs of one session may share a folder).
     """
     from knobcap.capture.session import Session
-    from knobcap.models.modelfile import load_model_file
 
     run = Path(run)
-    model_path = run / MODEL_NAME
+    folder = Run(run)
+    model_path = folder.model_path
     if not model_path.is_file():
-        raise EvaluationError(f"{run}: no {MODEL_NAME} in this run folder; run 'knobcap train' first, "
+        raise EvaluationError(f"{run}: no {Run.MODEL} in this run folder; run 'knobcap train' first, "
                               "or give the folder that holds the model.")
-    model_file = load_model_file(model_path)
+    model_file = folder.read_model()
     controls = model_file.controls
     rate = int(model_file.sample_rate)
     session = Session.open(run_session_root(run))
@@ -482,7 +445,7 @@ def evaluate_run(run: str | Path, device: str | None = None, grid: int = 6,
     held = [(t.take, dict(t.setting), t.role) for t in plan if t.role == "holdout"]
     training = [s for _, s, _ in seen]
     doc: dict[str, object] = {
-        "run": str(run), "model": MODEL_NAME, "session": str(session.root), "device": device,
+        "run": str(run), "model": Run.MODEL, "session": str(session.root), "device": device,
         "sample_rate": rate,
         "segment": {"name": segment.name, "start": segment.start, "stop": segment.stop,
                     "seconds": (segment.stop - segment.start) / rate},
@@ -504,7 +467,7 @@ def evaluate_run(run: str | Path, device: str | None = None, grid: int = 6,
             raise EvaluationError(
                 f"device {device!r} has controls {', '.join(dev.controls.names)} but the model has "
                 f"{', '.join(controls.names)}; pass the device the session was recorded with.")
-        cache = RenderCache(Path(cache_dir) if cache_dir is not None else run / "cache")
+        cache = RenderCache(Path(cache_dir) if cache_dir is not None else folder.cache_dir)
         grid_rows = evaluate_against_device(
             predict, dev, controls, audio, rate, dense_grid(controls, grid), segment.start, segment.stop,
             training, cache, progress=progress, task="dense grid")
@@ -525,7 +488,7 @@ def evaluate_run(run: str | Path, device: str | None = None, grid: int = 6,
     doc["headline"] = headline
     doc = metrics_document(**doc)
     if write:
-        write_metrics(run / METRICS_NAME, doc)
+        write_metrics(folder.metrics_path, doc)
     return doc
 
 

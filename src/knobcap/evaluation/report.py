@@ -27,15 +27,16 @@ from typing import Any
 import numpy as np
 
 from knobcap import __version__, metrics
+from knobcap.capture.session import CONTROLS_FILE, PLAN_FILE, read_plan
 from knobcap.controls import Controls, ControlsError, Knob
 from knobcap.evaluation import plots
 from knobcap.fileio import write_text_atomic
+from knobcap.models.modelfile import ModelFileError
+from knobcap.training.run import Run, RunError
 
-REPORT_NAME = "report.html"
 EXCERPT_SECONDS = 6.0
 PREROLL_SECONDS = 0.5
 MAX_EXAMPLES = 3  # held-out settings with listening examples (worst, median, best)
-HISTORY_FILES = ("train_log.csv", "history.csv", "history.json", "train_history.json")
 
 
 class ReportError(ValueError):
@@ -81,12 +82,13 @@ class RunData:
 
 
 def _read_json(path: Path, notes: list[str]) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
+    """A JSON object of a run folder; a missing file is ``{}``, an unreadable one ``{}`` and a note."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        notes.append(f"{path.name} could not be read ({error}); it was left out.")
+        data = Run(path.parent).read_json(path)
+    except RunError as error:
+        notes.append(f"{path.name} could not be read ({error.reason}); it was left out.")
+        return {}
+    if data is None:
         return {}
     if not isinstance(data, dict):
         notes.append(f"{path.name} is not a JSON object; it was left out.")
@@ -109,8 +111,8 @@ def read_history(run_dir: Path, notes: list[str] | None = None) -> dict[str, lis
     Non-numeric cells become NaN; non-numeric columns are dropped.
     """
     notes = [] if notes is None else notes
-    for name in HISTORY_FILES:
-        path = run_dir / name
+    for path in Run(run_dir).history_paths():
+        name = path.name
         if not path.is_file():
             continue
         try:
@@ -158,32 +160,23 @@ def _metric_rows(metrics: Mapping[str, Any]) -> Iterable[tuple[str, Mapping[str,
 
 
 def _plan_rows(session_dir: Path, controls: Controls, notes: list[str]) -> dict[str, SettingRow]:
-    """Takes, settings and roles from the session's plan.csv (read directly: no session module needed)."""
-    path = session_dir / "plan.csv"
+    """Takes, settings and roles from the session's plan (:func:`knobcap.capture.session.read_plan`)."""
+    path = session_dir / PLAN_FILE
     if not path.is_file():
         return {}
-    out: dict[str, SettingRow] = {}
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            for record in csv.DictReader(handle):
-                setting = controls.validate_setting(
-                    {n: record[n] for n in controls.names if n in record}, where=str(path))
-                out[record["take"]] = SettingRow(record["take"], setting, record.get("role", "train"), None)
-    except (OSError, KeyError, ValueError, csv.Error) as error:
+        plan = read_plan(path, controls)
+    except (OSError, ValueError, csv.Error) as error:
         notes.append(f"{path} could not be read ({error}); the recorded settings come from metrics.json.")
         return {}
-    return out
+    return {t.take: SettingRow(t.take, dict(t.setting), t.role, None) for t in plan}
 
 
 def session_dir_of(run_dir: Path, config: Mapping[str, Any]) -> Path | None:
-    """The session folder of a run: ``config.json``'s ``session`` entry, else ``run_dir/../..``."""
-    candidates = []
-    if isinstance(config.get("session"), str):
-        given = Path(config["session"])
-        candidates.append(given if given.is_absolute() else (run_dir / given))
-    candidates.append(run_dir.parent.parent)
-    for candidate in candidates:
-        if (candidate / "controls.toml").is_file() or (candidate / "plan.csv").is_file():
+    """The session folder of a run (:meth:`knobcap.training.run.Run.session_candidates`): the first
+    candidate that holds a controls.toml or a plan.csv, else ``None``."""
+    for candidate in Run(run_dir).session_candidates(config):
+        if (candidate / CONTROLS_FILE).is_file() or (candidate / PLAN_FILE).is_file():
             return candidate.resolve()
     return None
 
@@ -194,34 +187,35 @@ def load_run(run_dir: str | Path) -> RunData:
     if not run_dir.is_dir():
         raise ReportError(f"{run_dir}: no such run folder; give a folder under SESSION/runs/.")
     run = RunData(run_dir=run_dir)
-    model_path = run_dir / "model.knobcap"
-    if model_path.is_file():
-        run.model_path = model_path
-        data = _read_json(model_path, run.notes)
+    folder = Run(run_dir)
+    if folder.model_path.is_file():
+        run.model_path = folder.model_path
         try:
-            run.controls = Controls.from_dict(data.get("controls", {}), source=model_path)
-        except ControlsError as error:
-            run.notes.append(f"the controls in model.knobcap are unreadable ({error}).")
-        run.architecture = str(data.get("architecture", ""))
-        run.sample_rate = int(data["sample_rate"]) if isinstance(data.get("sample_rate"), int) else None
-        run.model_meta = data.get("metadata", {}) if isinstance(data.get("metadata"), dict) else {}
+            model = folder.read_model()
+        except ModelFileError as error:
+            run.notes.append(f"{Run.MODEL} could not be read ({error}); it was left out.")
+        else:
+            run.controls = model.controls
+            run.architecture = model.architecture
+            run.sample_rate = int(model.sample_rate)
+            run.model_meta = dict(model.metadata)
     else:
-        run.notes.append("no model.knobcap in the run folder: run 'knobcap train' (no listening examples).")
-    run.metrics = _read_json(run_dir / "metrics.json", run.notes)
+        run.notes.append(f"no {Run.MODEL} in the run folder: run 'knobcap train' (no listening examples).")
+    run.metrics = _read_json(folder.metrics_path, run.notes)
     if not run.metrics:
-        run.notes.append("no metrics.json: run 'knobcap eval RUN' for ESRs, the map and the table.")
-    run.config = _read_json(run_dir / "config.json", run.notes)
-    run.summary = _read_json(run_dir / "summary.json", run.notes)
+        run.notes.append(f"no {Run.METRICS}: run 'knobcap eval RUN' for ESRs, the map and the table.")
+    run.config = _read_json(folder.config_path, run.notes)
+    run.summary = _read_json(folder.summary_path, run.notes)
     run.history = read_history(run_dir, run.notes)
     if not run.history:
-        run.notes.append("no training history (train_log.csv) in the run folder: no training curves.")
+        run.notes.append(f"no training history ({Run.LOG}) in the run folder: no training curves.")
 
     session_dir = session_dir_of(run_dir, run.config)
     if run.controls is None and session_dir is not None:
         try:
             from knobcap.controls import load_controls
 
-            run.controls = load_controls(session_dir / "controls.toml")
+            run.controls = load_controls(session_dir / CONTROLS_FILE)
         except ControlsError as error:
             run.notes.append(str(error))
     if run.controls is None:
@@ -624,5 +618,5 @@ def write_report(run_dir: str | Path, output: str | Path | None = None, *, rende
         setting = held[0].setting if held else (run.controls or renderer.controls).default_setting()
         di = di_example(run, renderer, setting, notes, di_clip)
     text = build_html(run, examples, di, notes)
-    path = Path(output) if output is not None else run.run_dir / REPORT_NAME
+    path = Path(output) if output is not None else Run(run.run_dir).report_path
     return write_text_atomic(path, text)

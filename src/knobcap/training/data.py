@@ -89,6 +89,12 @@ class TrainingData:
         v0, v1 = self.val_span
         if not 0 <= v0 < v1 <= len(self.x):
             raise TrainingDataError(f"{where}: the validation span {self.val_span} is outside the signal.")
+        for take in self.takes:  # ESR (knobcap.metrics.esr) is undefined on a silent target
+            first, last = (max(start, context), len(self.x)) if take.role == "holdout" else (v0, v1)
+            if not np.any(take.audio[first:last]):
+                raise TrainingDataError(
+                    f"{where}: take {take.name!r} is silent on samples {first}..{last}, where its ESR is "
+                    "measured; check the device's output and record the take again.")
 
     @classmethod
     def from_session(cls, root: str | Path) -> TrainingData:

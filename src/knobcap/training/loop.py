@@ -1,9 +1,9 @@
-"""Training a parametric model on a session: config, Lightning module, run folder, resume, predict.
+"""Training a parametric model on a session: Lightning module, run folder writing, resume, final evaluation.
 
-A run folder ``runs/<name>/`` holds ``config.json`` (the :class:`TrainConfig`), ``checkpoints/``
-(Lightning ``last.ckpt`` every epoch and the best one: our own files, for ``--resume``),
-``train_log.csv`` (one row an epoch: losses and ESR per take), ``model.knobcap`` (the user-facing
-model, rewritten each epoch from the best weights so far) and ``summary.json``.
+Training writes the run folder (:class:`knobcap.training.run.Run`, which names its files): the
+:class:`TrainConfig`, Lightning checkpoints every epoch and of the best one (our own files, for
+``--resume``), the training log (one row an epoch: losses and ESR per take), the user-facing model file
+(rewritten each epoch from the best weights so far) and the summary.
 
 Recipe: batches of random windows from random training takes (settings mix in every batch); loss
 = ESR with pre-emphasis + a small multi-resolution STFT term (both optional); Adam with a short warm-up
@@ -20,13 +20,12 @@ honest.
 from __future__ import annotations
 
 import copy
-import csv
 import math
 import os
 import time
 import warnings
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,162 +36,18 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from knobcap import __version__
-from knobcap.controls import Controls
-from knobcap.fileio import write_json_atomic, write_text_atomic
-from knobcap.models.architectures import default_config
+from knobcap.fileio import write_json_atomic
+from knobcap.metrics import esr
 from knobcap.models.base import ParametricModel, create_model
-from knobcap.models.modelfile import ModelFile, save_model_file
+from knobcap.models.bridge import model_file_from, predict
+from knobcap.models.modelfile import save_model_file
+from knobcap.training.config import TrainConfig, TrainingError
 from knobcap.training.data import TrainingData, TrainingDataError, WindowDataset, validation_items
 from knobcap.training.losses import TrainingLoss
+from knobcap.training.run import Run, RunError
 
-MODEL_FILE = "model.knobcap"
-CONFIG_FILE = "config.json"
-LOG_FILE = "train_log.csv"
-SUMMARY_FILE = "summary.json"
-LAST_CHECKPOINT = "last.ckpt"
-LR_SCHEDULES = ("exponential", "cosine")
 _HARMLESS_WARNINGS = (".*LeafSpec.*", ".*Checkpoint directory .* exists and is not empty.*",
                       ".*does not have many workers.*")
-
-
-class TrainingError(ValueError):
-    """Training cannot start or resume; the message says what to do."""
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run (JSON-able through :meth:`to_dict`)."""
-
-    architecture: str = "wavenet"
-    model: dict[str, Any] = field(default_factory=dict)  # architecture config; {} = the default
-    seed: int = 0
-    epochs: int = 100
-    steps_per_epoch: int = 100  # validation (every epoch) then costs about a tenth of the time
-    batch_size: int = 8
-    segment_length: int = 4096  # scored samples per window (the receptive field comes on top)
-    recurrent_warmup: int = 2048  # unscored leading samples for a recurrent model
-    lr: float = 6e-3
-    lr_decay: float = 0.9  # per epoch (lr_schedule "exponential")
-    # "cosine": to lr * lr_final over the epochs or max_minutes. Measured (benchmarks/training_recipe.py,
-    # 8 min): cosine + lr 1e-2 + plain ESR halves held-out-time ESR but did not help held-out settings.
-    lr_schedule: str = "exponential"
-    lr_final: float = 0.05  # the cosine schedule's last lr, as a fraction of lr
-    warmup_steps: int = 10
-    pre_emphasis: float = 0.85  # as NAM; 0 = plain ESR, the figure evaluation reports
-    mrstft_weight: float = 2e-3  # 0: no spectral term (about 15% cheaper a step)
-    esr_floor: float = 0.2  # a window's energy counts as at least this fraction of the batch mean
-    mrstft_fft_sizes: list[int] = field(default_factory=lambda: [1024, 2048, 512])
-    gradient_clip: float | None = 1.0
-    # > 0: validate, select and save an exponential moving average of the weights (measured with FiLM
-    # and warps: dense-grid median ESR 0.053 -> 0.047; held-out-time ESR stops swinging between epochs)
-    ema_decay: float = 0.998
-    control_noise: float = 0.0  # std of Gaussian noise added to the setting vector of each training window
-    val_max_seconds: float | None = 2.0  # per take and epoch; the final report uses everything
-    max_minutes: float | None = None
-    threads: int | None = None  # CPU threads; None = min(cores, 8)
-    accelerator: str = "cpu"
-    devices: int | str = 1
-    strategy: str = "auto"
-    precision: str = "32-true"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: str = "config") -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise TrainingError(f"{source}: unknown training option(s) {', '.join(unknown)}; "
-                                f"known: {', '.join(sorted(known))}.")
-        config = cls(**dict(data))
-        config.validate(source)
-        return config
-
-    def validate(self, source: str = "config") -> None:
-        positive = ("epochs", "steps_per_epoch", "batch_size", "segment_length")
-        for name in positive:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise TrainingError(f"{source}: {name} must be a positive integer, got {value!r}.")
-        if not (self.lr > 0 and 0 < self.lr_decay <= 1):
-            raise TrainingError(f"{source}: lr must be > 0 and lr_decay in (0, 1].")
-        if not 0 <= self.ema_decay < 1 or self.control_noise < 0:
-            raise TrainingError(f"{source}: ema_decay must be in [0, 1) and control_noise >= 0, got "
-                                f"{self.ema_decay!r} and {self.control_noise!r}.")
-        if self.lr_schedule not in LR_SCHEDULES or not 0 <= self.lr_final <= 1:
-            raise TrainingError(f"{source}: lr_schedule must be one of {', '.join(LR_SCHEDULES)} and "
-                                f"lr_final in [0, 1], got {self.lr_schedule!r} and {self.lr_final!r}.")
-        if self.mrstft_weight > 0 and max(self.mrstft_fft_sizes) > self.segment_length:
-            raise TrainingError(
-                f"{source}: segment_length {self.segment_length} is shorter than the largest STFT "
-                f"size {max(self.mrstft_fft_sizes)}; lengthen it or set mrstft_weight to 0.")
-
-    def model_config(self, n_controls: int) -> dict[str, Any]:
-        config = dict(self.model) if self.model else default_config(self.architecture, n_controls)
-        config["n_controls"] = n_controls
-        return config
-
-
-# ------------------------------------------------------------------------------------ inference
-def load_torch_model(model_file: ModelFile) -> ParametricModel:
-    """Build the torch model of a loaded model file (architecture + config + numpy weights)."""
-    model = create_model(model_file.architecture, model_file.config)
-    state = {name: torch.from_numpy(np.array(w, dtype=np.float32)) for name, w in model_file.weights.items()}
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        raise TrainingError(f"the weights do not fit architecture {model_file.architecture!r}: "
-                            f"{error}") from None
-    return model.eval()
-
-
-def model_file_from(model: ParametricModel, controls: Controls, sample_rate: int,
-                    metadata: Mapping[str, Any] | None = None) -> ModelFile:
-    """The :class:`ModelFile` of a torch model (weights copied to float32 numpy)."""
-    weights = {k: v.detach().cpu().numpy().astype(np.float32).copy() for k, v in model.state_dict().items()}
-    return ModelFile(architecture=model.architecture, config=dict(model.config), controls=controls,
-                     sample_rate=int(sample_rate), weights=weights, metadata=dict(metadata or {}))
-
-
-def predict(model: ParametricModel, audio: np.ndarray, setting_vector: np.ndarray,
-            chunk: int = 1 << 17) -> np.ndarray:
-    """Run ``model`` over ``audio`` at a setting; the output aligns sample for sample with the input.
-
-    The start is padded with ``receptive_field - 1`` zeros. ``setting_vector`` is ``(C,)`` (held)
-    or ``(C, T)`` (automation, one column a sample). A convolutional model runs in chunks that
-    overlap by the receptive field (same samples as one pass, less memory).
-    """
-    x = np.asarray(audio, dtype=np.float32)
-    if x.ndim != 1:
-        raise ValueError(f"audio must be mono (1-D), got shape {x.shape}.")
-    vector = np.asarray(setting_vector, dtype=np.float32)
-    rf = model.receptive_field
-    padded = np.concatenate([np.zeros(rf - 1, np.float32), x])
-    if vector.ndim == 2:
-        if vector.shape[1] != len(x):
-            raise ValueError(f"automation has {vector.shape[1]} columns but the audio {len(x)} samples.")
-        vector = np.concatenate([np.repeat(vector[:, :1], rf - 1, axis=1), vector], axis=1)
-    step = len(x) if rf == 1 else max(int(chunk), 1)
-    pieces = []
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        for first in range(0, len(x), max(step, 1)):
-            part = torch.from_numpy(np.ascontiguousarray(padded[first:first + step + rf - 1]))
-            if vector.ndim == 2:
-                c = torch.from_numpy(np.ascontiguousarray(vector[:, first:first + step + rf - 1]))[None]
-            else:
-                c = torch.from_numpy(vector)[None]
-            pieces.append(model(part[None], c)[0].numpy())
-    model.train(was_training)
-    return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
-
-
-def esr(y_hat: np.ndarray, y: np.ndarray) -> float:
-    """``sum((y_hat - y)^2) / sum(y^2)``."""
-    y64 = np.asarray(y, dtype=np.float64)
-    return float(np.sum((np.asarray(y_hat, dtype=np.float64) - y64) ** 2) / max(np.sum(y64 ** 2), 1e-20))
 
 
 # ---------------------------------------------------------------------------------- lightning bits
@@ -377,15 +232,11 @@ class TrainResult:
 
 
 class TrainingRun:
-    """One run folder: writes config, log, model file and summary."""
+    """Training's writer of a run folder (:class:`knobcap.training.run.Run`): log rows and model file."""
 
     def __init__(self, data: TrainingData, config: TrainConfig, run_dir: Path) -> None:
-        self.data, self.config, self.run_dir = data, config, Path(run_dir)
+        self.data, self.config, self.run = data, config, Run(run_dir)
         self.names = [t.name for t in data.takes]
-
-    @property
-    def log_path(self) -> Path:
-        return self.run_dir / LOG_FILE
 
     def log_columns(self) -> list[str]:
         cols = ["epoch", "minutes", "lr", "train_loss", "val_time_esr", "heldout_esr_median",
@@ -400,26 +251,14 @@ class TrainingRun:
                   "heldout_esr_median": f"{np.median(held):.6g}" if held else "",
                   "heldout_esr_max": f"{np.max(held):.6g}" if held else ""}
         values.update({f"esr_{n}": f"{v:.6g}" for n, v in zip(self.names, esr_values, strict=True)})
-        rows = self.read_log()
+        rows = self.run.read_log()
         rows = [r for r in rows if int(r["epoch"]) < int(row["epoch"])] + [values]
-        self.write_log(rows)
-
-    def read_log(self) -> list[dict[str, Any]]:
-        if not self.log_path.is_file():
-            return []
-        with self.log_path.open(newline="", encoding="utf-8") as handle:
-            return list(csv.DictReader(handle))
-
-    def write_log(self, rows: list[dict[str, Any]]) -> None:
-        columns = self.log_columns()
-        lines = [",".join(columns)]
-        lines += [",".join(str(r.get(c, "")) for c in columns) for r in rows]
-        write_text_atomic(self.log_path, "\n".join(lines) + "\n")
+        self.run.write_log(self.log_columns(), rows)
 
     def truncate_log(self, epochs_done: int) -> None:
-        rows = [r for r in self.read_log() if int(r["epoch"]) <= epochs_done]
-        if self.log_path.is_file():
-            self.write_log(rows)
+        rows = [r for r in self.run.read_log() if int(r["epoch"]) <= epochs_done]
+        if self.run.log_path.is_file():
+            self.run.write_log(self.log_columns(), rows)
 
     def metadata(self, module: ParametricModule, final: dict[str, Any] | None = None) -> dict[str, Any]:
         data = self.data
@@ -450,7 +289,7 @@ class TrainingRun:
         model.load_state_dict({k: v.detach().cpu() for k, v in state.items()})
         file = model_file_from(model, self.data.controls, self.data.sample_rate,
                                self.metadata(module, final or None))
-        return save_model_file(self.run_dir / MODEL_FILE, file, overwrite=True)
+        return save_model_file(self.run.model_path, file, overwrite=True)
 
 
 def _threads(config: TrainConfig) -> None:
@@ -479,9 +318,10 @@ def train(data: TrainingData, config: TrainConfig, run_dir: str | Path, *, resum
           progress: bool = True) -> TrainResult:
     """Train (or with ``resume``, continue) a run in ``run_dir``; see the module docstring."""
     run_dir = Path(run_dir)
-    config.validate(str(run_dir / CONFIG_FILE))
-    checkpoints = run_dir / "checkpoints"
-    last = checkpoints / LAST_CHECKPOINT
+    folder = Run(run_dir)
+    config.validate(str(folder.config_path))
+    checkpoints = folder.checkpoints_dir
+    last = folder.last_checkpoint
     if resume:
         if not last.is_file():
             raise TrainingError(f"{run_dir}: no checkpoint to resume ({last} is missing); start a new run.")
@@ -528,7 +368,7 @@ def train(data: TrainingData, config: TrainConfig, run_dir: str | Path, *, resum
             f"cannot train with accelerator={config.accelerator!r}, devices={config.devices!r}, "
             f"strategy={config.strategy!r}: {error}. On a CPU-only machine use --accelerator cpu.") from None
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(run_dir / CONFIG_FILE, config.to_dict())
+    write_json_atomic(folder.config_path, config.to_dict())
     train_loader = DataLoader(windows, batch_size=config.batch_size, shuffle=False, num_workers=0,
                               drop_last=True)
     val_loader = DataLoader(_ValidationSet(data, context, items), batch_size=1, shuffle=False)
@@ -542,7 +382,7 @@ def train(data: TrainingData, config: TrainConfig, run_dir: str | Path, *, resum
         trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume else None)
 
     if not trainer.is_global_zero:
-        return TrainResult(run_dir, run_dir / MODEL_FILE, trainer.current_epoch, module.best_epoch + 1,
+        return TrainResult(run_dir, folder.model_path, trainer.current_epoch, module.best_epoch + 1,
                            {}, {}, module.elapsed_minutes())
     best = create_model(config.architecture, model.config)
     best.load_state_dict(module.best_state if module.best_state is not None
@@ -559,7 +399,7 @@ def train(data: TrainingData, config: TrainConfig, run_dir: str | Path, *, resum
                "heldout_esr_max": max(final["heldout_esr"].values()) if final["heldout_esr"] else None,
                "parameters": int(sum(p.numel() for p in best.parameters())),
                "receptive_field": best.receptive_field, "model": str(path)}
-    write_json_atomic(run_dir / SUMMARY_FILE, summary)
+    write_json_atomic(folder.summary_path, summary)
     return TrainResult(run_dir, path, epochs, module.best_epoch + 1, final["validation_esr"],
                        final["heldout_esr"], minutes)
 
@@ -576,20 +416,22 @@ def train_session(session_dir: str | Path, config: TrainConfig | None = None, ru
     if resume:
         if run is None:
             raise TrainingError("--resume needs the run to continue (its folder name or path).")
-        run_dir = Path(run) if Path(run).is_dir() else session_dir / "runs" / run
-        saved = run_dir / CONFIG_FILE
+        folder = Run.find(session_dir, run)
+        run_dir = folder.path
+        saved = folder.config_path
         if not saved.is_file():
-            raise TrainingError(f"{run_dir}: not a training run (no {CONFIG_FILE}).")
-        import json
-
-        stored = TrainConfig.from_dict(json.loads(saved.read_text(encoding="utf-8")), str(saved))
+            raise TrainingError(f"{run_dir}: not a training run (no {Run.CONFIG}).")
+        try:
+            stored = TrainConfig.from_dict(folder.read_config(), str(saved))
+        except RunError as error:
+            raise TrainingError(f"{error}; start a new run.") from None
         if config is not None:
             stored.epochs = config.epochs
             stored.max_minutes = config.max_minutes
         config = stored
     else:
         config = config or TrainConfig()
-        run_dir = session_dir / "runs" / (run or default_run_name())
+        run_dir = Run.in_session(session_dir, run or default_run_name()).path
     try:
         data = TrainingData.from_session(session_dir)
     except TrainingDataError:

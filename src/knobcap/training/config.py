@@ -1,0 +1,91 @@
+"""The training run's settings: :class:`TrainConfig`, JSON-able and torch-free (the CLI, the demo and
+``--resume`` read and check it without importing torch or Lightning)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from knobcap.models.architectures import default_config
+
+LR_SCHEDULES = ("exponential", "cosine")
+
+
+class TrainingError(ValueError):
+    """Training cannot start or resume; the message says what to do."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (JSON-able through :meth:`to_dict`)."""
+
+    architecture: str = "wavenet"
+    model: dict[str, Any] = field(default_factory=dict)  # architecture config; {} = the default
+    seed: int = 0
+    epochs: int = 100
+    steps_per_epoch: int = 100  # validation (every epoch) then costs about a tenth of the time
+    batch_size: int = 8
+    segment_length: int = 4096  # scored samples per window (the receptive field comes on top)
+    recurrent_warmup: int = 2048  # unscored leading samples for a recurrent model
+    lr: float = 6e-3
+    lr_decay: float = 0.9  # per epoch (lr_schedule "exponential")
+    # "cosine": to lr * lr_final over the epochs or max_minutes. Measured (benchmarks/training_recipe.py,
+    # 8 min): cosine + lr 1e-2 + plain ESR halves held-out-time ESR but did not help held-out settings.
+    lr_schedule: str = "exponential"
+    lr_final: float = 0.05  # the cosine schedule's last lr, as a fraction of lr
+    warmup_steps: int = 10
+    pre_emphasis: float = 0.85  # as NAM; 0 = plain ESR, the figure evaluation reports
+    mrstft_weight: float = 2e-3  # 0: no spectral term (about 15% cheaper a step)
+    esr_floor: float = 0.2  # a window's energy counts as at least this fraction of the batch mean
+    mrstft_fft_sizes: list[int] = field(default_factory=lambda: [1024, 2048, 512])
+    gradient_clip: float | None = 1.0
+    # > 0: validate, select and save an exponential moving average of the weights (measured with FiLM
+    # and warps: dense-grid median ESR 0.053 -> 0.047; held-out-time ESR stops swinging between epochs)
+    ema_decay: float = 0.998
+    control_noise: float = 0.0  # std of Gaussian noise added to the setting vector of each training window
+    val_max_seconds: float | None = 2.0  # per take and epoch; the final report uses everything
+    max_minutes: float | None = None
+    threads: int | None = None  # CPU threads; None = min(cores, 8)
+    accelerator: str = "cpu"
+    devices: int | str = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "config") -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise TrainingError(f"{source}: unknown training option(s) {', '.join(unknown)}; "
+                                f"known: {', '.join(sorted(known))}.")
+        config = cls(**dict(data))
+        config.validate(source)
+        return config
+
+    def validate(self, source: str = "config") -> None:
+        positive = ("epochs", "steps_per_epoch", "batch_size", "segment_length")
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise TrainingError(f"{source}: {name} must be a positive integer, got {value!r}.")
+        if not (self.lr > 0 and 0 < self.lr_decay <= 1):
+            raise TrainingError(f"{source}: lr must be > 0 and lr_decay in (0, 1].")
+        if not 0 <= self.ema_decay < 1 or self.control_noise < 0:
+            raise TrainingError(f"{source}: ema_decay must be in [0, 1) and control_noise >= 0, got "
+                                f"{self.ema_decay!r} and {self.control_noise!r}.")
+        if self.lr_schedule not in LR_SCHEDULES or not 0 <= self.lr_final <= 1:
+            raise TrainingError(f"{source}: lr_schedule must be one of {', '.join(LR_SCHEDULES)} and "
+                                f"lr_final in [0, 1], got {self.lr_schedule!r} and {self.lr_final!r}.")
+        if self.mrstft_weight > 0 and max(self.mrstft_fft_sizes) > self.segment_length:
+            raise TrainingError(
+                f"{source}: segment_length {self.segment_length} is shorter than the largest STFT "
+                f"size {max(self.mrstft_fft_sizes)}; lengthen it or set mrstft_weight to 0.")
+
+    def model_config(self, n_controls: int) -> dict[str, Any]:
+        config = dict(self.model) if self.model else default_config(self.architecture, n_controls)
+        config["n_controls"] = n_controls
+        return config
