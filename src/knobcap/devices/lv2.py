@@ -25,10 +25,9 @@ Plugins with an LFO (tremolo, flanger, tape) start at the same phase in every ta
 Latency: lv2apply neither compensates a plugin's reported latency nor reports it (its control
 outputs are connected but never read), and plugins delay their output without reporting it at all
 (Guitarix's DS-1: 31 samples at 48 kHz). So the output is returned as the host renders it, late by the
-plugin's delay, like a real pedal's, and :func:`knobcap.devices.delay.measure_delay` measures that
-delay. With ``compensate=True`` the device measures it itself (once per sample rate, at the default
-setting), feeds that many samples of silence after the input and returns the output moved earlier by
-it: aligned with the input and of the same length.
+plugin's delay, like a real pedal's: :func:`knobcap.devices.delay.measure_delay` measures that delay
+(as for any device) and ``knobcap.capture.latency.align`` removes it. Inside a session ``check``'s
+blip calibration aligns every take anyway.
 
 Host limits (lv2apply 0.24): no host features at all (no ``urid:map``, no ``worker:schedule``), and only
 audio and control ports. A plugin with atom or CV ports is refused before any render; one that needs
@@ -155,7 +154,7 @@ class Lv2Device:
 
     ``select``: names of the controls to capture (all musical controls when None); ``fixed``: values
     for other controls (the plugin's defaults otherwise); ``channel``: the output read from a plugin
-    with several; ``compensate``: measure the plugin's delay and return aligned output;
+    with several;
     ``preroll_s``: seconds of silence rendered (and dropped) before every take, while the plugin settles;
     ``timeout_s``: per render (default: ``MIN_TIMEOUT_S`` + duration / ``SLOWEST_REALTIME``);
     ``plugin``: a description already read (tests, or to skip ``lv2info``).
@@ -163,7 +162,7 @@ class Lv2Device:
 
     def __init__(self, uri: str, select: Sequence[str] | None = None,
                  fixed: Mapping[str, object] | None = None, *, channel: int = 0,
-                 compensate: bool = False, timeout_s: float | None = None,
+                 timeout_s: float | None = None,
                  preroll_s: float = PREROLL_S, plugin: PluginInfo | None = None) -> None:
         uri = uri[len(PREFIX):] if uri.startswith(PREFIX) else uri
         self.uri = uri
@@ -191,10 +190,8 @@ class Lv2Device:
         self.controls: Controls = self.description.controls
         self.name = f"{PREFIX}{uri}"
         self.channel = channel
-        self.compensate = bool(compensate)
         self.timeout_s = timeout_s
         self.preroll_s = float(preroll_s)
-        self._delays: dict[int, int] = {}
 
     def __repr__(self) -> str:
         return f"Lv2Device({self.uri!r}, select={tuple(self.controls.names)!r}, fixed={self.fixed!r})"
@@ -232,42 +229,10 @@ class Lv2Device:
         return y[preroll:]
 
     def process(self, audio: np.ndarray, sample_rate: int, setting: Mapping[str, object]) -> np.ndarray:
-        """Mono float32 output of the same length as ``audio``: output ``channel``, aligned when
-        ``compensate`` is set."""
-        if not self.compensate:
-            return np.ascontiguousarray(self.render(audio, sample_rate, setting)[:, self.channel])
-        x = _check_audio(audio, self.name)
-        shift = self.delay(sample_rate)
-        padded = np.concatenate([x, np.zeros(shift, dtype=np.float32)])
-        return np.ascontiguousarray(self.render(padded, sample_rate, setting)[shift:, self.channel])
+        """Mono float32 output (output ``channel``) of the same length as ``audio``, as rendered."""
+        return np.ascontiguousarray(self.render(audio, sample_rate, setting)[:, self.channel])
 
     __call__ = process
-
-    def delay(self, sample_rate: int) -> int:
-        """The plugin's measured delay in samples at ``sample_rate`` (default setting), measured once."""
-        rate = _check_rate(sample_rate, self.name)
-        if rate not in self._delays:
-            from knobcap.devices.delay import measure_delay
-
-            latency = measure_delay(_Raw(self), rate)
-            if not latency.confident or latency.polarity < 0:
-                problem = latency.reason or "its output is inverted"
-                raise DeviceError(f"{self.name}: cannot measure the plugin's delay at {rate} Hz ({problem}); "
-                                  "use compensate=False and let 'knobcap check' align the takes.")
-            self._delays[rate] = latency.samples
-        return self._delays[rate]
-
-
-class _Raw:
-    """The device without compensation (what :meth:`Lv2Device.delay` measures)."""
-
-    def __init__(self, device: Lv2Device) -> None:
-        self.device = device
-        self.name = device.name
-        self.controls = device.controls
-
-    def process(self, audio: np.ndarray, sample_rate: int, setting: Mapping[str, object]) -> np.ndarray:
-        return np.ascontiguousarray(self.device.render(audio, sample_rate, setting)[:, self.device.channel])
 
 
 def lv2_device(spec: str, **options: object) -> Lv2Device:
