@@ -108,3 +108,25 @@ def test_export_cli_nam_grid_and_proteus(tmp_path, model_path):
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["export", str(model_path), "onnx", str(tmp_path / "x")])
     assert result.exit_code == 1 and "unknown export format" in result.output
+
+
+def test_open_render_is_the_library_side_of_render(tmp_path, model_path):
+    from knobcap.runtime.render import RenderFileError, open_render
+
+    x = np.stack([signal(4410, 3), signal(4410, 4)], axis=1)
+    sf.write(tmp_path / "in.wav", x, 44_100, subtype="FLOAT")
+    job = open_render(model_path, tmp_path / "in.wav", tmp_path / "lib.wav", {"drive": 7, "diodes": "led"})
+    assert job.notes == ["Resampling 44100 Hz -> 48000 Hz (the model's rate) with a polyphase filter, and "
+                         "back afterwards.", "Stereo input: each channel runs through the model on its own."]
+    assert job.total == 2 * 4800
+    seen = []
+    result = job.run(progress=seen.append)
+    assert sum(seen) == job.total and result.channels == 2 and result.sample_rate == 44_100
+    cli = runner.invoke(app, ["render", str(model_path), str(tmp_path / "in.wav"), str(tmp_path / "cli.wav"),
+                              "--set", "drive=7", "--set", "diodes=led"])
+    assert cli.exit_code == 0, cli.output
+    assert np.array_equal(sf.read(tmp_path / "lib.wav")[0], sf.read(tmp_path / "cli.wav")[0])
+    with pytest.raises(RenderFileError, match="never overwrites an input"):
+        open_render(model_path, tmp_path / "in.wav", tmp_path / "in.wav", force=True)
+    with pytest.raises(RenderFileError, match="exists; knobcap does not overwrite it"):
+        open_render(model_path, tmp_path / "in.wav", tmp_path / "lib.wav")
