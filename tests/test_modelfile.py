@@ -125,7 +125,7 @@ def _mutations() -> list[tuple[str, object, str]]:
         ("unexpected weight", edit(lambda d: d["weights"].update(extra=d["weights"]["head.bias"])),
          "unexpected: extra"),
         ("float64", edit(lambda d: d["weights"]["head.bias"].update(dtype="float64")), "only float32"),
-        ("huge", edit(lambda d: d["weights"].update({"head.weight": huge})), "more than"),
+        ("huge", edit(lambda d: d["weights"].update({"head.weight": huge})), r"\(max_weights\)"),
         ("negative shape", edit(lambda d: d["weights"]["head.bias"].update(shape=[-1])), "malformed shape"),
         ("deep nesting", '{"format": ' + "[" * 100000 + "]" * 100000 + "}", "not"),
         ("no weights", edit(lambda d: d.update(weights={})), "non-empty"),

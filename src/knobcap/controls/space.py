@@ -34,6 +34,8 @@ from typing import Literal
 
 import numpy as np
 
+from knobcap import limits
+
 Taper = Literal["linear", "audio", "log"]
 TAPERS: tuple[str, ...] = ("linear", "audio", "log")
 SettingValue = float | str
@@ -41,7 +43,9 @@ Setting = dict[str, SettingValue]
 
 _AUDIO_LAW_BASE = 81.0  # a(p) = (81^p - 1) / 80: 10 % of the resistance at half rotation
 _AUDIO_GAIN_RATIO = 10.0  # K: pot resistance over the fixed resistor beside it
-_NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$")
+_NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{0,63}")  # whole string (fullmatch): no "drive\n"
+_POSITION_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f,;\"'=\\]")  # breaks plan.csv, --set or a terminal
+MAX_POSITION_LENGTH = 64
 _TOP_KEYS = {"name", "description", "knob", "switch"}
 _KNOB_KEYS = {"name", "min", "max", "default", "taper", "unit", "warp"}
 MAX_WARP_POINTS = 1001
@@ -183,8 +187,17 @@ class Controls:
                 return control
         raise KeyError(name)
 
+    @property
+    def combination_count(self) -> int:
+        """How many combinations of switch positions there are (1 without switches); nothing enumerated."""
+        return math.prod(len(s.positions) for s in self.switches)
+
     def switch_combinations(self) -> list[dict[str, str]]:
-        """Every combination of switch positions (one empty combination when there are none)."""
+        """Every combination of switch positions (one empty combination when there are none).
+
+        Counted first: more than :data:`knobcap.limits.MAX_SWITCH_COMBINATIONS` raises
+        :class:`~knobcap.limits.LimitError` before any is made."""
+        limits.MAX_SWITCH_COMBINATIONS.check(self.combination_count, _where(self.source))
         names = [s.name for s in self.switches]
         return [dict(zip(names, combo, strict=True))
                 for combo in product(*(s.positions for s in self.switches))]
@@ -315,8 +328,8 @@ def _knob_from_dict(entry: Mapping[str, object], where: str) -> Knob:
             numbers[key] = None
             continue
         if isinstance(raw, bool) or not isinstance(raw, int | float):
-            raise ControlsError(f"{where}: {label}: '{key}' = {raw!r} must be a number.")
-        numbers[key] = float(raw)
+            raise ControlsError(f"{where}: {label}: '{key}' = {_short(raw)} must be a number.")
+        numbers[key] = _finite(raw, f"{where}: {label}: '{key}'")
     taper = str(entry.get("taper", "linear"))
     if taper not in TAPERS:
         raise ControlsError(
@@ -335,9 +348,38 @@ def _knob_from_dict(entry: Mapping[str, object], where: str) -> Knob:
                                                   for u in warp)):
             raise ControlsError(f"{where}: {label}: 'warp' must be a list of numbers (u at equally "
                                 "spaced rotations); run 'knobcap screen' to measure it, or remove it.")
-        warp = tuple(float(u) for u in warp)
+        warp = tuple(_finite(u, f"{where}: {label}: 'warp'") for u in warp)
     return Knob(name=name, min=low, max=high, default=numbers["default"], taper=taper,  # type: ignore[arg-type]
                 unit=str(entry.get("unit", "")), warp=warp)
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
+
+
+def _finite(raw: int | float, what: str) -> float:
+    """``raw`` as a finite float, or a :class:`ControlsError` (``inf``, NaN, a 401-digit integer)."""
+    try:
+        value = float(raw)
+    except OverflowError:
+        value = math.inf
+    if not math.isfinite(value):
+        raise ControlsError(f"{what} = {_short(raw)} is not a finite number; give a number such as 10.")
+    return value
+
+
+def check_position(switch: str, position: object, where: str) -> str:
+    """A switch position that survives plan.csv, ``--set`` and a terminal: non-empty, at most
+    :data:`MAX_POSITION_LENGTH` characters, no space at either end, no control character, no
+    ``, ; " ' = \\``."""
+    if (not isinstance(position, str) or not position or len(position) > MAX_POSITION_LENGTH
+            or position != position.strip() or _POSITION_FORBIDDEN.search(position)):
+        raise ControlsError(
+            f"{where}: switch {switch!r} has position {_short(position)}; a position is 1 to "
+            f"{MAX_POSITION_LENGTH} characters, with no space at either end, no control character and "
+            "none of , ; \" ' = \\. Rename it (e.g. \"led\", \"high-gain\").")
+    return position
 
 
 def _switch_from_dict(entry: Mapping[str, object], where: str) -> Switch:
@@ -364,15 +406,17 @@ def _validate_controls(controls: Controls) -> None:
         kind = "knob" if isinstance(control, Knob) else "switch"
         if not control.name:
             raise ControlsError(f"{where}: a {kind} has no name; add name = \"...\".")
-        if not _NAME_PATTERN.match(control.name):
+        if not _NAME_PATTERN.fullmatch(control.name):
             raise ControlsError(
-                f"{where}: {kind} name {control.name!r} must start with a letter and use only "
-                "letters, digits, '_' or '-'; rename it.")
+                f"{where}: {kind} name {_short(control.name)} must start with a letter and use only "
+                "letters, digits, '_' or '-' (at most 64); rename it.")
         if control.name in seen:
             raise ControlsError(
                 f"{where}: the name {control.name!r} is used twice; give each control its own name.")
         seen.add(control.name)
     for knob in controls.knobs:
+        for key in ("min", "max", "default"):
+            _finite(getattr(knob, key), f"{where}: knob {knob.name!r}: '{key}'")
         if not knob.min < knob.max:
             raise ControlsError(
                 f"{where}: knob {knob.name!r}: min ({knob.min:g}) must be smaller than max "
@@ -388,6 +432,8 @@ def _validate_controls(controls: Controls) -> None:
                 f"{where}: knob {knob.name!r}: default {knob.default_value:g} is out of range; use a "
                 f"value from {knob.min:g} to {knob.max:g}.")
     for switch in controls.switches:
+        for position in switch.positions:
+            check_position(switch.name, position, where)
         if len(switch.positions) < 2:
             raise ControlsError(
                 f"{where}: switch {switch.name!r} has {len(switch.positions)} position(s); a switch "

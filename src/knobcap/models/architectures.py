@@ -14,6 +14,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from knobcap import limits
+
 ACTIVATIONS: tuple[str, ...] = ("tanh", "hardtanh", "leaky_relu")
 """Activations of the WaveNet: ``tanh``; ``hardtanh`` = clip(z, -1, 1); ``leaky_relu`` =
 ``z if z >= 0 else 0.01 z``."""
@@ -24,7 +26,7 @@ linear); ``product`` = ``[x; c; x * c]`` (experimental: a knob can scale the inp
 exactly into the mixin's x column for a fixed setting). Independently, ``"film": true`` scales each
 dilated convolution by ``1 + F c`` (see ``models/wavenet.py``)."""
 
-MAX_CHANNELS = 256
+MAX_CHANNELS = 256  # per array of a WaveNet; the totals are bounded by knobcap.limits
 MAX_LAYERS = 64
 MAX_DILATION = 1 << 16
 MAX_KERNEL = 64
@@ -120,7 +122,27 @@ def check_config(architecture: str, config: Mapping[str, Any], where: str = "con
     elif architecture == "lstm":
         _int(clean, "hidden_size", where, 1, MAX_HIDDEN)
         _int(clean, "num_layers", where, 1, MAX_LSTM_LAYERS)
+    if architecture in BUILT_IN:
+        check_sizes(architecture, clean, where)
     return clean
+
+
+def check_sizes(architecture: str, config: Mapping[str, Any], where: str = "config") -> None:
+    """Refuse a checked built-in config whose totals pass :mod:`knobcap.limits`: layers, channels,
+    receptive field and weights (counted from the config, before anything is allocated)."""
+    try:
+        if architecture == "wavenet":
+            arrays = config["arrays"]
+            limits.MAX_LAYERS.check(sum(len(a["dilations"]) for a in arrays), where)
+            limits.MAX_CHANNELS.check(sum(a["channels"] for a in arrays), where)
+        else:
+            limits.MAX_LAYERS.check(config["num_layers"], where)
+            limits.MAX_CHANNELS.check(config["hidden_size"], where)
+        limits.MAX_RECEPTIVE_FIELD.check(receptive_field(architecture, config), where)
+        shapes = weight_shapes(architecture, config).values()
+        limits.MAX_WEIGHTS.check(sum(math.prod(shape) for shape in shapes), where)
+    except limits.LimitError as error:
+        raise ArchitectureError(str(error)) from None
 
 
 def receptive_field(architecture: str, config: Mapping[str, Any]) -> int:

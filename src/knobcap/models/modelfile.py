@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from knobcap import __version__
+from knobcap import __version__, limits
 from knobcap.controls import Controls, ControlsError
 from knobcap.fileio import write_text_atomic
 from knobcap.models.architectures import BUILT_IN, ArchitectureError, check_config, weight_shapes
@@ -32,7 +32,6 @@ from knobcap.models.architectures import BUILT_IN, ArchitectureError, check_conf
 FORMAT = "knobcap-model"
 FORMAT_VERSION = 1
 MAX_FILE_BYTES = 512 * 1024 * 1024
-MAX_WEIGHTS = 50_000_000  # float32 values in one file
 _TOP_KEYS = {"format", "format_version", "knobcap_version", "architecture", "config", "controls",
              "sample_rate", "weights", "metadata"}
 
@@ -180,8 +179,10 @@ def _decode_weights(raw: Any, bad: Any) -> dict[str, np.ndarray]:
             raise bad(f"weight {name!r} has a malformed shape {shape!r}.")
         count = math.prod(shape)
         total += count
-        if total > MAX_WEIGHTS:
-            raise bad(f"more than {MAX_WEIGHTS} weights; this is not a knobcap model.")
+        try:
+            limits.MAX_WEIGHTS.check(total, "weights")
+        except limits.LimitError as error:
+            raise bad(str(error)) from None
         if not isinstance(entry["data"], str) or len(entry["data"]) != 4 * ((4 * count + 2) // 3):
             raise bad(f"weight {name!r}: data length does not match its shape {shape}.")
         try:

@@ -24,7 +24,7 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 from knobcap.controls import Controls, parse_setting_args, settings_from_args
-from knobcap.fileio import write_wav_atomic
+from knobcap.fileio import check_output_path, write_wav_atomic
 from knobcap.runtime.automation import Move, load_automation
 from knobcap.runtime.automation import render as render_moves
 from knobcap.runtime.engine import MAX_BLOCK, Engine
@@ -147,9 +147,7 @@ def open_render(model_path: str | Path, input_wav: str | Path, output_wav: str |
             automation is not None and out_resolved == automation.resolve()):
         raise RenderFileError(f"{output_wav}: is one of the inputs; knobcap never overwrites an input. "
                               "Choose another name.")
-    if output_wav.exists() and not force:
-        raise RenderFileError(f"{output_wav} exists; knobcap does not overwrite it. Choose another name or "
-                              "pass --force.")
+    check_output_path(output_wav, force)
     if not 1 <= block_size <= MAX_BLOCK:
         raise RenderFileError(f"--block-size must be from 1 to {MAX_BLOCK}, got {block_size}.")
     engine = Engine.from_file(model_path, ramp_ms=ramp_ms)
@@ -174,7 +172,20 @@ def read_input(path: Path) -> tuple[np.ndarray, int]:
         raise RenderFileError(f"{path}: holds no samples.")
     if audio.shape[1] > 2:
         raise RenderFileError(f"{path}: has {audio.shape[1]} channels; give a mono or stereo file.")
+    refuse_non_finite(audio, int(rate), str(path))
     return audio, int(rate)
+
+
+def refuse_non_finite(audio: np.ndarray, rate: int, where: str) -> None:
+    """Raise :class:`RenderFileError` naming the first NaN or infinite sample (time, channel)."""
+    bad = ~np.isfinite(audio)
+    if bad.any():
+        frame, channel = (int(i) for i in np.argwhere(bad.reshape(audio.shape[0], -1))[0])
+        value = audio.reshape(audio.shape[0], -1)[frame, channel]
+        raise RenderFileError(
+            f"{where}: sample {frame} (at {frame / rate:.6f} s, channel {channel + 1}) is {value}, and "
+            f"{int(bad.sum())} sample(s) in all are not finite; knobcap renders only finite audio. Repair or "
+            "re-export the file.")
 
 
 class LoadedModel:
@@ -223,6 +234,7 @@ class LoadedModel:
                                   f"got shape {x.shape}.")
         if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | np.integer) or sample_rate <= 0:
             raise RenderFileError(f"sample_rate must be a whole number of Hz, got {sample_rate!r}.")
+        refuse_non_finite(x, int(sample_rate), "audio")
         full = {**self.controls.default_setting(), **(setting or {}), **controls}
         columns = x[:, None] if x.ndim == 1 else x
         up, down = rate_ratio(int(sample_rate), self.sample_rate)
