@@ -87,8 +87,12 @@ def server(model_path):
 
 
 def request(server, method, path, body=None, headers=None):
+    """A request as the page makes it: POSTs carry the page's token (tests/faults checks without)."""
     connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=30)
-    connection.request(method, path, body=body, headers=headers or {})
+    headers = dict(headers or {})
+    if method == "POST":
+        headers.setdefault("X-Knobcap-Token", server.app.token)
+    connection.request(method, path, body=body, headers=headers)
     response = connection.getresponse()
     data = response.read()
     connection.close()

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import io
+import threading
 from math import gcd
 
 import numpy as np
 import soundfile as sf
 
+from knobcap import limits
+
 MAX_SECONDS = 60.0
 MIN_RATE, MAX_RATE = 8_000, 192_000
+_DECODING = threading.Lock()  # one decode at a time: parallel uploads cannot add up their memory
 
 
 class UploadError(ValueError):
@@ -21,7 +25,9 @@ def decode_upload(data: bytes, name: str, sample_rate: int, max_seconds: float =
     """Mono float32 audio at ``sample_rate`` from an uploaded file's bytes, and notes on what was done.
 
     Refused: bytes that are not audio soundfile reads (WAV, FLAC, OGG, AIFF), clips longer than
-    ``max_seconds``, rates outside 8–192 kHz, empty clips. Several channels are averaged to mono; another
+    ``max_seconds``, rates outside 8–192 kHz, empty clips, and (from the header, before decoding a
+    sample) more channels, seconds or decoded bytes than :mod:`knobcap.limits` allows; decoding is
+    serialised. Several channels are averaged to mono; another
     rate is resampled with a polyphase filter (``scipy.signal.resample_poly``).
     """
     if not data:
@@ -38,7 +44,14 @@ def decode_upload(data: bytes, name: str, sample_rate: int, max_seconds: float =
     if not MIN_RATE <= info.samplerate <= MAX_RATE:
         raise UploadError(f"{name}: sample rate {info.samplerate} Hz is not supported; export it at "
                           f"{sample_rate} Hz.")
-    audio, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    try:  # what the header declares, before anything is decoded (a small OGG can hold hours)
+        limits.MAX_UPLOAD_CHANNELS.check(info.channels, name)
+        limits.MAX_AUDIO_SECONDS.check(seconds, name)
+        limits.MAX_DECODED_BYTES.check(info.frames * info.channels * 4, name)
+    except limits.LimitError as error:
+        raise UploadError(f"{error} Upload a mono or stereo clip under {max_seconds:g} s.") from None
+    with _DECODING:
+        audio, rate = sf.read(io.BytesIO(data), frames=info.frames, dtype="float32", always_2d=True)
     if audio.shape[0] == 0:
         raise UploadError(f"{name}: the file holds no samples; choose a recording with sound in it.")
     notes = []

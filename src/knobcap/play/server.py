@@ -6,8 +6,11 @@
     GET  /api/dry?clip=id   audio/wav (the clip itself, for A/B)
     POST /api/upload        the raw bytes of an audio file (header X-Filename) -> {"clip": id, ...}
 
-Errors are JSON ``{"error": message}`` with status 400 (bad input), 404 or 413 (too large). The server
-binds to 127.0.0.1 only and answers only requests addressed to the loopback host (no DNS rebinding).
+Errors are JSON ``{"error": message}`` with status 400 (bad input), 403 (not from the page), 404, 408
+(a body that stalls), 413 (too large) or 503 (busy). The server binds to 127.0.0.1 only and answers
+only requests addressed to the loopback host (no DNS rebinding); every POST must come from the page it
+served and carry that page's token (:mod:`knobcap.play.guard`). Renders and uploads go through a
+bounded pool of workers; request bodies have a deadline; the listen backlog is 64.
 """
 
 from __future__ import annotations
@@ -28,12 +31,24 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
+from knobcap import limits
 from knobcap.controls import ControlsError, Setting
 from knobcap.play.audio import MAX_SECONDS, UploadError, decode_upload, wav_bytes
+from knobcap.play.guard import (
+    TOKEN_PLACEHOLDER,
+    RefusedError,
+    WorkPool,
+    check_post,
+    host_ok,
+    new_token,
+    read_body,
+)
 from knobcap.play.render import Renderer
 
 HOST = "127.0.0.1"
-MAX_UPLOAD_BYTES = 48 * 1024 * 1024
+MAX_UPLOAD_BYTES = limits.MAX_UPLOAD_BYTES.value
+BODY_SECONDS = 20.0  # a request body must arrive within this
+IDLE_SECONDS = 30.0  # an idle or stalled connection is dropped after this
 MAX_CLIPS = 12  # uploads beyond this replace the oldest upload
 CACHE_SIZE = 24
 _STATIC = {"/": ("index.html", "text/html; charset=utf-8"),
@@ -70,6 +85,8 @@ class PlayApp:
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, bytes] = OrderedDict()
         self.listeners: list[Callable[[Setting], None]] = []  # e.g. the live stream's set()
+        self.token = new_token()  # written into the page; every POST must carry it
+        self.pool = WorkPool()
 
     # --- clips ----------------------------------------------------------------------------------
     def add_clip(self, name: str, audio: np.ndarray, source: str, notes: tuple[str, ...] = ()) -> Clip:
@@ -150,6 +167,7 @@ class PlayHandler(BaseHTTPRequestHandler):
 
     server_version = "knobcap-play"
     protocol_version = "HTTP/1.1"
+    timeout = IDLE_SECONDS  # socket timeout: idle keep-alive connections and stalled headers are dropped
 
     @property
     def app(self) -> PlayApp:
@@ -180,8 +198,7 @@ class PlayHandler(BaseHTTPRequestHandler):
         self._json({"error": message}, status)
 
     def _host_ok(self) -> bool:
-        host = (self.headers.get("Host") or "").rsplit(":", 1)[0].strip("[]").lower()
-        return host in {"127.0.0.1", "localhost", "::1"}
+        return host_ok(self.headers.get("Host"))
 
     def _body(self) -> bytes | None:
         try:
@@ -197,7 +214,13 @@ class PlayHandler(BaseHTTPRequestHandler):
                         f"(about {self.app.max_seconds:g} s of audio). Upload a shorter clip.")
             self.close_connection = True
             return None
-        return self.rfile.read(length)
+        try:
+            return read_body(self.rfile, self.connection, length,
+                             getattr(self.server, "body_seconds", BODY_SECONDS))
+        except RefusedError as refused:
+            self.close_connection = True
+            self._error(refused.status, refused.message)
+            return None
 
     # --- verbs ------------------------------------------------------------------------------------
     def do_HEAD(self) -> None:
@@ -210,7 +233,10 @@ class PlayHandler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         if url.path in _STATIC:
             name, content_type = _STATIC[url.path]
-            self._send(HTTPStatus.OK, _static(name), content_type)
+            body = _static(name)
+            if name == "index.html":
+                body = body.replace(TOKEN_PLACEHOLDER.encode(), self.app.token.encode())
+            self._send(HTTPStatus.OK, body, content_type)
         elif url.path == "/api/controls":
             self._json(self.app.describe())
         elif url.path == "/api/dry":
@@ -227,12 +253,25 @@ class PlayHandler(BaseHTTPRequestHandler):
             self._error(HTTPStatus.FORBIDDEN, "knobcap play answers only on 127.0.0.1 / localhost.")
             return
         url = urlsplit(self.path)
+        try:
+            check_post(self.headers, self.app.token, self.server.server_address[1])
+        except RefusedError as refused:
+            self.close_connection = True
+            self._error(refused.status, refused.message)
+            return
         body = self._body()
         if body is None:
             return
-        if url.path == "/api/render":
+        try:
+            with self.app.pool:
+                self._post(url.path, body)
+        except RefusedError as refused:
+            self._error(refused.status, refused.message)
+
+    def _post(self, path: str, body: bytes) -> None:
+        if path == "/api/render":
             self._render(body)
-        elif url.path == "/api/upload":
+        elif path == "/api/upload":
             name = self.headers.get("X-Filename") or "upload"
             name = Path(name.replace("\\", "/")).name[:120] or "upload"
             try:
@@ -242,7 +281,7 @@ class PlayHandler(BaseHTTPRequestHandler):
                 return
             self._json(clip.describe(self.app.renderer.sample_rate))
         else:
-            self._error(HTTPStatus.NOT_FOUND, f"no endpoint {url.path!r}.")
+            self._error(HTTPStatus.NOT_FOUND, f"no endpoint {path!r}.")
 
     def _render(self, body: bytes) -> None:
         try:
@@ -268,10 +307,12 @@ class PlayServer(ThreadingHTTPServer):
     """A threading HTTP server on the loopback interface holding a :class:`PlayApp`."""
 
     daemon_threads = True
+    request_queue_size = 64  # the listen backlog: bursts of parallel requests wait instead of being reset
 
     def __init__(self, app: PlayApp, port: int = 0, verbose: bool = False) -> None:
         self.app = app
         self.verbose = verbose
+        self.body_seconds = BODY_SECONDS
         super().__init__((HOST, port), PlayHandler)
 
     @property

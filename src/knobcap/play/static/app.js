@@ -5,6 +5,8 @@
 const state = {info: null, setting: {}, clip: null, mode: "model", urls: {model: null, dry: null},
                seq: 0, renders: 0, timer: null};
 const $ = (id) => document.getElementById(id);
+// The server writes a random token into the page; every POST carries it (other sites cannot read it).
+const TOKEN = document.querySelector('meta[name="knobcap-token"]').content;
 
 // Knob sliders move in the knob's own units (the dial), except log-taper knobs, which move in log(value).
 function toSlider(knob, value) {
@@ -155,7 +157,7 @@ async function render() {
   try {
     const started = performance.now();
     const response = await fetch("/api/render", {
-      method: "POST", headers: {"Content-Type": "application/json"},
+      method: "POST", headers: {"Content-Type": "application/json", "X-Knobcap-Token": TOKEN},
       body: JSON.stringify({clip: state.clip, setting: state.setting}),
     });
     if (!response.ok) { await jsonOrError(response); return; }
@@ -187,7 +189,8 @@ async function upload(file) {
   setStatus(`Uploading ${file.name}…`);
   try {
     const response = await fetch("/api/upload", {
-      method: "POST", headers: {"Content-Type": "application/octet-stream", "X-Filename": file.name},
+      method: "POST",
+      headers: {"Content-Type": "application/octet-stream", "X-Filename": file.name, "X-Knobcap-Token": TOKEN},
       body: file,
     });
     const clip = await jsonOrError(response);
