@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from knobcap import limits
 from knobcap.capture.design import (
     DEFAULT_COSTS,
     ROLES,
@@ -83,6 +84,7 @@ class PlannedTake:
     take: str
     setting: Setting
     role: Role
+    input: str = ""  # the take's own input file, relative to the session ("": input.wav)
 
 
 def take_name(number: int) -> str:
@@ -92,14 +94,16 @@ def take_name(number: int) -> str:
 
 # ------------------------------------------------------------------------------------------ plan.csv
 def plan_csv_text(controls: Controls, takes: Sequence[PlannedTake]) -> str:
-    """The text of plan.csv: header ``take,<controls...>,role``, one row a take."""
+    """The text of plan.csv: header ``take,<controls...>,role`` (``,input`` when a take has its own
+    input file), one row a take."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["take", *controls.names, "role"])
+    own_inputs = any(row.input for row in takes)
+    writer.writerow(["take", *controls.names, "role", *(["input"] if own_inputs else [])])
     for row in takes:
         values = [format_value(k, float(row.setting[k.name])) for k in controls.knobs]  # type: ignore[arg-type]
         values += [str(row.setting[s.name]) for s in controls.switches]
-        writer.writerow([row.take, *values, row.role])
+        writer.writerow([row.take, *values, row.role, *([row.input] if own_inputs else [])])
     return buffer.getvalue()
 
 
@@ -108,12 +112,16 @@ def read_plan(path: str | Path, controls: Controls) -> list[PlannedTake]:
     path = Path(path)
     if not path.is_file():
         raise SessionError(f"{path}: no plan; run 'knobcap plan {path.parent}' to choose the settings.")
-    with path.open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.reader(handle))
+    try:  # utf-8-sig: a spreadsheet's byte-order mark is read as nothing
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.reader(handle))
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise SessionError(f"{path}: not a plan.csv (not UTF-8 text: {error}); run 'knobcap plan "
+                           f"{path.parent}' to write it again.") from None
     if not rows:
         raise SessionError(f"{path}: empty; run 'knobcap plan {path.parent}' to write it again.")
     header = [h.strip() for h in rows[0]]
-    expected = ["take", *controls.names, "role"]
+    expected = ["take", *controls.names, "role", *(["input"] if "input" in header else [])]
     if sorted(header) != sorted(expected) or header[0] != "take":
         missing = [h for h in expected if h not in header]
         extra = [h for h in header if h not in expected]
@@ -131,7 +139,11 @@ def read_plan(path: str | Path, controls: Controls) -> list[PlannedTake]:
         if len(row) != len(header):
             raise SessionError(f"{path}, line {line}: {len(row)} values but {len(header)} columns.")
         record = {h: cell.strip() for h, cell in zip(header, row, strict=True)}
-        take, role = record.pop("take"), record.pop("role")
+        take, role, own_input = record.pop("take"), record.pop("role"), record.pop("input", "")
+        if own_input and (Path(own_input).is_absolute() or ".." in Path(own_input).parts
+                          or not own_input.lower().endswith(".wav")):
+            raise SessionError(f"{path}, line {line}: input {own_input!r} must be a WAV file inside the "
+                               "session folder (e.g. inputs/di02.wav).")
         if not _TAKE_PATTERN.match(take):
             raise SessionError(f"{path}, line {line}: take name {take!r} must look like take01.")
         if take in seen:
@@ -143,7 +155,7 @@ def read_plan(path: str | Path, controls: Controls) -> list[PlannedTake]:
         except ControlsError as error:
             raise SessionError(str(error)) from None
         seen.add(take)
-        takes.append(PlannedTake(take, setting, role))  # type: ignore[arg-type]
+        takes.append(PlannedTake(take, setting, role, own_input))  # type: ignore[arg-type]
     if not takes:
         raise SessionError(f"{path}: no takes; run 'knobcap plan {path.parent}' to write it again.")
     return takes
@@ -158,6 +170,7 @@ class Session:
         self.controls = controls
         self._plan: list[PlannedTake] | None = None
         self._input: TestSignal | None = None
+        self._inputs: dict[str, TestSignal] = {}
 
     @classmethod
     def open(cls, root: str | Path) -> Session:
@@ -234,6 +247,37 @@ class Session:
             self._input = read_signal(self.input_path)
         return self._input
 
+    def take_input(self, take: str) -> TestSignal:
+        """The signal this take was recorded with: its own input file (plan.csv's ``input``) or input.wav."""
+        name = self.planned(take).input
+        if not name:
+            return self.input()
+        if name not in self._inputs:
+            try:
+                signal = read_signal(self.root / name)
+            except SignalError as error:
+                raise SessionError(f"{error} (the input of take {take!r} in {self.plan_path})") from None
+            if signal.sample_rate != self.input().sample_rate:
+                raise SessionError(f"{self.root / name}: at {signal.sample_rate} Hz but input.wav is at "
+                                   f"{self.input().sample_rate} Hz; a session runs at one rate.")
+            self._inputs[name] = signal
+        return self._inputs[name]
+
+    def options(self):  # -> options.SessionOptions
+        """The session's own choices (``session.json``: accepted findings, polarity, DC removal)."""
+        from knobcap.capture.options import OptionsError, read_options
+
+        try:
+            return read_options(self.root)
+        except OptionsError as error:
+            raise SessionError(str(error)) from None
+
+    def device_polarity(self):  # -> polarity.Polarity
+        """The device's polarity and where it comes from (see :mod:`knobcap.capture.polarity`)."""
+        from knobcap.capture.polarity import device_polarity
+
+        return device_polarity(self.options().polarity, self.check_results())
+
     def time(self, costs: MoveCosts = DEFAULT_COSTS) -> SessionTime:
         signal = self.input()
         return session_time(self.controls, [r.setting for r in self.plan()],
@@ -247,7 +291,7 @@ class Session:
         if not path.is_file():
             raise SessionError(f"{path}: not recorded yet; record it at the setting in {self.plan_path} "
                                f"(or 'knobcap reamp {self.root}' with a virtual device).")
-        audio, _ = read_wav(path, sample_rate=self.input().sample_rate)
+        audio, _ = read_wav(path, sample_rate=self.take_input(take).sample_rate)
         return audio
 
     def latency(self, take: str, recorded: np.ndarray | None = None):  # -> latency.Latency
@@ -255,12 +299,12 @@ class Session:
         from knobcap.capture.latency import Latency, calibrate_latency
 
         entry = self._checked(take)
+        signal = self.take_input(take)
         if entry is not None:
-            method = "blips" if self.input().map.blips else "xcorr"
+            method = "blips" if signal.map.blips else "xcorr"
             return Latency(int(entry["latency"]), int(entry.get("polarity", 1)), method, 0, True)
         if recorded is None:
             recorded = self.read_take(take)
-        signal = self.input()
         result = calibrate_latency(recorded, signal.audio, signal.map)
         if not result.confident:
             reason = result.reason or "the estimates disagree"
@@ -270,11 +314,24 @@ class Session:
         return result
 
     def aligned_take(self, take: str) -> np.ndarray:
-        """The take's recording shifted by its latency, polarity fixed, as long as the input."""
+        """The take's recording shifted by its latency, as long as its input, at the device's polarity.
+
+        The device's polarity (:meth:`device_polarity`) is kept: only a take whose own polarity
+        disagrees with it is flipped. With ``remove_dc`` (session.json) the take's mean is removed.
+        """
+        from dataclasses import replace
+
         from knobcap.capture.latency import align
 
         recorded = self.read_take(take)
-        return align(recorded, self.latency(take, recorded), self.input().map.length)
+        latency = self.latency(take, recorded)
+        device = self.device_polarity().polarity  # unknown or ambiguous: each take as recorded
+        device = latency.polarity if device is None else device
+        out = align(recorded, replace(latency, polarity=latency.polarity * device),
+                    self.take_input(take).map.length)
+        if self.options().remove_dc and len(out):
+            out = (out - np.mean(out, dtype=np.float64)).astype(np.float32)
+        return out
 
     def check_results(self) -> Mapping[str, Mapping[str, object]] | None:
         """Each take's row of check.json (``knobcap check``), or ``None`` when it has not run.
@@ -365,6 +422,8 @@ def make_plan(root: str | Path, *, n: int | None = None, minutes: float | None =
     root = Path(root)
     if n is not None and minutes is not None:
         raise SessionError("give either --n (takes) or --minutes (a time budget), not both.")
+    if n is not None:
+        limits.MAX_TAKES.check(n, f"--n {n}")
     if input_file is not None and seconds is not None:
         raise SessionError("--seconds sets the length of knobcap's signal; with --input the file's own "
                            "length is used. Drop one of them.")
@@ -410,7 +469,7 @@ def make_plan(root: str | Path, *, n: int | None = None, minutes: float | None =
         try:
             old_text = plan_csv_text(controls, read_plan(plan_path, controls))
         except SessionError:
-            old_text = plan_path.read_text(encoding="utf-8")
+            old_text = plan_path.read_text(encoding="utf-8", errors="replace")
     plan_changes = old_text != text
     input_exists = input_path.is_file() or map_path(input_path).is_file()
     if recordings and plan_changes:

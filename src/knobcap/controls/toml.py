@@ -26,7 +26,10 @@ def load_controls(path: str | Path) -> Controls:
     if not path.is_file():
         raise ControlsError(f"{path}: no such file; run 'knobcap init' to write a template.")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(path.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError as error:
+        raise ControlsError(f"{path}: not a text file (not UTF-8: {error}); write the controls as TOML "
+                            "text, or run 'knobcap init' for a template.") from None
     except tomllib.TOMLDecodeError as error:
         raise ControlsError(f"{path}: not valid TOML ({error}); fix the syntax.") from None
     return Controls.from_dict(data, source=path)

@@ -24,6 +24,7 @@ neural-amp-modeler 0.13 writes: per-layer ``kernel_sizes`` and activations, a ``
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import re
 from collections.abc import Mapping, Sequence
 from itertools import product
@@ -32,8 +33,9 @@ from typing import Any
 
 import numpy as np
 
+from knobcap import limits
 from knobcap.controls import Setting
-from knobcap.fileio import write_json_atomic
+from knobcap.fileio import OutputPathError, check_output_path, write_json_atomic
 from knobcap.models.architectures import LEAKY_SLOPE
 from knobcap.models.modelfile import ModelFile
 
@@ -175,25 +177,38 @@ def _fmt(value: object) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _refuse_existing(path: Path, force: bool) -> None:
-    if path.exists() and not force:
-        raise ExportError(
-            f"{path} exists; knobcap does not overwrite it. Choose another name or pass --force.")
+def check_target(path: Path, force: bool) -> None:
+    """fileio's output-path policy (a new file, or with ``force`` a regular one), as an ExportError."""
+    try:
+        check_output_path(path, force)
+    except OutputPathError as error:
+        raise ExportError(str(error)) from None
 
 
 def export_nam(model: ModelFile, path: str | Path, setting: Mapping[str, object] | None = None,
                layout: str = "classic", force: bool = False) -> Path:
     """Write a ``.nam`` snapshot atomically (an existing file is kept unless ``force``)."""
     path = Path(path)
-    _refuse_existing(path, force)
+    check_target(path, force)
     return write_json_atomic(path, nam_snapshot(model, setting, layout))
 
 
-def grid_settings(model: ModelFile, steps: int, fixed: Mapping[str, object] | None = None) -> list[Setting]:
+def grid_size(model: ModelFile, steps: int, fixed: Mapping[str, object] | None = None) -> int:
+    """How many settings :func:`grid_settings` makes, counted without making them."""
+    fixed = fixed or {}
+    free_knobs = sum(knob.name not in fixed for knob in model.controls.knobs)
+    positions = math.prod(1 if s.name in fixed else len(s.positions) for s in model.controls.switches)
+    return steps ** free_knobs * positions
+
+
+def grid_settings(model: ModelFile, steps: int, fixed: Mapping[str, object] | None = None,
+                  max_files: int | None = None) -> list[Setting]:
     """Settings over a grid: ``steps`` values per knob (even in the taper-aware coordinate), every switch
-    position; controls in ``fixed`` are held."""
+    position; controls in ``fixed`` are held. Counted first: more than ``max_files`` (default
+    :data:`knobcap.limits.MAX_GRID_FILES`) is refused before any setting is made."""
     if steps < 2:
         raise ExportError(f"--grid needs at least 2 values per knob, got {steps}.")
+    limits.MAX_GRID_FILES.check(grid_size(model, steps, fixed), f"--grid {steps}", max_files)
     fixed = dict(fixed or {})
     axes: list[list[tuple[str, object]]] = []
     for knob in model.controls.knobs:
@@ -214,15 +229,15 @@ def _file_name(setting: Mapping[str, object]) -> str:
 
 def export_nam_grid(model: ModelFile, folder: str | Path, steps: int,
                     fixed: Mapping[str, object] | None = None, layout: str = "classic",
-                    force: bool = False) -> list[Path]:
+                    force: bool = False, max_files: int | None = None) -> list[Path]:
     """Write one ``.nam`` a grid setting into ``folder`` (see :func:`grid_settings`)."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise ExportError(f"{folder} is a file; --grid writes a folder of .nam files. Choose a folder name.")
-    settings = grid_settings(model, steps, fixed)
+    settings = grid_settings(model, steps, fixed, max_files)
     paths = [folder / _file_name(s) for s in settings]
     for path in paths:
-        _refuse_existing(path, force)
+        check_target(path, force)
     folder.mkdir(parents=True, exist_ok=True)
     return [export_nam(model, p, s, layout, force=True) for p, s in zip(paths, settings, strict=True)]
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from knobcap.fileio import write_json_atomic
 from knobcap.models.modelfile import ModelFile
-from knobcap.runtime.export.nam import ExportError, bake_vector
+from knobcap.runtime.export.nam import ExportError, bake_vector, check_target
 
 PROTEUS_HIDDEN = 40
 PROTEUS_RATE = 44_100
@@ -74,8 +74,6 @@ def export_proteus(model: ModelFile, path: str | Path, switches: Mapping[str, ob
                    force: bool = False) -> tuple[Path, list[str]]:
     """Write the Proteus JSON atomically (an existing file is kept unless ``force``)."""
     path = Path(path)
-    if path.exists() and not force:
-        raise ExportError(
-            f"{path} exists; knobcap does not overwrite it. Choose another name or pass --force.")
+    check_target(path, force)
     data, warnings = proteus_model(model, switches)
     return write_json_atomic(path, data), warnings
