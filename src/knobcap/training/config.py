@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from knobcap import limits
 from knobcap.models.architectures import default_config
 
 LR_SCHEDULES = ("exponential", "cosine")
@@ -62,6 +65,9 @@ class TrainConfig:
         if unknown:
             raise TrainingError(f"{source}: unknown training option(s) {', '.join(unknown)}; "
                                 f"known: {', '.join(sorted(known))}.")
+        if not isinstance(data.get("model", {}), Mapping):
+            raise TrainingError(f"{source}: the model config must be a JSON object of the architecture's "
+                                f"options, got a {type(data['model']).__name__}; see 'knobcap train --help'.")
         config = cls(**dict(data))
         config.validate(source)
         return config
@@ -80,10 +86,34 @@ class TrainConfig:
         if self.lr_schedule not in LR_SCHEDULES or not 0 <= self.lr_final <= 1:
             raise TrainingError(f"{source}: lr_schedule must be one of {', '.join(LR_SCHEDULES)} and "
                                 f"lr_final in [0, 1], got {self.lr_schedule!r} and {self.lr_final!r}.")
+        self._validate_run_options(source)
         if self.mrstft_weight > 0 and max(self.mrstft_fft_sizes) > self.segment_length:
             raise TrainingError(
                 f"{source}: segment_length {self.segment_length} is shorter than the largest STFT "
                 f"size {max(self.mrstft_fft_sizes)}; lengthen it or set mrstft_weight to 0.")
+
+    def _validate_run_options(self, source: str) -> None:
+        """Time budget, threads and devices: options that are accepted by Lightning and torch but mean
+        nothing (or crash deep inside them) when out of range."""
+        minutes = self.max_minutes
+        if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, int | float)
+                                    or not 0 < minutes < math.inf):
+            raise TrainingError(f"{source}: --minutes must be a number of minutes above 0, got {minutes!r}.")
+        if self.threads is not None:
+            if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
+                raise TrainingError(f"{source}: --threads must be a positive integer, got {self.threads!r}.")
+            try:
+                limits.MAX_THREADS.check(self.threads, f"{source}: --threads")
+            except limits.LimitError as error:
+                raise TrainingError(str(error)) from None
+        devices = self.devices
+        if isinstance(devices, str) and devices.isdigit():
+            devices = self.devices = int(devices)
+        count = isinstance(devices, int) and not isinstance(devices, bool) and (devices >= 1 or devices == -1)
+        listed = isinstance(devices, str) and re.fullmatch(r"\d+(,\d+)*,?", devices) is not None
+        if not (count or listed or devices == "auto"):
+            raise TrainingError(f"{source}: --devices must be a count of devices (1, 2, ...), a list of "
+                                f"device numbers such as '0,1', or 'auto'; got {self.devices!r}.")
 
     def model_config(self, n_controls: int) -> dict[str, Any]:
         config = dict(self.model) if self.model else default_config(self.architecture, n_controls)
