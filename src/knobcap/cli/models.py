@@ -66,6 +66,9 @@ def train(
                 options["model"] = json.loads(model_config.read_text(encoding="utf-8"))
             except (OSError, ValueError) as error:
                 fail(f"{model_config}: cannot read the model config as JSON ({error}).")
+            if not isinstance(options["model"], dict):
+                fail(f"{model_config}: holds a JSON {type(options['model']).__name__}; a model config is a "
+                     'JSON object of the architecture\'s options, e.g. {"hidden_size": 24, "num_layers": 1}.')
         config = training.TrainConfig.from_dict(options, "command line")
         what = f"resuming run {run}" if resume else f"training a parametric {architecture}"
         console.print(f"{what} on {directory}; a checkpoint every epoch (after Ctrl-C, --resume continues).")
@@ -165,6 +168,8 @@ def export(
     layout: Annotated[str, typer.Option(
         help="nam: 'classic' (file version 0.5, read by every NAM plugin) or 'current' (0.7).")] = "classic",
     force: Annotated[bool, typer.Option(help="Replace existing files.")] = False,
+    max_files: Annotated[int | None, typer.Option(
+        help="With --grid: the most .nam files to write (default 2000), counted before writing.")] = None,
 ) -> None:
     """Export a model to NAM (.nam snapshots) or Proteus (JSON)."""
     try:
@@ -174,7 +179,8 @@ def export(
         raw = controls_lib.parse_setting_args(set_ or [])
         setting = controls_lib.settings_from_args(loaded.controls, raw)
         if format == "nam" and grid is not None:
-            paths = exporting.export_nam_grid(loaded, output, grid, fixed=setting, layout=layout, force=force)
+            paths = exporting.export_nam_grid(loaded, output, grid, fixed=setting, layout=layout, force=force,
+                                              max_files=max_files)
             console.print(f"Wrote {len(paths)} .nam snapshots into {output}.")
         elif format == "nam":
             path = exporting.export_nam(loaded, output, setting, layout=layout, force=force)
