@@ -128,5 +128,5 @@ def test_open_render_is_the_library_side_of_render(tmp_path, model_path):
     assert np.array_equal(sf.read(tmp_path / "lib.wav")[0], sf.read(tmp_path / "cli.wav")[0])
     with pytest.raises(RenderFileError, match="never overwrites an input"):
         open_render(model_path, tmp_path / "in.wav", tmp_path / "in.wav", force=True)
-    with pytest.raises(RenderFileError, match="exists; knobcap does not overwrite it"):
+    with pytest.raises(ValueError, match="exists; knobcap does not overwrite it"):
         open_render(model_path, tmp_path / "in.wav", tmp_path / "lib.wav")

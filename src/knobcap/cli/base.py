@@ -1,16 +1,14 @@
 """The ``knobcap`` app, its consoles and its error line, and the library loaded lazily.
 
 ``knobcap --help`` takes 0.2 s, while scipy (capture), numba (the engine) and torch (training) take 1 to
-5 s to import: a verb module names the library modules it calls with :func:`lazy`, which executes a
+5 s to import: a verb module names the library modules it calls with :func:`lazy`, which imports a
 module on its first attribute access, so each verb pays only for what it uses.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from types import ModuleType
-from typing import NoReturn
+import importlib
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -27,20 +25,25 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def lazy(name: str) -> ModuleType:
-    """Module ``name``, executed on its first attribute access (:class:`importlib.util.LazyLoader`)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.find_spec(name)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"no module named {name!r}; reinstall knobcap.")
-    spec.loader = importlib.util.LazyLoader(spec.loader)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    parent, _, child = name.rpartition(".")
-    setattr(sys.modules[parent], child, module)  # as a normal import does: knobcap.capture.session
-    return module
+class _Library:
+    """A stand-in for module ``name`` that imports it on the first attribute asked of it.
+
+    Not a module, and not in ``sys.modules``: code that scans the loaded modules never imports it early.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(importlib.import_module(self._name), attribute)
+
+    def __repr__(self) -> str:
+        return f"lazy({self._name!r})"
+
+
+def lazy(name: str) -> Any:
+    """Module ``name``, imported when a verb first uses one of its names (``lazy(name).function``)."""
+    return _Library(name)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
