@@ -43,12 +43,7 @@ KNOWN_LAYER_BREAKS: dict[str, str] = {
     "knobcap.evaluation.report": "evaluation/report.py imports knobcap.play.render (for audio examples)",
     "knobcap.devices.delay": "devices/delay.py imports knobcap.capture.latency and capture.testsignal",
 }
-KNOWN_CYCLES: dict[str, str] = {
-    "knobcap.devices, knobcap.devices.ts808":
-        "devices/__init__.py imports ts808 (in _load_builtin), which imports register_device from it",
-    "knobcap.models.base, knobcap.models.lstm, knobcap.models.wavenet":
-        "models/base.py imports lstm and wavenet (at its end), which import base",
-}
+KNOWN_CYCLES: dict[str, str] = {}
 
 
 def module_name(path: Path) -> str:

@@ -54,8 +54,6 @@ def init(
                     controls = screening.screen_device(virtual, progress=lambda knob, i, n: update(
                         f"screening {device}", i, n))
         path = sessions.init_session(directory, controls, device)
-    except KeyError as error:
-        fail(str(error.args[0]))
     except ValueError as error:
         fail(str(error))
     show.session_created(console, path, directory, device, controls)
@@ -76,8 +74,6 @@ def screen(
         with show.progress_bar(console) as update:
             outcome = probing.screen_session(directory, levels=levels, device=virtual, seed=seed,
                                              progress=update)
-    except KeyError as error:
-        fail(str(error.args[0]))
     except ValueError as error:
         fail(str(error))
     show.screened(console, outcome, directory, device, probing.PROBE_INPUT, probing.PROBE_PLAN)
@@ -122,8 +118,6 @@ def reamp(
         session = sessions.Session.open(directory)
         virtual = virtual_devices.get_device(device)
         missing = len(session.missing_takes())
-    except KeyError as error:
-        fail(str(error.args[0]))
     except ValueError as error:
         fail(str(error))
     if missing == 0:

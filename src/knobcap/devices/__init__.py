@@ -1,7 +1,11 @@
-"""Reference virtual devices (circuit-level simulations) and a small registry of them by name.
+"""Reference virtual devices (circuit-level simulations) and the registry of them by name.
 
 A device has ``controls`` (a :class:`~knobcap.controls.Controls`) and
-``process(audio, sample_rate, setting) -> audio``, in the call style of pedalboard.
+``process(audio, sample_rate, setting) -> audio``; :class:`VirtualDevice` adds the public call shape
+``device(audio, sample_rate, **setting)``, the same as a loaded model's. Devices are found by name
+(case-insensitive) through :mod:`knobcap.registry`: the built-ins, those registered with
+:func:`register_device`, and those an installed package declares in the ``knobcap.devices`` entry-point
+group.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from knobcap.controls import Controls
+from knobcap.registry import Registry, RegistryError
 
 
 @runtime_checkable
@@ -25,30 +30,55 @@ class Device(Protocol):
                 setting: Mapping[str, object]) -> np.ndarray: ...
 
 
+class VirtualDevice:
+    """Base of a device: ``device(audio, sample_rate, **setting)`` runs :meth:`process`.
+
+    The setting may also come as a mapping (``device(audio, rate, {"drive": 5})``); keywords win.
+    Controls not given take their defaults.
+    """
+
+    name: str = ""
+    controls: Controls
+
+    def process(self, audio: np.ndarray, sample_rate: int,
+                setting: Mapping[str, object]) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+    def __call__(self, audio: np.ndarray, sample_rate: int, setting: Mapping[str, object] | None = None,
+                 /, **controls: object) -> np.ndarray:
+        full = {**self.controls.default_setting(), **(setting or {}), **controls}
+        return self.process(audio, sample_rate, full)
+
+
 DeviceFactory = Callable[..., Device]
-_REGISTRY: dict[str, DeviceFactory] = {}
 
 
-def register_device(name: str, factory: DeviceFactory) -> None:
+def _check_device(name: str, factory: object) -> None:
+    if not callable(factory):
+        raise RegistryError(f"device {name!r} must be a class or a function that builds a device, got "
+                            f"{factory!r}.")
+    if isinstance(factory, type) and not callable(getattr(factory, "process", None)):
+        raise RegistryError(f"device {name!r}: class {factory.__name__} has no process(audio, sample_rate, "
+                            "setting) method.")
+
+
+DEVICES: Registry[DeviceFactory] = Registry("device", "knobcap.devices", fold_case=True, check=_check_device)
+DEVICES.register_lazy("ts808", "knobcap.devices.ts808:TS808")
+
+
+def register_device(name: str, factory: DeviceFactory, *, replace: bool = False) -> None:
     """Make a device available by ``name`` (e.g. from a user's own module)."""
-    _REGISTRY[name.lower()] = factory
+    DEVICES.register(name, factory, replace=replace)
 
 
 def available_devices() -> list[str]:
-    _load_builtin()
-    return sorted(_REGISTRY)
+    return DEVICES.names()
 
 
 def get_device(name: str, **options: object) -> Device:
-    """A new instance of the device registered as ``name``."""
-    _load_builtin()
-    factory = _REGISTRY.get(name.lower())
-    if factory is None:
-        raise KeyError(
-            f"no device named {name!r}; available: {', '.join(sorted(_REGISTRY)) or 'none'}.")
-    return factory(**options)
+    """A new instance of the device registered as ``name`` (:class:`RegistryError` if there is none)."""
+    return DEVICES.get(name)(**options)
 
 
-def _load_builtin() -> None:
-    """Import the built-in devices so that they register themselves."""
-    from knobcap.devices import ts808  # noqa: F401
+__all__ = ["DEVICES", "Device", "DeviceFactory", "RegistryError", "VirtualDevice", "available_devices",
+           "get_device", "register_device"]

@@ -53,7 +53,7 @@ import numpy as np
 from scipy.signal import bilinear
 
 from knobcap.controls import Controls, Knob, Switch
-from knobcap.devices import register_device
+from knobcap.devices import VirtualDevice
 from knobcap.devices import ts808_kernel as kernel
 from knobcap.dsp.oversample import Oversampler
 
@@ -160,8 +160,8 @@ def clipper_table(coefs: np.ndarray) -> tuple[np.ndarray, int, int]:
                   1.0 / float(coefs[kernel.INV_NVT]))
 
 
-class TS808:
-    """The virtual Tube Screamer: ``TS808(oversampling=8)(audio, 48000, setting)``-style processing.
+class TS808(VirtualDevice):
+    """The virtual Tube Screamer: ``TS808(oversampling=8)(audio, 48000, drive=7, diodes="led")``.
 
     ``input_volts``: volts peak at the pedal input for digital 1.0. ``level``: digital output per volt
     at the output jack (fixed; not a control). ``oversampling``: a power of two (8 for training targets,
@@ -212,8 +212,6 @@ class TS808:
                                f"is {self.input_volts:g} V).")
         return y.astype(np.float32)
 
-    __call__ = process
-
 
 def _check_audio(audio: np.ndarray) -> np.ndarray:
     x = np.asarray(audio)
@@ -237,5 +235,3 @@ def _check_rate(sample_rate: int) -> int:
                          f"(e.g. 44100, 48000, 96000); got {sample_rate!r}.")
     return int(sample_rate)
 
-
-register_device("ts808", TS808)

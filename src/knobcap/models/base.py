@@ -13,6 +13,9 @@ A user plugs in an own architecture from their own module::
         ...
     register_model("mynet", MyNet)
 
+or from an installed package, through an entry point in the group ``knobcap.architectures``
+(``mynet = "mypackage.nets:MyNet"``; see :mod:`knobcap.registry`).
+
 The class is built as ``cls(config)`` where ``config`` is a JSON-able dict with at least
 ``n_controls``; its ``state_dict`` names are what ``model.knobcap`` stores.
 """
@@ -26,9 +29,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from knobcap.registry import Registry, RegistryError
+
 
 class ModelConfigError(ValueError):
     """An architecture name or config cannot build a model; the message says what to fix."""
+
+
+class ArchitectureNameError(ModelConfigError, RegistryError):
+    """An architecture name cannot be registered or found (a registry error about models)."""
 
 
 class ParametricModel(nn.Module):
@@ -67,33 +76,45 @@ class ParametricModel(nn.Module):
 
 
 ModelFactory = Callable[[Mapping[str, Any]], ParametricModel]
-_REGISTRY: dict[str, ModelFactory] = {}
+
+
+def _check_factory(name: str, factory: object) -> None:
+    if not callable(factory):
+        raise ArchitectureNameError(f"architecture {name!r} must be a ParametricModel class or a function "
+                                    f"config -> ParametricModel, got {factory!r}.")
+    if isinstance(factory, type) and not issubclass(factory, ParametricModel):
+        raise ArchitectureNameError(f"architecture {name!r}: class {factory.__name__} is not a subclass of "
+                                    "knobcap.models.base.ParametricModel.")
+
+
+def _unknown(name: str, available: list[str]) -> str:
+    return (f"unknown architecture {name!r}; available: {', '.join(available)}. A custom architecture must "
+            "be registered with knobcap.models.base.register_model before use.")
+
+
+ARCHITECTURES: Registry[ModelFactory] = Registry("architecture", "knobcap.architectures",
+                                                 check=_check_factory, missing=_unknown,
+                                                 error=ArchitectureNameError)
+ARCHITECTURES.register_lazy("wavenet", "knobcap.models.wavenet:ConditionedWaveNet")
+ARCHITECTURES.register_lazy("lstm", "knobcap.models.lstm:ConditionedLSTM")
 
 
 def register_model(name: str, factory: ModelFactory, *, replace: bool = False) -> None:
     """Make an architecture available by ``name`` (``factory(config) -> ParametricModel``)."""
-    if not name or not isinstance(name, str):
-        raise ModelConfigError("an architecture needs a non-empty name.")
-    if name in _REGISTRY and not replace and _REGISTRY[name] is not factory:
-        raise ModelConfigError(
-            f"architecture {name!r} is already registered; pick another name or pass replace=True.")
-    _REGISTRY[name] = factory
+    ARCHITECTURES.register(name, factory, replace=replace)
 
 
 def available_models() -> list[str]:
-    """Names of the registered architectures."""
-    return sorted(_REGISTRY)
+    """Names of the registered architectures (built-in, registered, and from entry points)."""
+    return ARCHITECTURES.names()
 
 
 def create_model(name: str, config: Mapping[str, Any]) -> ParametricModel:
     """Build the architecture ``name`` from ``config`` (which must include ``n_controls``)."""
-    if name not in _REGISTRY:
-        raise ModelConfigError(
-            f"unknown architecture {name!r}; available: {', '.join(available_models())}. A custom "
-            "architecture must be registered with knobcap.models.base.register_model before use.")
+    factory = ARCHITECTURES.get(name)
     if "n_controls" not in config:
         raise ModelConfigError(f"config of architecture {name!r} lacks 'n_controls'.")
-    model = _REGISTRY[name](config)
+    model = factory(config)
     if not model.architecture:
         model.architecture = name
     return model
@@ -103,15 +124,9 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-from knobcap.models.lstm import ConditionedLSTM  # noqa: E402
-from knobcap.models.wavenet import ConditionedWaveNet  # noqa: E402
-
-register_model("wavenet", ConditionedWaveNet)
-register_model("lstm", ConditionedLSTM)
-
 __all__ = [
-    "ConditionedLSTM",
-    "ConditionedWaveNet",
+    "ARCHITECTURES",
+    "ArchitectureNameError",
     "ModelConfigError",
     "ParametricModel",
     "available_models",

@@ -4,6 +4,7 @@
 """
 
 from knobcap.runtime.engine.engine import (
+    CORES,
     DEFAULT_RAMP_MS,
     MAX_BLOCK,
     Engine,
@@ -14,6 +15,7 @@ from knobcap.runtime.engine.engine import (
 from knobcap.runtime.engine.ramp import ramp_trajectory
 
 __all__ = [
+    "CORES",
     "DEFAULT_RAMP_MS",
     "MAX_BLOCK",
     "Engine",

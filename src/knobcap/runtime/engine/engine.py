@@ -22,6 +22,7 @@ import numpy as np
 
 from knobcap.controls import Controls, Setting
 from knobcap.models.modelfile import ModelFile, load_model_file
+from knobcap.registry import Registry, check_callable
 from knobcap.runtime.engine.lstm import LSTMCore
 from knobcap.runtime.engine.ramp import ELAPSED, RAMP_LEN, RING_POS, current_vector
 from knobcap.runtime.engine.wavenet import WaveNetCore
@@ -47,16 +48,20 @@ class Core(Protocol):
 
 
 CoreFactory = Callable[[Mapping[str, Any], Mapping[str, np.ndarray], int], Core]
-_CORES: dict[str, CoreFactory] = {"wavenet": WaveNetCore, "lstm": LSTMCore}
+CORES: Registry[CoreFactory] = Registry("engine core", "knobcap.engine_cores",
+                                        check=check_callable("an engine core"))
+CORES.register("wavenet", WaveNetCore)
+CORES.register("lstm", LSTMCore)
 
 
-def register_core(architecture: str, factory: CoreFactory) -> None:
-    """Let the engine run a user's architecture (``factory(config, weights, max_block) -> Core``)."""
-    _CORES[architecture] = factory
+def register_core(architecture: str, factory: CoreFactory, *, replace: bool = False) -> None:
+    """Let the engine run a user's architecture (``factory(config, weights, max_block) -> Core``); an
+    installed package can declare one in the ``knobcap.engine_cores`` entry-point group instead."""
+    CORES.register(architecture, factory, replace=replace)
 
 
 def supported_architectures() -> list[str]:
-    return sorted(_CORES)
+    return CORES.names()
 
 
 class Engine:
@@ -64,7 +69,7 @@ class Engine:
 
     def __init__(self, model: ModelFile, *, ramp_ms: float = DEFAULT_RAMP_MS, max_block: int = MAX_BLOCK,
                  setting: Mapping[str, object] | None = None, source: str = "model") -> None:
-        if model.architecture not in _CORES:
+        if model.architecture not in CORES:
             raise EngineError(
                 f"{source}: the streaming engine cannot run architecture {model.architecture!r} (it runs "
                 f"{', '.join(supported_architectures())}); register one with "
@@ -80,7 +85,7 @@ class Engine:
         self.max_block = int(max_block)
         self.ramp_ms = float(ramp_ms)
         try:
-            self.core: Core = _CORES[model.architecture](model.config, model.weights, self.max_block)
+            self.core: Core = CORES.get(model.architecture)(model.config, model.weights, self.max_block)
         except ValueError as error:
             raise EngineError(f"{source}: {error}") from None
         self._run = self.core.run
