@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from knobcap.controls import Controls, Knob, Setting
+from knobcap.controls import Controls, Knob, Setting, setting_label
 from knobcap.fileio import read_wav, write_json_atomic, write_wav_atomic
 from knobcap.metrics import VERDICTS, EvaluationError, esr, verdict
 from knobcap.training.run import Run, RunError
@@ -118,15 +118,6 @@ def nearest_distance(controls: Controls, setting: Mapping[str, object],
     return best
 
 
-def setting_label(controls: Controls, setting: Mapping[str, object]) -> str:
-    """A short label such as ``drive=6.3 tone=2 diodes=led``."""
-    parts = []
-    for knob in controls.knobs:
-        parts.append(f"{knob.name}={float(setting[knob.name]):.3g}")  # type: ignore[arg-type]
-    parts.extend(f"{s.name}={setting[s.name]}" for s in controls.switches)
-    return " ".join(parts)
-
-
 # --------------------------------------------------------------------------------------- evaluation
 @dataclass(frozen=True)
 class Row:
@@ -142,7 +133,7 @@ class Row:
 
     def to_dict(self, controls: Controls) -> dict[str, object]:
         out: dict[str, object] = {"setting": dict(self.setting),
-                                  "label": setting_label(controls, self.setting),
+                                  "label": setting_label(self.setting, controls),
                                   "esr": self.esr, "verdict": verdict(self.esr)}
         for key in ("take", "role", "clip"):
             if getattr(self, key) is not None:

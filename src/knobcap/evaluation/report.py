@@ -28,7 +28,7 @@ import numpy as np
 
 from knobcap import __version__, metrics
 from knobcap.capture.session import CONTROLS_FILE, PLAN_FILE, read_plan
-from knobcap.controls import Controls, ControlsError, Knob
+from knobcap.controls import Controls, ControlsError, setting_label
 from knobcap.evaluation import plots
 from knobcap.fileio import write_text_atomic
 from knobcap.models.modelfile import ModelFileError
@@ -415,17 +415,6 @@ def _verdict_span(esr: float | None) -> str:
     return f'<span class="{word.replace(" ", "-")}">{esr:.4f} ({html.escape(word)})</span>'
 
 
-def _label(controls: Controls | None, setting: Mapping[str, object]) -> str:
-    if controls is None:
-        return ", ".join(f"{k}={v}" for k, v in setting.items())
-    parts = []
-    for control in (*controls.knobs, *controls.switches):
-        value = setting.get(control.name, "?")
-        parts.append(f"{control.name}={float(value):.3g}" if isinstance(control, Knob) and
-                     _float(value) is not None else f"{control.name}={value}")
-    return " ".join(parts)
-
-
 def _summary(values: Sequence[float]) -> dict[str, float] | None:
     if not values:
         return None
@@ -498,7 +487,7 @@ def _players(examples: Sequence[Example], controls: Controls | None) -> str:
             f'{audio_data_uri(data, example.sample_rate)}"></audio></div>' for label, data in rows)
         esr = f"<br>ESR {_verdict_span(example.esr)}" if example.esr is not None else ""
         cards.append(f'<div class="player"><b>{html.escape(example.title)}</b><br>'
-                     f'<span class="note">{html.escape(_label(controls, example.setting))}</span>{esr}'
+                     f'<span class="note">{html.escape(setting_label(example.setting, controls))}</span>{esr}'
                      f"{audio}</div>")
     return '<div class="players">' + "".join(cards) + "</div>"
 
@@ -576,7 +565,7 @@ def build_html(run: RunData, examples: Sequence[Example], di: Example | None,
     worst = examples[0] if examples and examples[0].target is not None else None
     parts.append("<h2>The worst held-out setting, up close</h2>")
     if worst is not None:
-        label = _label(run.controls, worst.setting)
+        label = setting_label(worst.setting, run.controls)
         parts.append(_figure(plots.waveform_overlay(worst.target, worst.model, worst.sample_rate,
                                                     f"waveforms at {label}"), "waveform overlay", "waveform"))
         parts.append(_figure(plots.spectrum_overlay(worst.target, worst.model, worst.sample_rate,
