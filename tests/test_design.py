@@ -221,3 +221,61 @@ def test_two_anchors_per_switch_combination_put_every_knob_at_both_ends_in_each(
             assert len(anchors) == 2
             for knob in ("drive", "tone"):
                 assert sorted(float(a[knob]) for a in anchors) == [0.0, 10.0], (seed, anchors)
+
+
+# ---------------------------------------------------------------------------------- knob ends
+def ends_missing(controls: Controls, design: dsg.Design) -> list[tuple]:
+    """(knob, end, combination) with no training setting at that end of the knob in that combination."""
+    trained = of_role(design, "train", "anchor")
+    missing = []
+    for combination in controls.switch_combinations():
+        mine = [s for s in trained if combo(controls, s) == tuple(combination.values())]
+        for knob in controls.knobs:
+            for end in (knob.min, knob.max):
+                if not any(float(s[knob.name]) == end for s in mine):
+                    missing.append((knob.name, end, tuple(combination.values())))
+    return missing
+
+
+@pytest.mark.parametrize("controls, total", [(ts_like(), 16), (ts_like(), 24), (many(3, 1), 16),
+                                             (many(1, 1), 8)])
+def test_every_knob_is_at_both_ends_in_every_switch_combination(controls: Controls, total: int) -> None:
+    for seed in range(3):
+        design = dsg.initial_design(controls, total, seed=seed, iterations=800)
+        assert ends_missing(controls, design) == [], seed
+        old = dsg.initial_design(controls, total, seed=seed, iterations=800, edges=False)
+        assert len(old.points) == len(design.points) == total
+    if len(controls.switch_combinations()) == 4:   # before: one anchor corner per combination
+        assert ends_missing(controls, dsg.initial_design(controls, total, seed=0, edges=False))
+
+
+def test_ends_wait_until_the_budget_allows_them() -> None:
+    controls = many(2, 2)   # 4 combinations, 6 space-filling + 2 anchors: some have only 2 settings
+    design = dsg.initial_design(controls, dsg.DesignSize(6, 2, 0), seed=0, iterations=500)
+    trained = of_role(design, "train", "anchor")
+    small = [c for c in {combo(controls, s) for s in trained}
+             if sum(combo(controls, s) == c for s in trained) == 2]
+    assert small
+    for c in small:   # two settings cannot cover both ends and keep one inside: they stay spread
+        inside = [s for s in of_role(design, "train") if combo(controls, s) == c
+                  and all(0.0 < float(s[k.name]) < 10.0 for k in controls.knobs)]
+        assert inside
+
+
+def test_edge_design_keeps_the_interior_filled() -> None:
+    controls = ts_like()
+    grid = np.array(list(itertools.product(np.linspace(0.1, 0.9, 9), repeat=2)))
+
+    def interior_fill(design: dsg.Design) -> float:
+        trained = of_role(design, "train", "anchor")
+        worst = 0.0
+        for combination in controls.switch_combinations():
+            u = dsg.knob_units(controls, [s for s in trained
+                                          if combo(controls, s) == tuple(combination.values())])
+            worst = max(worst, float(np.max(np.min(np.linalg.norm(grid[:, None] - u[None], axis=2), 1))))
+        return worst
+
+    for total in (16, 24):
+        new = [interior_fill(dsg.initial_design(controls, total, seed=s)) for s in range(2)]
+        old = [interior_fill(dsg.initial_design(controls, total, seed=s, edges=False)) for s in range(2)]
+        assert np.mean(new) <= np.mean(old) * 1.1, (total, new, old)

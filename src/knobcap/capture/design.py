@@ -20,10 +20,19 @@ The default design has three parts, all computed in the knobs' taper-aware coord
   combinations outnumber the
   budget, or do not divide it, combinations are allocated greedily so that every switch position (and
   every pair of positions of two switches) is recorded about equally often.
-* **anchors**: corners of the knob cube so that every knob is recorded at its minimum and maximum
-  (users play at the extremes; space-filling points stay ``1/(2n)`` away from them). Corners come in
-  complementary pairs; a switch combination with two or more anchors gets whole pairs, so that every
-  knob is at both ends in that combination.
+* **knob ends in every switch combination** (issue 11): users play at the extremes, where the sound
+  often changes fastest (the TS808 tone's last half-turn), and plain Latin points stay ``1/(2n)``
+  away from them. Within each slice, the point of the lowest level in a knob's dimension is put at
+  ``u = 0`` and that of the highest at ``u = 1`` (unless an anchor of that combination is already
+  there), so every combination records each knob at both ends: on the faces and edges of the knob
+  cube, not only at one corner. The other coordinates keep their Latin spread, the optimiser runs
+  half its steps unsnapped, then polishes with the snapped points (it chooses *which* points go to
+  the faces), and of four such optimisations the one with the smallest fill distance is kept. It
+  waits for the budget: a combination with fewer than three settings keeps them spread instead.
+  Measured (benchmarks/design_quality.py): the ends are all covered from 16 takes on, with an
+  interior fill distance no worse than before and a larger maximin distance.
+* **anchors**: corners of the knob cube (every knob at its minimum and maximum). Corners come in
+  complementary pairs; a switch combination with two or more anchors gets whole pairs.
 * **held-out** settings: random, never trained on, one of them within 10 % of a knob's end, where
   errors concentrate.
 
@@ -49,12 +58,15 @@ from typing import Literal
 
 import numpy as np
 
+from knobcap import limits
 from knobcap.controls import Controls, Setting, round_value
 
 Role = Literal["train", "anchor", "holdout"]
 ROLES: tuple[str, ...] = ("train", "anchor", "holdout")
 
 _PHI_POWER = 15.0
+_SNAP_FROM = 0.5  # share of the optimiser's steps run before the extreme points go to the faces
+_EDGE_RESTARTS = 4  # edge-covering designs: optimise this many and keep the best-filled
 _EDGE = 0.1  # "near an edge": within 10 % of a knob's end (in u)
 
 
@@ -239,9 +251,59 @@ def _phi_rows(d2: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return weights * d2 ** (-_PHI_POWER / 2)
 
 
+def _pair_energy(x: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Squared distances of all pairs (diagonal ``inf``) and their weighted Morris-Mitchell terms."""
+    d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(axis=2)
+    d2[d2 == 0.0] = 1e-12  # coinciding fixed points
+    np.fill_diagonal(d2, np.inf)
+    return d2, _phi_rows(d2, weights)
+
+
+def _edge_flags(sizes: Sequence[int], dims: int, pinned: np.ndarray, groups: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Which slices snap their lowest / highest point to 0 / 1 in each dimension: those whose fixed
+    points do not already sit at that end, and only when the budget allows it: the slice has three
+    or more points with its fixed ones (two at the ends, one inside), and a lone point is never
+    asked to be at both ends."""
+    s = len(sizes)
+    low = np.ones((s, dims), bool)
+    high = np.ones((s, dims), bool)
+    n = sum(sizes)
+    for t in range(s):
+        mine = pinned[groups[n:] == t]
+        if sizes[t] + len(mine) < 3:
+            low[t] = high[t] = False
+            continue
+        if len(mine):
+            low[t] &= ~np.any(mine <= 1e-9, axis=0)
+            high[t] &= ~np.any(mine >= 1.0 - 1e-9, axis=0)
+        if sizes[t] == 1:
+            both = low[t] & high[t]
+            low[t] &= ~both
+            high[t] &= ~both
+    return low, high
+
+
+def _snapped_column(levels: np.ndarray, members: Sequence[np.ndarray], low: np.ndarray,
+                    high: np.ndarray, n: int) -> np.ndarray:
+    """Level centres ``(level + 1/2) / n``, with each slice's lowest point at 0 and highest at 1 where
+    ``low`` / ``high`` (one flag a slice) ask for it."""
+    col = (levels + 0.5) / n
+    for t, idx in enumerate(members):
+        if len(idx) == 0:
+            continue
+        ranked = idx[np.argsort(levels[idx], kind="stable")]
+        if low[t]:
+            col[ranked[0]] = 0.0
+        if high[t]:
+            col[ranked[-1]] = 1.0
+    return col
+
+
 def sliced_maximin_lhs(slice_sizes: Sequence[int], dims: int, rng: np.random.Generator,
                        iterations: int | None = None, fixed: np.ndarray | None = None,
-                       fixed_slices: Sequence[int] = ()) -> tuple[np.ndarray, np.ndarray]:
+                       fixed_slices: Sequence[int] = (), edges: bool = False
+                       ) -> tuple[np.ndarray, np.ndarray]:
     """A sliced Latin hypercube in ``[0, 1]^dims`` optimised for distance between points.
 
     Returns ``(x, slice_of)``: ``x[i]`` is point ``i`` at the centres ``(level + 1/2) / n`` of ``n``
@@ -251,6 +313,11 @@ def sliced_maximin_lhs(slice_sizes: Sequence[int], dims: int, rng: np.random.Gen
     exchange their levels when they share a slice or the same coarse level. ``fixed`` points (e.g. the
     anchors, in slices ``fixed_slices``; an index past the last slice means a slice of their own)
     never move but count in the criterion, so the design keeps away from them.
+
+    ``edges``: in each slice and dimension, the point of the lowest level sits at 0 and that of the
+    highest at 1 (unless a fixed point of the slice is already there), so every slice records each
+    dimension at both ends; the other points keep their level centres, and the optimiser chooses
+    *which* points go to the faces. Levels stay Latin; only the two extreme coordinates move.
     """
     sizes = [int(m) for m in slice_sizes if m > 0]
     n = sum(sizes)
@@ -272,21 +339,32 @@ def sliced_maximin_lhs(slice_sizes: Sequence[int], dims: int, rng: np.random.Gen
             levels[:, d] = rng.permutation(n)
     coarse_size = s if strict else n
     pinned = np.zeros((0, dims)) if fixed is None else np.asarray(fixed, float).reshape(-1, dims)
-    x = np.vstack([(levels + 0.5) / n, pinned])
     groups = np.concatenate([slice_of, np.asarray(fixed_slices, int).reshape(len(pinned))])
+    members = [np.flatnonzero(slice_of == t) for t in range(s)]
+    low, high = _edge_flags(sizes, dims, pinned, groups)
+    if not edges:
+        low[:] = high[:] = False
+    snap = False
+    x = np.vstack([(levels + 0.5) / n, pinned])
     total = len(x)
-    members = np.bincount(groups).astype(float)
-    boost = 1.0 + (total / members[groups]) ** (_PHI_POWER / dims)
+    counts = np.bincount(groups).astype(float)
+    boost = 1.0 + (total / counts[groups]) ** (_PHI_POWER / dims)
     weights = np.where(groups[:, None] == groups[None, :], boost[:, None], 1.0)
     np.fill_diagonal(weights, 0.0)
-    d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(axis=2)
-    d2[d2 == 0.0] = 1e-12  # coinciding fixed points
-    np.fill_diagonal(d2, np.inf)
-    energy = _phi_rows(d2, weights)
+    d2, energy = _pair_energy(x, weights)
     log_phi = math.log(energy.sum() / 2)
     steps = iterations if iterations is not None else min(30_000, 4000 + 150 * n * max(1, dims // 2))
+    snap_from = int(_SNAP_FROM * steps) if (low.any() or high.any()) else steps + 1
     threshold0 = 0.02
-    for it in range(steps):
+    for it in range(steps + 1):
+        if it == snap_from:  # the spread is found: put the extreme points on the faces, then polish
+            snap = True
+            x[:n] = np.stack([_snapped_column(levels[:, d], members, low[:, d], high[:, d], n)
+                              for d in range(dims)], axis=1)
+            d2, energy = _pair_energy(x, weights)
+            log_phi = math.log(energy.sum() / 2)
+        if it == steps:
+            break
         d = int(rng.integers(dims))
         a = int(rng.integers(n))
         if strict:
@@ -298,6 +376,11 @@ def sliced_maximin_lhs(slice_sizes: Sequence[int], dims: int, rng: np.random.Gen
         if eligible.size == 0:
             continue
         b = int(eligible[rng.integers(eligible.size)])
+        if snap:
+            if _snapped_swap(x, d2, energy, levels, weights, members, low, high, n, a, b, d,
+                             log_phi, threshold0 * (1.0 - it / steps), rng):
+                log_phi = math.log(energy.sum() / 2)
+            continue
         col = x[:, d]
         xa, xb = col[a], col[b]
         row_a = d2[a] - (xa - col) ** 2 + (xb - col) ** 2
@@ -321,6 +404,45 @@ def sliced_maximin_lhs(slice_sizes: Sequence[int], dims: int, rng: np.random.Gen
         if it % 1000 == 999:  # no drift from the running updates
             log_phi = math.log(energy.sum() / 2)
     return x[:n], slice_of
+
+
+def _snapped_swap(x: np.ndarray, d2: np.ndarray, energy: np.ndarray, levels: np.ndarray,
+                  weights: np.ndarray, members: Sequence[np.ndarray], low: np.ndarray,
+                  high: np.ndarray, n: int, a: int, b: int, d: int, log_phi: float, threshold: float,
+                  rng: np.random.Generator) -> bool:
+    """Try exchanging the levels of points ``a`` and ``b`` in dimension ``d`` of a design whose slices
+    snap their extreme points to the faces (up to four coordinates move); apply it when the
+    threshold-accepting rule takes it. Returns whether anything was changed."""
+    new_levels = levels[:, d].copy()
+    new_levels[a], new_levels[b] = new_levels[b], new_levels[a]
+    col = x[:, d]
+    new_col = col.copy()
+    new_col[:n] = _snapped_column(new_levels, members, low[:, d], high[:, d], n)
+    changed = np.flatnonzero(new_col != col)
+    if changed.size == 0:
+        levels[:, d] = new_levels
+        return False
+    rows = {}
+    old_sum = sum(float(energy[i].sum()) for i in changed)
+    old_sum -= sum(float(energy[i, j]) for i, j in combinations(changed, 2))
+    new_sum = 0.0
+    for i in changed:
+        row = np.maximum(d2[i] - (col[i] - col) ** 2 + (new_col[i] - new_col) ** 2, 1e-12)
+        row[i] = np.inf
+        rows[i] = (row, _phi_rows(row, weights[i]))
+        new_sum += float(rows[i][1].sum())
+    new_sum -= sum(float(rows[i][1][j]) for i, j in combinations(changed, 2))
+    phi = math.exp(log_phi)
+    if phi + new_sum - old_sum <= 0:
+        return False
+    if math.log(phi + new_sum - old_sum) - log_phi >= threshold * rng.random():
+        return False
+    x[:, d] = new_col
+    levels[:, d] = new_levels
+    for i, (row, e) in rows.items():
+        d2[i], d2[:, i] = row, row
+        energy[i], energy[:, i] = e, e
+    return True
 
 
 # ------------------------------------------------------------------------------------------ design
@@ -484,7 +606,7 @@ def _holdouts(controls: Controls, train: list[Setting], count: int, rng: np.rand
             u = rng.uniform(_EDGE, 1.0 - _EDGE, size=k)
             if index == 0:
                 knob = int(rng.integers(k))
-                edge = rng.uniform(0.02, _EDGE)
+                edge = rng.uniform(0.02, _EDGE - 0.015)  # still within 10 % once dialled
                 u[knob] = edge if rng.random() < 0.5 else 1.0 - edge
             setting = _knob_setting(controls, u, combo)
             su = controls.unit_knobs(setting)
@@ -509,18 +631,34 @@ def _holdouts(controls: Controls, train: list[Setting], count: int, rng: np.rand
     return chosen
 
 
+def _fill(x: np.ndarray, slice_of: np.ndarray, fixed: np.ndarray, fixed_slices: Sequence[int],
+          reference: np.ndarray) -> float:
+    """Mean over slices of the fill distance: the largest distance from a reference point to the
+    nearest design point (fixed ones included) of the slice."""
+    groups = np.concatenate([slice_of, np.asarray(fixed_slices, int)])
+    points = np.vstack([x, fixed]) if len(fixed) else x
+    gaps = []
+    for t in np.unique(slice_of):
+        mine = points[groups == t]
+        gaps.append(float(np.max(np.min(np.linalg.norm(reference[:, None] - mine[None], axis=2), axis=1))))
+    return float(np.mean(gaps))
+
+
 def initial_design(controls: Controls, size: DesignSize | int | None = None, seed: int = 0,
-                   costs: MoveCosts = DEFAULT_COSTS, iterations: int | None = None) -> Design:
+                   costs: MoveCosts = DEFAULT_COSTS, iterations: int | None = None,
+                   edges: bool = True) -> Design:
     """The first plan: sliced maximin LHS + anchors + held-out settings, in recording order.
 
     ``size``: a :class:`DesignSize`, a total number of takes, or ``None`` for :func:`default_size`.
-    Deterministic for a given ``seed``.
+    ``edges``: every switch combination with two or more settings records each knob at both ends
+    (``False``: the design before issue 11, ends only at the anchors). Deterministic for a ``seed``.
     """
     _require_knobs(controls)
     if size is None:
         size = default_size(controls)
     elif isinstance(size, int):
         size = size_from_total(controls, size)
+    limits.MAX_TAKES.check(size.total, f"{controls.source or 'controls'}: the plan")
     if size.train < minimum_train(controls):
         raise DesignError(f"{size.train} space-filling settings are too few; these controls need at "
                           f"least {minimum_train(controls)} so that every switch position is recorded.")
@@ -541,7 +679,15 @@ def initial_design(controls: Controls, size: DesignSize | int | None = None, see
                for u, combo in zip(anchor_units, anchor_combos, strict=True)]
     anchor_slices = [distinct.index(key) if key in distinct else len(distinct)
                      for key in (tuple(c.values()) for c in anchor_combos)]
-    x, slice_of = sliced_maximin_lhs(sizes, k, rng, iterations, anchor_units, anchor_slices)
+    x, slice_of = sliced_maximin_lhs(sizes, k, rng, iterations, anchor_units, anchor_slices, edges)
+    if edges:  # snapping makes the landscape rugged: keep the best-filled of a few optimisations
+        reference = rng.uniform(size=(256 * k, k))
+        best = _fill(x, slice_of, anchor_units, anchor_slices, reference)
+        for _ in range(_EDGE_RESTARTS - 1):
+            other, _ = sliced_maximin_lhs(sizes, k, rng, iterations, anchor_units, anchor_slices, True)
+            score = _fill(other, slice_of, anchor_units, anchor_slices, reference)
+            if score < best:
+                x, best = other, score
     train = [_knob_setting(controls, x[i], dict(zip(combos[0], distinct[slice_of[i]], strict=True)))
              for i in range(len(x))]
     held = _holdouts(controls, train + anchors, size.holdout, rng)
@@ -557,7 +703,10 @@ def size_for_minutes(controls: Controls, minutes: float, signal_seconds: float, 
     """The largest default-shaped design whose session fits in ``minutes``."""
     _require_knobs(controls)
     per_take = signal_seconds + costs.take + len(controls.knobs) * (costs.touch + 0.3 * costs.turn)
+    if not 0 < minutes < math.inf:
+        raise DesignError(f"--minutes {minutes:g}: give a time budget above 0 minutes.")
     total = max(int(minutes * 60 // per_take), 1)
+    limits.MAX_TAKES.check(total, f"--minutes {minutes:g}")
     smallest = minimum_train(controls) + 3
     while total >= smallest:
         design = initial_design(controls, total, seed, costs)
