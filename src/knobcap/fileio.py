@@ -14,7 +14,7 @@ import numpy as np
 import soundfile as sf
 
 
-class OutputPathError(ValueError):
+class OutputPathError(OSError, ValueError):
     """An output path cannot be written (not a regular file, exists, or its folder refuses files)."""
 
 
@@ -134,6 +134,18 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
 def write_json_atomic(path: str | Path, data: object) -> Path:
     """Write JSON atomically (indented, UTF-8)."""
     return write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """Write bytes atomically and durably (on the disk before the rename: a crash leaves old or new)."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    return _write_atomic(Path(path), write)
 
 
 def write_wav_atomic(path: str | Path, audio: np.ndarray, sample_rate: int,
