@@ -109,3 +109,21 @@ def test_surrogate_follows_the_take_errors() -> None:
     high = {"drive": 8.0, "tone": 9.0, "diodes": "led", "fat": "on"}
     model = refine.Surrogate(controls, [low, high], [0.001, 0.1])
     assert np.exp(model.log_esr(high)) > 10 * np.exp(model.log_esr(low))
+
+
+def test_plan_more_on_the_command_line(tmp_path: Path, signal) -> None:
+    from typer.testing import CliRunner
+
+    from knobcap.cli import app
+
+    root = session_with_run(tmp_path / "s", signal, recorded=10)
+    runner = CliRunner()
+    done = runner.invoke(app, ["plan", str(root), "--more", "2", "--seed", "4"])
+    assert done.exit_code == 0, done.output
+    said = " ".join(done.output.split())
+    assert "take13 to take14" in said and "Added session time" in said
+    assert len(read_plan(root / "plan.csv", ts_like())) == 14
+    shutil.rmtree(root / "runs")
+    refused = runner.invoke(app, ["plan", str(root), "--more", "2"])
+    assert refused.exit_code == 1 and "no trained model to refine from" in " ".join(refused.output.split())
+    assert len(read_plan(root / "plan.csv", ts_like())) == 14

@@ -253,6 +253,18 @@ def planned(console: Console, result: Any, controls: Controls, directory: Path) 
          f"{directory / 'takes'}/<take>.wav (or: knobcap reamp {directory} --device ts808).")
 
 
+def refined(console: Console, result: Any, controls: Controls, directory: Path) -> None:
+    """What ``knobcap plan --more`` appended."""
+    console.print(plan_table(controls, result.added, f"Added to the plan of {controls.name or directory}"))
+    names = [t.take for t in result.added]
+    _say(console, f"{len(names)} more take(s), {names[0]} to {names[-1]}, where the model of run "
+         f"{result.run} is least trustworthy (its take errors from {result.source}, times the distance "
+         "to the planned settings).")
+    _say(console, f"Added session time: {result.time.describe()}, from the last planned setting.")
+    _say(console, f"Next: record them (or: knobcap reamp {directory} --device ts808), then knobcap check "
+         f"{directory} and knobcap train {directory}.")
+
+
 def nothing_to_reamp(console: Console, session: Any) -> None:
     _say(console, f"All {len(session.plan())} takes are already recorded in {session.takes_dir}; nothing to "
          "do (knobcap never overwrites a take).")

@@ -18,6 +18,7 @@ screening = lazy("knobcap.capture.screening")
 probing = lazy("knobcap.capture.screen_session")
 reamping = lazy("knobcap.capture.reamp")
 checking = lazy("knobcap.capture.check")
+refining = lazy("knobcap.training.refine")
 
 
 @app.command()
@@ -93,8 +94,21 @@ def plan(
                                                 "WAV, e.g. NAM's reamp file), used as it is.")] = None,
     quick: Annotated[bool, typer.Option(help="A small session for a demo: 30 s signal, half the "
                                          "settings.")] = False,
+    more: Annotated[int | None, typer.Option(help="After a first model: append this many settings "
+                                             "where it is least trustworthy.")] = None,
+    run: Annotated[str | None, typer.Option(help="With --more: the run to refine from (default: the "
+                                            "newest).")] = None,
 ) -> None:
     """Choose the settings to record, order them, write input.wav and plan.csv."""
+    if more is not None or run is not None:
+        try:
+            if more is None:
+                raise ValueError("--run picks the model for --more; add --more N.")
+            added = refining.plan_more(directory, more, seed=seed, run=run)
+        except ValueError as error:
+            fail(str(error))
+        show.refined(console, added, sessions.Session.open(directory).controls, directory)
+        return
     try:
         result = sessions.make_plan(directory, n=n, minutes=minutes, seconds=seconds, seed=seed,
                                     input_file=input, quick=quick)
