@@ -164,14 +164,15 @@ def delayed(session: Session, latency: int, polarity: int, gain: float = 0.5) ->
     return y
 
 
-def test_aligned_take_undoes_latency_and_polarity(session_dir: Path) -> None:
+def test_aligned_take_undoes_latency_and_keeps_the_device_polarity(session_dir: Path) -> None:
     session = Session.open(session_dir)
     take = session.plan()[2].take
     write_wav_atomic(session.take_path(take), delayed(session, 437, -1), RATE)
     assert session.latency(take).samples == 437 and session.latency(take).polarity == -1
     aligned = session.aligned_take(take)
     assert aligned.shape == session.input().audio.shape
-    np.testing.assert_allclose(aligned, 0.5 * session.input().audio, atol=1e-6)
+    # polarity is the device's (issue 14): an inverted take stays inverted, only its delay is undone
+    np.testing.assert_allclose(aligned, -0.5 * session.input().audio, atol=1e-6)
     assert [p.take for p in session.recorded_takes()] == [take]
     assert take not in [p.take for p in session.missing_takes()]
 

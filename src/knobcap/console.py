@@ -284,6 +284,10 @@ def checked(console: Console, err_console: Console, report: Any, check_path: Pat
     console.print(check_table(report, f"knobcap check {directory}"))
     for line in check_problems(report):
         _say(console, line)
+    polarity = getattr(report, "polarity", None) or {}
+    if polarity.get("value") in (1, -1):
+        word = "inverting" if polarity["value"] == -1 else "normal"
+        _say(console, f"device polarity: {word} ({polarity['source']}); models keep it.")
     failed = sum(t.status == "fail" for t in report.takes)
     summary = f"{len(report.takes) - failed} of {len(report.takes)} takes pass; wrote {check_path}."
     if not report.ok:
@@ -319,3 +323,23 @@ def rendered(console: Console, output: Path, result: Any) -> None:
                   f"{result.peak:.3f}).")
     console.print(f"CPU cost: {result.cores:.4f} cores (CPU seconds per second of audio per channel, block "
                   f"{result.block_size}, this machine).")
+
+
+def imported(console: Console, result: Any) -> None:
+    """What ``knobcap import`` made: controls (given or inferred), takes, rate, clips, next step."""
+    controls = result.controls
+    described = ", ".join(
+        [f"{k.name} (knob {k.min:g}..{k.max:g})" for k in controls.knobs]
+        + [f"{s.name} (switch: {'/'.join(s.positions)})" for s in controls.switches])
+    source = "inferred from the takes' values" if result.controls_source == "inferred" else "given"
+    _say(console, f"controls {source}: {described}")
+    roles = {r: sum(t.role == r for t in result.takes) for r in ("train", "anchor", "holdout")}
+    counts = ", ".join(f"{n} {r}" for r, n in roles.items() if n)
+    _say(console, f"{len(result.takes)} takes ({counts}), {len(result.inputs)} input file(s), at "
+         f"{result.sample_rate} Hz" + (f" (resampled once from {', '.join(map(str, result.resampled_from))}"
+                                      " Hz, polyphase Kaiser filter)" if result.resampled_from else
+                                      " (the recordings' own rate, not resampled)"))
+    clips = f"{result.clips} clips; " if result.clips else ""
+    _say(console, f"{clips}held-out time: the last {result.holdout_seconds:.2f} s of each input.")
+    _say(console, f"[green]imported:[/] {result.root} (files copied; the originals are untouched). "
+         f"Next: knobcap check {result.root}")

@@ -31,7 +31,12 @@ dead           the playing section is less than 10 dB above the noise floor     
 noise          noise floor above -50 dBFS rms, or less than 30 dB below the playing's rms   warn
 dc_offset      |mean| above 0.01 (-40 dBFS)                                                warn
 drift          ESR between the two validation copies above 0.01 (as NAM)                   fail
+polarity       takes disagree on the device's polarity (session-level; a tie: train       warn
+               refuses until it is declared, see knobcap.capture.polarity)
 =============  ==========================================================================  ========
+
+A ``fail`` a user accepted for a take (``--accept clipped:take03``, kept in session.json; only the
+codes of :data:`knobcap.capture.options.ACCEPTABLE`) is reported as a ``warn``.
 
 The noise floor is the rms of the recording over the input's leading silence (after the latency,
 leaving out its first 0.1 s and last 10 ms); signals without one (custom inputs) skip it, and those
@@ -150,6 +155,7 @@ class CheckReport:
     signal_map: SignalMap
     takes: list[TakeCheck]
     problems: list[Problem] = field(default_factory=list)
+    polarity: dict = field(default_factory=dict)  # the device's (knobcap.capture.polarity)
 
     @property
     def ok(self) -> bool:
@@ -162,7 +168,7 @@ class CheckReport:
                 "input": {"sample_rate": m.sample_rate, "length": m.length, "signal_version": m.version,
                           "custom": not m.blips},
                 "takes": {t.take: t.to_dict(m.sample_rate) for t in self.takes},
-                "problems": [p.to_dict() for p in self.problems]}
+                "problems": [p.to_dict() for p in self.problems], "polarity": self.polarity}
 
 
 def _finite(x: float | None) -> float | None:
@@ -279,7 +285,8 @@ def _check_levels(result: TakeCheck, path: Path, recorded: np.ndarray) -> None:
             "clipped", "fail",
             f"{path} clips (peak {result.peak_dbfs:+.2f} dBFS): a model would learn the clipping. Lower "
             f"the interface's input gain (or the device's output level, the same for every take) and "
-            f"record it again.", "clipped"))
+            f"record it again; if you cannot, accept it: 'knobcap check DIR --accept clipped:{path.stem}'.",
+            "clipped"))
     if abs(result.dc_offset) > DC_LIMIT:
         result.problems.append(Problem(
             "dc_offset", "warn",
@@ -363,12 +370,17 @@ def check_session(session: _SessionLike, *, write: bool = True,
     """
     signal = session.input()
     plan = session.plan()
+    options = session.options() if hasattr(session, "options") else None
     takes: list[TakeCheck] = []
     for index, row in enumerate(plan):
         if progress is not None:
             progress(row.take, index, len(plan))
-        takes.append(check_take(session.take_path(row.take), signal, take=row.take, role=row.role,
-                                setting=row.setting))
+        own = session.take_input(row.take) if hasattr(session, "take_input") else signal
+        result = check_take(session.take_path(row.take), own, take=row.take, role=row.role,
+                            setting=row.setting)
+        if options is not None:
+            result.problems[:] = [_as_chosen(p, row.take, options) for p in result.problems]
+        takes.append(result)
     problems: list[Problem] = []
     planned = {row.take for row in plan}
     folder = session.takes_dir
@@ -379,6 +391,40 @@ def check_session(session: _SessionLike, *, write: bool = True,
             f"{p} is not a take of plan.csv, so it is ignored. Remove or rename it if it is a mistake "
             f"(a take's file is takes/<take>.wav, e.g. takes/{plan[0].take}.wav).", f"extra {p.name}"))
     report = CheckReport(Path(session.root), signal.map, takes, problems)
+    _check_polarity(report, options.polarity if options is not None else None)
     if write:
         write_json_atomic(session.check_path, report.to_dict())
     return report
+
+
+def _as_chosen(problem: Problem, take: str, options: object) -> Problem:
+    """A finding the user accepted for this take (session.json) is a warning; DC advice for imports."""
+    if problem.code == "dc_offset" and getattr(options, "remove_dc", False):
+        first = problem.message.split(":")[0]
+        return Problem(problem.code, "warn", f"{first}: knobcap removes it (the take's mean) before "
+                       "training and evaluation, so the model will not reproduce it.", problem.short)
+    if problem.severity == "fail" and options.is_accepted(take, problem.code):  # type: ignore[attr-defined]
+        return Problem(problem.code, "warn", f"{problem.message} Accepted for {take} in session.json: "
+                       "it is trained on as it is.", f"{problem.short} (accepted)")
+    return problem
+
+
+def _check_polarity(report: CheckReport, declared: int | None) -> None:
+    """The device's polarity over all takes; takes that disagree are named, a tie fails."""
+    from knobcap.capture.polarity import DECLARE, device_polarity
+
+    rows = {t.take: {"polarity": t.latency.polarity} for t in report.takes
+            if t.latency is not None and t.latency.confident}
+    result = device_polarity(declared, rows)
+    report.polarity = result.to_dict()
+    declare = DECLARE.format(root=report.root)
+    if result.ambiguous:
+        report.problems.append(Problem(
+            "polarity", "warn", f"{report.root}: the takes disagree on the device's polarity "
+            f"({result.source}); train refuses until you {declare}.", "polarity ambiguous"))
+    elif result.disagree:
+        report.problems.append(Problem(
+            "polarity", "warn", f"{report.root}: {', '.join(result.disagree)} read with the opposite "
+            f"polarity to the device ({result.word}, {result.source}); they are flipped as if wired the "
+            f"other way round. If the device really changes polarity, {declare} per session.",
+            f"polarity: {len(result.disagree)} take(s) flipped"))

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,8 @@ class SignalMap:
     version: int | None
     segments: tuple[Segment, ...]
     blips: tuple[int, ...] = ()
+    clips: tuple[int, ...] = ()   # starts of independent clips, each from rest (empty: one signal)
+    skip: int = 0                 # samples at the start of each clip that are never scored
 
     def segment(self, name: str) -> Segment:
         for seg in self.segments:
@@ -97,14 +100,22 @@ class SignalMap:
         start = self.segment("validation_1").stop if self.has("validation_1") else 0
         return start, self.segment("validation_2").start
 
+    def clip_spans(self) -> list[tuple[int, int]]:
+        """``(start, stop)`` of each clip (one span, the whole signal, when there are no clips)."""
+        starts = list(self.clips) or [0]
+        return list(zip(starts, [*starts[1:], self.length], strict=True))
+
     @property
     def blip_length(self) -> int:
         return len(_BLIP) if self.blips else 0
 
     def to_dict(self) -> dict:
-        return {"format": MAP_FORMAT, "version": self.version, "sample_rate": self.sample_rate,
-                "length": self.length, "blips": list(self.blips),
-                "segments": [{"name": s.name, "start": s.start, "stop": s.stop} for s in self.segments]}
+        out = {"format": MAP_FORMAT, "version": self.version, "sample_rate": self.sample_rate,
+               "length": self.length, "blips": list(self.blips),
+               "segments": [{"name": s.name, "start": s.start, "stop": s.stop} for s in self.segments]}
+        if self.clips:
+            out.update(clips=list(self.clips), skip=self.skip)
+        return out
 
     @classmethod
     def from_dict(cls, d: dict, source: str | Path | None = None) -> SignalMap:
@@ -120,6 +131,8 @@ class SignalMap:
             segments = tuple(Segment(str(s["name"]), int(s["start"]), int(s["stop"]))
                              for s in d["segments"])
             blips = tuple(int(b) for b in d.get("blips", []))
+            clips = tuple(int(c) for c in d.get("clips", []))
+            skip = int(d.get("skip", 0))
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise SignalError(f"{where}: not a knobcap signal map ({error}). Regenerate it with "
                               f"'knobcap signal' or remove it.") from None
@@ -134,7 +147,12 @@ class SignalMap:
             raise SignalError(f"{where}: a signal map needs 'playing' and 'validation_2' segments.")
         if any(not 0 <= b < length for b in blips):
             raise SignalError(f"{where}: a blip lies outside the signal.")
-        return cls(rate, length, version, segments, blips)
+        if clips and (clips[0] != 0 or any(b <= a for a, b in pairwise(clips)) or clips[-1] >= length):
+            raise SignalError(f"{where}: 'clips' must be increasing clip starts from 0, inside the signal.")
+        if skip < 0 or (clips and skip >= min(b - a for a, b in zip(
+                clips, [*clips[1:], length], strict=True))):
+            raise SignalError(f"{where}: 'skip' must be shorter than every clip.")
+        return cls(rate, length, version, segments, blips, clips, skip)
 
 
 @dataclass

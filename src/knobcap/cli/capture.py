@@ -19,6 +19,7 @@ probing = lazy("knobcap.capture.screen_session")
 reamping = lazy("knobcap.capture.reamp")
 checking = lazy("knobcap.capture.check")
 refining = lazy("knobcap.training.refine")
+options = lazy("knobcap.capture.options")
 
 
 @app.command()
@@ -148,10 +149,19 @@ def reamp(
 
 
 @app.command()
-def check(directory: Annotated[Path, typer.Argument(help="Session folder.")]) -> None:
+def check(
+    directory: Annotated[Path, typer.Argument(help="Session folder.")],
+    accept: Annotated[list[str] | None, typer.Option(help="Accept a finding for a take, e.g. "
+                                                     "clipped:take03 (kept in session.json).")] = None,
+    polarity: Annotated[str | None, typer.Option(help="Declare the device's polarity: inverting, "
+                                                 "normal, or measured (the default).")] = None,
+) -> None:
     """Check every take: latency, rate, length, clipping, silence, noise floor and drift."""
     try:
         session = sessions.Session.open(directory)
+        takes = [row.take for row in session.plan()]
+        options.update_options(directory, options.parse_accept(accept or [], takes),
+                               options.parse_polarity(polarity))
         count = len(session.plan())
         with show.counting(console, "check", count, remaining=False, transient=True) as step:
             report = checking.check_session(session, progress=lambda take, i, n: step(i, f"check {take}"))
