@@ -16,6 +16,12 @@ scored in the taper-aware knob coordinates ``u`` (the coordinates the model sees
 * minutes: the recording session at a 90 s signal, takes in knobcap's travelling-salesman order and
   (in brackets) the median over 20 random orders.
 
+A last table (``--ends``: only it) compares the design before and after issue 11 (every knob at both
+ends in every switch combination) at 16, 24 and 32 training settings, for the TS808's controls and
+3 knobs + 1 switch: the interior fill distance (largest distance from a dense interior grid point to
+the nearest setting of its combination), the share of (knob, end, combination) recorded, and the
+maximin distance within combinations, with a hand grid and random settings.
+
 Baselines: a full-range grid per switch combination (knobs at 0 and 10, or 0/5/10, of the *dial*:
 what a person does by hand); for 7 knobs, where a grid of that size does not exist, a random subset of
 the 3-level dial grid; uniform random settings in ``u`` with random switch combinations; scipy's
@@ -121,6 +127,85 @@ def knobcap_design(controls: Controls, n_train: int, anchors: int, seed: int) ->
     return [p.setting for p in design.points if p.role != "holdout"]
 
 
+# ------------------------------------------------------------------------ knob ends (issue 11)
+def three_knobs() -> Controls:
+    return Controls(knobs=(Knob("gain", taper="audio"), Knob("bass"), Knob("treble")),
+                    switches=(Switch("mode", ("a", "b")),))
+
+
+def _combo_groups(controls: Controls, settings: list[dict]) -> list[np.ndarray]:
+    units = dsg.knob_units(controls, settings)
+    keys = [tuple(s[w.name] for w in controls.switches) for s in settings]
+    return [units[[i for i, k in enumerate(keys) if k == tuple(c.values())]]
+            for c in controls.switch_combinations()]
+
+
+def interior_fill(controls: Controls, settings: list[dict]) -> float:
+    """The largest distance from a point of a dense interior grid (u in [0.1, 0.9] per knob; 17 levels
+    for 2 knobs, 9 for 3) to the nearest setting of its switch combination."""
+    k = len(controls.knobs)
+    grid_u = np.array(list(itertools.product(np.linspace(0.1, 0.9, 17 if k <= 2 else 9), repeat=k)))
+    worst = 0.0
+    for mine in _combo_groups(controls, settings):
+        if len(mine) == 0:
+            return math.sqrt(k)
+        worst = max(worst, float(np.max(np.min(np.linalg.norm(grid_u[:, None] - mine[None], axis=2), 1))))
+    return worst
+
+
+def end_coverage(controls: Controls, settings: list[dict]) -> float:
+    """The share of (knob, end, switch combination) with a setting at that end (u within 0.005)."""
+    hits = total = 0
+    for mine in _combo_groups(controls, settings):
+        for d in range(len(controls.knobs)):
+            for end in (0.0, 1.0):
+                total += 1
+                hits += bool(len(mine)) and bool(np.any(np.abs(mine[:, d] - end) <= 0.005))
+    return hits / total
+
+
+def hand_grid(controls: Controls, n: int) -> list[dict]:
+    """Per switch combination the first ``n / |C|`` points of the smallest full-range dial grid that
+    holds them (0/10, then 0/5/10, ...): what a person does by hand."""
+    combos = controls.switch_combinations()
+    per = max(1, n // len(combos))
+    levels = max(2, math.ceil(per ** (1 / len(controls.knobs)) - 1e-9))
+    dial = [[k.min + (k.max - k.min) * i / (levels - 1) for i in range(levels)] for k in controls.knobs]
+    points = list(itertools.product(*dial))[:per]
+    return [dict(zip([k.name for k in controls.knobs], p, strict=True)) | c for c in combos for p in points]
+
+
+def end_report(seeds_ours: int, seeds_random: int) -> None:
+    print("\nKnob ends (issue 11): training settings (space-filling + 4 anchors), in u. fill: largest "
+          "distance from the interior grid\nto the nearest setting of its combination (smaller is "
+          "better); ends: share of (knob, end, combination) recorded;\nmaximin: smallest distance "
+          "within a combination (larger is better). Median over seeds.")
+    rng = np.random.default_rng(5)
+    for title, controls in (("TS808-like: 2 knobs + 2 two-way switches", ts808()),
+                            ("3 knobs + 1 two-way switch", three_knobs())):
+        print(f"\n{title}")
+        print(f"{'design':<40} {'takes':>5} {'fill':>6} {'ends':>6} {'maximin':>8}")
+        for n in (16, 24, 32):
+            size = dsg.DesignSize(n - 4, 4, 1)
+            contenders = {
+                "knobcap before (ends at anchors only)": [
+                    [p.setting for p in dsg.initial_design(controls, size, seed=s, edges=False).points
+                     if p.role != "holdout"] for s in range(seeds_ours)],
+                "knobcap, ends in every combination": [
+                    [p.setting for p in dsg.initial_design(controls, size, seed=s).points
+                     if p.role != "holdout"] for s in range(seeds_ours)],
+                "hand grid (dial 0/10, 0/5/10)": [hand_grid(controls, n)],
+                "uniform random": [random_design(controls, n, rng) for _ in range(seeds_random)],
+            }
+            for name, designs in contenders.items():
+                fill = float(np.median([interior_fill(controls, d) for d in designs]))
+                ends = float(np.median([end_coverage(controls, d) for d in designs]))
+                spread = float(np.median([dsg.maximin_distance(controls, d, within_combinations=True)
+                                          for d in designs]))
+                print(f"{name:<40} {len(designs[0]):>5} {fill:6.3f} {ends:6.2f} {spread:8.3f}")
+            sys.stdout.flush()
+
+
 def median_scores(rows: list[dict[str, float]]) -> dict[str, float]:
     return {key: float(np.median([r[key] for r in rows])) for key in rows[0]}
 
@@ -142,10 +227,15 @@ def report(title: str, controls: Controls, n: int, contenders: dict[str, list[li
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer seeds (5 random, 1 knobcap)")
+    parser.add_argument("--ends", action="store_true", help="only the knob-ends table (issue 11)")
     args = parser.parse_args()
     seeds_random = 5 if args.quick else 20
     seeds_ours = 1 if args.quick else 3
     start = time.perf_counter()
+    if args.ends:
+        end_report(max(seeds_ours, 3) if not args.quick else 2, seeds_random)
+        print(f"\nruntime {time.perf_counter() - start:.0f} s")
+        return
     rng = np.random.default_rng(0)
 
     ts = ts808()
@@ -166,6 +256,7 @@ def main() -> None:
         "uniform random": [random_design(seven, n, rng) for _ in range(seeds_random)],
         "scipy LHS random-cd": [scipy_lhs(seven, n, rng) for _ in range(seeds_random)],
     })
+    end_report(seeds_ours, seeds_random)
     print(f"\nminutes: {SIGNAL_SECONDS:g} s signal; assumed {dsg.DEFAULT_COSTS.describe()}.")
     print(f"runtime {time.perf_counter() - start:.0f} s")
 
