@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from knobcap.capture.device_delay import measure_delay
 from knobcap.capture.latency import align
 from knobcap.controls import Controls, Knob, Switch, controls_to_toml
-from knobcap.devices.delay import measure_delay
 from knobcap.devices.errors import DeviceError
 from knobcap.devices.lv2 import Lv2Device, lv2_device, run_lv2apply
 from knobcap.devices.lv2_ports import Port, describe_controls, parse_lv2info, safe_name

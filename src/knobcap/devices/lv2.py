@@ -25,7 +25,7 @@ Plugins with an LFO (tremolo, flanger, tape) start at the same phase in every ta
 Latency: lv2apply neither compensates a plugin's reported latency nor reports it (its control
 outputs are connected but never read), and plugins delay their output without reporting it at all
 (Guitarix's DS-1: 31 samples at 48 kHz). So the output is returned as the host renders it, late by the
-plugin's delay, like a real pedal's: :func:`knobcap.devices.delay.measure_delay` measures that delay
+plugin's delay, like a real pedal's: :func:`knobcap.capture.device_delay.measure_delay` measures that delay
 (as for any device) and ``knobcap.capture.latency.align`` removes it. Inside a session ``check``'s
 blip calibration aligns every take anyway.
 

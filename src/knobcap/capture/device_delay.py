@@ -65,3 +65,61 @@ def measure_delay(device: Device, sample_rate: int, setting: Mapping[str, object
                          f"mono probe of {len(probe)} samples; a device must return mono audio of the "
                          "input's length.")
     return calibrate_latency(output, probe, signal_map, max_seconds=max_seconds)
+
+
+class DelayAligned:
+    """``device`` with its own delay measured once per sample rate and removed from every render.
+
+    For renders outside a session (screening's probes, the evaluation's grid and DI renders, the demo),
+    where no take's blips are there to align on. Only the delay is removed: the device's polarity is
+    kept (a session keeps it too, so a model learns it). A measurement that is not confident (a device
+    that mutes at its default setting) leaves renders as they are, and says why in ``note``.
+    """
+
+    def __init__(self, device: Device, setting: Mapping[str, object] | None = None) -> None:
+        self.device = device
+        self.name: str = getattr(device, "name", type(device).__name__)
+        self.controls = device.controls
+        self._setting = setting
+        self.latencies: dict[int, Latency] = {}
+
+    def delay(self, sample_rate: int) -> int:
+        """Samples removed from renders at ``sample_rate`` (measured on first use)."""
+        rate = int(sample_rate)
+        if rate not in self.latencies:
+            self.latencies[rate] = measure_delay(self.device, rate, self._setting)
+        latency = self.latencies[rate]
+        return latency.samples if latency.confident else 0
+
+    @property
+    def note(self) -> str:
+        """One line per measured rate: the delay removed, or why none was."""
+        lines = []
+        for rate, latency in sorted(self.latencies.items()):
+            if latency.confident:
+                lines.append(f"{self.name} answers {latency.samples} samples late at {rate} Hz "
+                             f"(measured, {latency.method}); renders aligned.")
+            else:
+                lines.append(f"{self.name}: its delay at {rate} Hz could not be measured "
+                             f"({latency.reason}); renders left unaligned.")
+        return " ".join(lines)
+
+    def process(self, audio: np.ndarray, sample_rate: int, setting: Mapping[str, object]) -> np.ndarray:
+        """The device's output at ``setting``, moved earlier by its measured delay (same length)."""
+        shift = self.delay(sample_rate)
+        x = np.asarray(audio)
+        if shift == 0:
+            return np.asarray(self.device.process(x, sample_rate, setting))
+        padded = np.concatenate([x, np.zeros(shift, dtype=x.dtype)])
+        y = np.asarray(self.device.process(padded, sample_rate, setting))
+        return y[shift:shift + len(x)]
+
+    def __call__(self, audio: np.ndarray, sample_rate: int, setting: Mapping[str, object] | None = None,
+                 /, **controls: object) -> np.ndarray:
+        full = {**self.controls.default_setting(), **(setting or {}), **controls}
+        return self.process(audio, sample_rate, full)
+
+
+def delay_aligned(device: Device) -> DelayAligned:
+    """``device`` aligned on its own measured delay (an already aligned one is returned as it is)."""
+    return device if isinstance(device, DelayAligned) else DelayAligned(device)
