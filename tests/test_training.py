@@ -336,7 +336,7 @@ def test_no_module_but_the_run_folder_spells_its_file_names() -> None:
     import knobcap
 
     names = {Run.MODEL, Run.CONFIG, Run.LOG, Run.SUMMARY, Run.METRICS, Run.REPORT, Run.LAST_CHECKPOINT,
-             *Run.HISTORY_FILES}
+             Run.LOCK, *Run.HISTORY_FILES}
     root = Path(knobcap.__file__).parent
     found = []
     for path in sorted(root.rglob("*.py")):

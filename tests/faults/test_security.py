@@ -117,7 +117,7 @@ def test_case7_a_full_pool_answers_503_and_the_queue_drains(server):
 
     def slow(audio, setting):
         started.set()
-        gate.wait(10)
+        gate.wait(60)
         return original(audio, setting)
 
     renderer.render = slow  # type: ignore[method-assign]
@@ -127,7 +127,7 @@ def test_case7_a_full_pool_answers_503_and_the_queue_drains(server):
                                                                 headers)[0]))
     worker.start()
     try:
-        assert started.wait(10)
+        assert started.wait(60)
         status, data = post(server, "/api/render", render_body(server), headers)
         assert status == 503
         message = json.loads(data)["error"]
@@ -135,10 +135,15 @@ def test_case7_a_full_pool_answers_503_and_the_queue_drains(server):
         assert "busy" in message and "try again" in message
     finally:
         gate.set()
-        worker.join(10)
+        worker.join(120)  # the first render may compile the engine
         renderer.render = original  # type: ignore[method-assign]
     assert first == [200]
-    assert post(server, "/api/render", render_body(server), headers)[0] == 200  # the slot came back
+    for _ in range(50):  # the slot comes back when the first handler leaves the pool, just after it answers
+        status = post(server, "/api/render", render_body(server), headers)[0]
+        if status != 503:
+            break
+        time.sleep(0.1)
+    assert status == 200
 
 
 def test_case7_a_stalled_upload_is_dropped_after_the_body_deadline(server):
@@ -276,3 +281,182 @@ def test_case3_decoding_is_serialised(monkeypatch):
     for thread in threads:
         thread.join(10)
     assert most[0] == 1
+
+
+# ------------------------------------------------------------------------ training: checkpoints
+class Payload:
+    """Unpickling this creates ``marker``: what a hostile checkpoint would do with os.system."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def trained_session(tmp_path: Path, epochs: int = 2) -> tuple[Path, list[str]]:
+    from typer.testing import CliRunner
+
+    from knobcap.cli import app
+    from test_training import TINY_WAVENET, make_session  # tests/test_training.py
+
+    session = make_session(tmp_path / "session")
+    model_json = tmp_path / "tiny.json"
+    model_json.write_text(json.dumps(TINY_WAVENET), encoding="utf-8")
+    common = [str(session), "--run", "r1", "--steps", "2", "--batch-size", "2", "--threads", "1",
+              "--no-progress"]
+    result = CliRunner().invoke(app, ["train", *common, "--model-config", str(model_json),
+                                      "--epochs", str(epochs)])
+    assert result.exit_code == 0, result.output
+    return session, common
+
+
+def cli(args: list[str]):
+    from typer.testing import CliRunner
+
+    from knobcap.cli import app
+
+    return CliRunner().invoke(app, args)
+
+
+def stamps(run: Path) -> dict[str, int]:
+    """Every file of a run folder and when it was last written (the lock file aside)."""
+    return {p.name: p.stat().st_mtime_ns for p in run.rglob("*") if p.name != "train.lock"}
+
+
+def error_line(output: str) -> str:
+    text = " ".join(output.split())  # rich wraps long lines
+    assert "Traceback" not in output, output
+    return text
+
+
+def test_case1_a_pickled_last_ckpt_never_runs(tmp_path):
+    import torch
+
+    from knobcap.training.checkpoints import SafeCheckpointIO, UnsafeCheckpointError, load_checkpoint
+
+    session, common = trained_session(tmp_path, epochs=1)
+    run = session / "runs" / "r1"
+    marker = tmp_path / "pwned"
+    last = run / "checkpoints" / "last.ckpt"
+    good = load_checkpoint(last)
+    good["knobcap"] = {"payload": Payload(marker)}
+    torch.save(good, last)
+    before = stamps(run)
+    result = cli(["train", *common, "--resume", "--epochs", "2"])
+    assert result.exit_code == 1 and not marker.exists()
+    text = error_line(result.output)
+    assert "last.ckpt: refused" in text and "never runs it" in text
+    assert stamps(run) == before  # nothing ran, nothing changed
+    with pytest.raises(UnsafeCheckpointError):
+        SafeCheckpointIO().load_checkpoint(last)  # what Lightning's fit(ckpt_path=...) reads through
+    assert not marker.exists()
+    # the payload is live: a plain unpickling does create the marker
+    torch.load(last, weights_only=False)
+    assert marker.exists()
+
+
+def test_case8_a_truncated_last_ckpt_resumes_from_the_best_intact_one(tmp_path):
+    session, common = trained_session(tmp_path, epochs=2)
+    checkpoints = session / "runs" / "r1" / "checkpoints"
+    last = checkpoints / "last.ckpt"
+    data = last.read_bytes()
+    last.write_bytes(data[: len(data) // 2])  # what a disk that filled mid-copy left behind
+    best = [p.name for p in checkpoints.glob("best-*.ckpt")]
+    result = cli(["train", *common, "--resume", "--epochs", "3"])
+    assert result.exit_code == 0, result.output
+    text = error_line(result.output)
+    assert "last.ckpt is damaged" in text and f"resuming from {best[0]}" in text
+    assert (checkpoints / "last.ckpt.damaged").read_bytes() == data[: len(data) // 2]  # kept, not lost
+    from knobcap.training.checkpoints import load_checkpoint
+    assert load_checkpoint(last)["epoch"] == 2  # epochs 0-based: the third finished
+    from knobcap.models.modelfile import load_model_file
+    assert load_model_file(session / "runs" / "r1" / "model.knobcap").metadata["training"]["epochs"] == 3
+
+
+def test_case8_with_no_intact_checkpoint_resume_says_how_to_start_afresh(tmp_path):
+    session, common = trained_session(tmp_path, epochs=1)
+    run = session / "runs" / "r1"
+    for path in (run / "checkpoints").glob("*.ckpt"):
+        path.write_bytes(path.read_bytes()[:100])
+    model = (run / "model.knobcap").read_bytes()
+    result = cli(["train", *common, "--resume", "--epochs", "2"])
+    assert result.exit_code == 1
+    text = error_line(result.output)
+    assert "no intact checkpoint to resume" in text and "--run <new name>" in text
+    assert (run / "model.knobcap").read_bytes() == model
+
+
+def test_case8_checkpoint_writes_are_atomic_on_a_full_disk(tmp_path):
+    """A checkpoint write that fails part-way (a file-size cap here, as a disk that fills) leaves the
+    previous checkpoint whole and no temporary file behind."""
+    script = textwrap.dedent(f"""
+        import resource, signal, torch
+        from pathlib import Path
+        from knobcap.training.checkpoints import SafeCheckpointIO, load_checkpoint
+        io, path = SafeCheckpointIO(), Path({str(tmp_path / "last.ckpt")!r})
+        io.save_checkpoint({{"epoch": 0, "state_dict": {{"w": torch.zeros(10)}}}}, path)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, resource.RLIM_INFINITY))
+        try:
+            io.save_checkpoint({{"epoch": 1, "state_dict": {{"w": torch.zeros(1_000_000)}}}}, path)
+            print("written")
+        except (OSError, ValueError) as error:
+            print("refused:", error)
+        print("epoch", load_checkpoint(path)["epoch"])
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                            env={"PYTHONPATH": SRC, "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("refused: ") and "last.ckpt" in lines[0] and lines[1] == "epoch 0", lines
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_case8_training_writes_its_checkpoints_through_the_atomic_writer(tmp_path, monkeypatch):
+    import knobcap.training.checkpoints as checkpoints
+
+    written: list[str] = []
+    real = checkpoints.write_bytes_atomic
+    monkeypatch.setattr(checkpoints, "write_bytes_atomic",
+                        lambda path, data: (written.append(Path(path).name), real(path, data))[1])
+    trained_session(tmp_path, epochs=1)
+    assert "last.ckpt" in written and any(name.startswith("best-") for name in written)
+
+
+# ------------------------------------------------------------------------- training: the lock
+def test_case14_a_second_trainer_of_the_same_run_is_refused(tmp_path):
+    session, common = trained_session(tmp_path, epochs=1)
+    run = session / "runs" / "r1"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom knobcap.training.runlock import RunLock\n"
+         f"lock = RunLock({str(run)!r}).__enter__()\nprint('held', flush=True)\ntime.sleep(60)"],
+        stdout=subprocess.PIPE, text=True, env={"PYTHONPATH": SRC, "PATH": "/usr/bin:/bin"})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = stamps(run)
+        result = cli(["train", *common, "--resume", "--epochs", "2"])
+        assert result.exit_code == 1
+        text = error_line(result.output)
+        assert f"{run}: another knobcap train (pid {holder.pid}) is training this run" in text
+        assert stamps(run) == before
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder died without unlocking: its pid stays in the file, the lock is taken over
+    assert (run / "train.lock").read_text().strip() == str(holder.pid)
+    result = cli(["train", *common, "--resume", "--epochs", "2"])
+    assert result.exit_code == 0, result.output
+    text = error_line(result.output)
+    assert f"took over the lock of a trainer that is no longer running (pid {holder.pid})" in text
+    assert (run / "train.lock").read_text() == ""  # released
+
+
+def test_case14_the_lock_leaves_no_folder_behind_when_training_cannot_start(tmp_path):
+    from knobcap.training.config import TrainingError
+    from knobcap.training.loop import train
+    from test_training import make_data, tiny_config
+
+    with pytest.raises(TrainingError, match="accelerator"):
+        train(make_data(), tiny_config(accelerator="no-such"), tmp_path / "new", progress=False)
+    assert not (tmp_path / "new").exists()

@@ -24,7 +24,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,10 +41,12 @@ from knobcap.metrics import esr
 from knobcap.models.base import ParametricModel, create_model
 from knobcap.models.bridge import model_file_from, predict
 from knobcap.models.modelfile import save_model_file
+from knobcap.training.checkpoints import SafeCheckpointIO, choose_resume
 from knobcap.training.config import TrainConfig, TrainingError
 from knobcap.training.data import TrainingData, TrainingDataError, WindowDataset, validation_items
 from knobcap.training.losses import TrainingLoss
 from knobcap.training.run import Run, RunError
+from knobcap.training.runlock import RunLock
 
 _HARMLESS_WARNINGS = (".*LeafSpec.*", ".*Checkpoint directory .* exists and is not empty.*",
                       ".*does not have many workers.*")
@@ -315,17 +317,36 @@ def final_evaluation(model: ParametricModel, data: TrainingData, context: int) -
 
 
 def train(data: TrainingData, config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
-          progress: bool = True) -> TrainResult:
-    """Train (or with ``resume``, continue) a run in ``run_dir``; see the module docstring."""
+          progress: bool = True, say: Callable[[str], None] = print) -> TrainResult:
+    """Train (or with ``resume``, continue) a run in ``run_dir``; see the module docstring.
+
+    The run folder is locked while training (:mod:`knobcap.training.runlock`): a second trainer of the
+    same run is refused. A new run's folder that training could not start in is removed again.
+    """
     run_dir = Path(run_dir)
+    created = not run_dir.exists()
+    lock = RunLock(run_dir, say)
+    with lock:
+        try:
+            return _train(data, config, run_dir, resume=resume, progress=progress, say=say)
+        except BaseException:
+            if created and {p.name for p in run_dir.iterdir()} <= {Run.LOCK}:
+                lock.release(remove=True)
+                run_dir.rmdir()
+            raise
+
+
+def _train(data: TrainingData, config: TrainConfig, run_dir: Path, *, resume: bool, progress: bool,
+           say: Callable[[str], None]) -> TrainResult:
     folder = Run(run_dir)
     config.validate(str(folder.config_path))
     checkpoints = folder.checkpoints_dir
     last = folder.last_checkpoint
     if resume:
-        if not last.is_file():
+        if not last.is_file() and not any(checkpoints.glob("*.ckpt")):
             raise TrainingError(f"{run_dir}: no checkpoint to resume ({last} is missing); start a new run.")
-    elif run_dir.exists() and any(run_dir.iterdir()):
+        point = choose_resume(checkpoints, last, say)  # refuses foreign objects; falls back when damaged
+    elif any(p.name != Run.LOCK for p in run_dir.iterdir()):
         raise TrainingError(f"{run_dir}: the run folder exists already; pass --resume to continue it or "
                             "choose another run name.")
     _threads(config)
@@ -348,7 +369,8 @@ def train(data: TrainingData, config: TrainConfig, run_dir: str | Path, *, resum
 
     callbacks: list[pl.Callback] = [
         ModelCheckpoint(dirpath=checkpoints, filename="best-epoch{epoch:03d}", monitor="val_time_esr",
-                        mode="min", save_top_k=1, save_last=True, auto_insert_metric_name=False),
+                        mode="min", save_top_k=1, save_last=True, auto_insert_metric_name=False,
+                        enable_version_counter=False),
         _RunWriter(run),
     ]
     if progress:
@@ -361,6 +383,7 @@ def train(data: TrainingData, config: TrainConfig, run_dir: str | Path, *, resum
             precision=config.precision, max_epochs=config.epochs,
             max_time={"minutes": config.max_minutes} if config.max_minutes else None,
             gradient_clip_val=config.gradient_clip, callbacks=callbacks, logger=False,
+            plugins=[SafeCheckpointIO()],  # atomic writes, data-only reads
             enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
             default_root_dir=run_dir, deterministic=False)
     except (MisconfigurationException, ValueError, RuntimeError) as error:
@@ -373,13 +396,12 @@ def train(data: TrainingData, config: TrainConfig, run_dir: str | Path, *, resum
                               drop_last=True)
     val_loader = DataLoader(_ValidationSet(data, context, items), batch_size=1, shuffle=False)
     if resume:
-        previous = torch.load(last, map_location="cpu", weights_only=False)  # our own local file
-        run.truncate_log(int(previous.get("epoch", -1)) + 1)  # rows are 1-based epochs
-        del previous
+        run.truncate_log(point.epoch + 1)  # rows are 1-based epochs
     with warnings.catch_warnings():
         for harmless in _HARMLESS_WARNINGS:
             warnings.filterwarnings("ignore", message=harmless)
-        trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume else None)
+        trainer.fit(module, train_loader, val_loader, ckpt_path=str(point.path) if resume else None,
+                    weights_only=True)
 
     if not trainer.is_global_zero:
         return TrainResult(run_dir, folder.model_path, trainer.current_epoch, module.best_epoch + 1,
@@ -409,7 +431,8 @@ def default_run_name() -> str:
 
 
 def train_session(session_dir: str | Path, config: TrainConfig | None = None, run: str | None = None,
-                  resume: bool = False, progress: bool = True) -> TrainResult:
+                  resume: bool = False, progress: bool = True, say: Callable[[str], None] = print
+                  ) -> TrainResult:
     """Train on a session folder; the run goes to ``DIR/runs/<run>``. With ``resume``, ``run`` names an
     existing run (folder name or path) whose ``config.json`` is used (``config`` may change epochs)."""
     session_dir = Path(session_dir)
@@ -436,4 +459,4 @@ def train_session(session_dir: str | Path, config: TrainConfig | None = None, ru
         data = TrainingData.from_session(session_dir)
     except TrainingDataError:
         raise
-    return train(data, config, run_dir, resume=resume, progress=progress)
+    return train(data, config, run_dir, resume=resume, progress=progress, say=say)

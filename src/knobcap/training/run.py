@@ -5,6 +5,7 @@
     train_log.csv   one row an epoch: minutes, lr, losses and the ESR of every take
     summary.json    training's final figures (epochs, best epoch, ESRs, parameters)
     checkpoints/    Lightning's ``last.ckpt`` and the best epoch (knobcap's own files, for ``--resume``)
+    train.lock      held (flock) by the trainer while it trains; holds its pid
     metrics.json    the evaluation (``knobcap eval``)
     cache/          device renders kept by the evaluation
     report.html     the report (``knobcap report``)
@@ -44,6 +45,7 @@ class Run:
     REPORT = "report.html"
     CHECKPOINTS = "checkpoints"
     LAST_CHECKPOINT = "last.ckpt"
+    LOCK = "train.lock"
     CACHE = "cache"
     HISTORY_FILES = (LOG, "history.csv", "history.json", "train_history.json")
     """Where a training history may be, first found first (knobcap writes the first)."""
@@ -105,6 +107,10 @@ class Run:
     @property
     def last_checkpoint(self) -> Path:
         return self.checkpoints_dir / self.LAST_CHECKPOINT
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path / self.LOCK
 
     @property
     def cache_dir(self) -> Path:
