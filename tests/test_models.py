@@ -276,11 +276,16 @@ def test_the_bridge_saves_loads_and_predicts_one_way(tmp_path) -> None:  # type:
         bridge.load(file)
 
 
-def test_play_render_reaches_the_model_through_the_bridge_only() -> None:
+def test_load_renderer_reaches_torch_through_the_bridge_only_and_only_without_the_engine(
+        tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import ast
+    import sys
     from pathlib import Path
 
-    import knobcap.play.render as render
+    import knobcap.runtime.render as render
+    from knobcap.controls import Controls, Knob, Switch
+    from knobcap.models import bridge
+    from knobcap.models.modelfile import save_model_file
 
     tree = ast.parse(Path(render.__file__).read_text(encoding="utf-8"))
     modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
@@ -288,3 +293,25 @@ def test_play_render_reaches_the_model_through_the_bridge_only() -> None:
     allowed = ("knobcap.models", "knobcap.runtime", "knobcap.controls", "knobcap.fileio", "knobcap.metrics")
     assert not [m for m in modules if m.startswith("knobcap") and not m.startswith(allowed)]
     assert "torch" not in modules  # torch only through knobcap.models.bridge
+
+    controls = Controls(knobs=(Knob("drive"),), switches=(Switch("mode", ("a", "b")),))
+    model = create_model("wavenet", tiny_wavenet(controls.vector_size))
+    randomise(model, 5)
+    path = save_model_file(tmp_path / "m.knobcap", bridge.model_file_from(model, controls, 48000))
+    x = np.random.default_rng(2).uniform(-0.5, 0.5, 3000).astype(np.float32)
+    setting = {"drive": 7.0, "mode": "b"}
+    engine_side = render.load_renderer(path, allow_torch=True)
+    assert isinstance(engine_side, render.LoadedModel) and engine_side.description == "streaming engine"
+    want = engine_side.render(x, setting)
+
+    monkeypatch.setitem(sys.modules, "knobcap.runtime.engine", None)  # as if numba could not load
+    with pytest.raises(render.RenderFileError, match=r"m.knobcap: the streaming engine .* cannot be imp"):
+        render.load_renderer(path)
+    fallback = render.load_renderer(path, allow_torch=True)
+    assert isinstance(fallback, bridge.TorchModel) and fallback.description == "PyTorch model"
+    assert fallback.sample_rate == 48000 and fallback.controls == controls
+    np.testing.assert_allclose(fallback.render(x, setting), want, rtol=1e-4, atol=1e-5)
+    assert np.max(np.abs(fallback.render(x, {"drive": 1.0, "mode": "a"}) - want)) > 1e-3
+    monkeypatch.setitem(sys.modules, "knobcap.models.bridge", None)
+    with pytest.raises(render.RenderFileError, match="neither the streaming engine nor PyTorch"):
+        render.load_renderer(path, allow_torch=True)

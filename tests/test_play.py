@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from knobcap.play import PlayServer, UploadError, decode_upload, load_renderer, open_app, start_in_thread
-from knobcap.play.render import RenderError
+from knobcap.runtime.render import RenderFileError
 from playkit import RATE, tiny_model  # tests/playkit.py
 
 
@@ -72,7 +72,7 @@ def test_renderer_matches_the_engine_run_directly(model_path):
 
 
 def test_missing_model_is_a_clear_error(tmp_path):
-    with pytest.raises(RenderError, match="no such model file"):
+    with pytest.raises(RenderFileError, match="no such model file"):
         load_renderer(tmp_path / "none.knobcap")
 
 

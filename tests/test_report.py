@@ -113,7 +113,7 @@ def test_report_without_model_still_tells_what_is_known(tmp_path):
 def test_report_is_self_contained_with_audio(tmp_path):
     run_dir = make_run(tmp_path)
     signal = np.asarray(0.3 * np.sin(np.linspace(0, 1400, RATE * 7)), np.float32)
-    from knobcap.play.render import load_renderer
+    from knobcap.runtime.render import load_renderer
 
     renderer = load_renderer(run_dir / "model.knobcap")
 
@@ -136,7 +136,7 @@ def test_report_is_self_contained_with_audio(tmp_path):
 def test_di_example_compares_to_a_known_device(tmp_path):
     from knobcap.devices import register_device
     from knobcap.evaluation.report import di_example
-    from knobcap.play.render import load_renderer
+    from knobcap.runtime.render import load_renderer
 
     run_dir = make_run(tmp_path)
     renderer = load_renderer(run_dir / "model.knobcap")

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from knobcap.evaluation.report import load_run, write_report
-from knobcap.play.render import load_renderer
+from knobcap.runtime.render import load_renderer
 from playkit import RATE, make_run
 
 

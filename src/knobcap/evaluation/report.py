@@ -585,7 +585,7 @@ def write_report(run_dir: str | Path, output: str | Path | None = None, *, rende
                  session: Any = None, di_clip: str | Path | None = None, audio: bool = True) -> Path:
     """Write ``report.html`` (or ``output``) for a run folder and return its path.
 
-    ``renderer`` (a :class:`knobcap.play.render.Renderer`) runs the model for the listening examples;
+    ``renderer`` (a :class:`knobcap.runtime.render.Renderer`) runs the model for the listening examples;
     by default the run's ``model.knobcap`` is opened with the streaming engine (PyTorch as a fallback).
     ``session`` defaults to the run's session folder (``config.json["session"]`` or ``RUN/../..``).
     The report is derived data: an older report at the same path is replaced (atomically).
@@ -595,11 +595,11 @@ def write_report(run_dir: str | Path, output: str | Path | None = None, *, rende
     examples: list[Example] = []
     di = None
     if audio and renderer is None and run.model_path is not None:
-        from knobcap.play.render import RenderError, load_renderer
+        from knobcap.runtime.render import RenderFileError, load_renderer
 
         try:
             renderer = load_renderer(run.model_path, allow_torch=True)
-        except (RenderError, ValueError) as error:
+        except (RenderFileError, ValueError) as error:
             notes.append(f"the model could not be run ({error}): no listening examples.")
     if audio and renderer is not None:
         examples = heldout_examples(run, renderer, notes, session)

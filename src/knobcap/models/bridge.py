@@ -6,6 +6,9 @@ sample with the input: ``y[n]`` sees ``x[n - rf + 1 .. n]`` with zeros before th
 convolutional model (receptive field > 1) runs in time chunks of ``chunk`` samples that overlap by
 ``rf - 1``, which gives the same samples as one pass with less memory; a recurrent one (receptive field
 1) runs in one pass, from a zero state.
+
+``TorchModel`` is the torch fallback of :func:`knobcap.runtime.render.load_renderer` (the report on a
+machine where the streaming engine cannot be imported): the same ``render(audio, setting)`` shape.
 """
 
 from __future__ import annotations
@@ -38,6 +41,27 @@ def load(model_file_or_path: ModelFile | str | Path) -> ParametricModel:
         raise ModelFileError(f"{source}: the weights do not fit architecture "
                              f"{model_file.architecture!r}: {error}") from None
     return model.eval()
+
+
+class TorchModel:
+    """A model file's torch model at a fixed setting, shaped as :class:`knobcap.runtime.render.Renderer`."""
+
+    description = "PyTorch model"
+
+    def __init__(self, model_file: ModelFile) -> None:
+        self.controls: Controls = model_file.controls
+        self.sample_rate = int(model_file.sample_rate)
+        self.model = load(model_file)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> TorchModel:
+        """Load and check a ``model.knobcap`` (no pickle)."""
+        return cls(load_model_file(path))
+
+    def render(self, audio: np.ndarray, setting: Mapping[str, object]) -> np.ndarray:
+        """The output for mono ``audio`` at the model's rate, from silence at ``setting``; same length."""
+        clean = self.controls.validate_setting(setting)
+        return np.asarray(predict(self.model, audio, self.controls.to_vector(clean)), dtype=np.float32)
 
 
 def model_file_from(model: ParametricModel, controls: Controls, sample_rate: int,

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from knobcap.play.audio import UploadError, decode_upload, wav_bytes
 from knobcap.play.live import LiveError, LiveStream
-from knobcap.play.render import Renderer, RenderError, load_renderer
 from knobcap.play.server import PlayApp, PlayServer, start_in_thread
+from knobcap.runtime.render import Renderer, load_renderer
 
 
 class PlayError(ValueError):
@@ -75,6 +75,6 @@ def serve(model: str | Path, clips: Iterable[str | Path] = (), *, port: int = 88
             stream.stop()
 
 
-__all__ = ["LiveError", "LiveStream", "PlayApp", "PlayError", "PlayServer", "RenderError", "Renderer",
+__all__ = ["LiveError", "LiveStream", "PlayApp", "PlayError", "PlayServer", "Renderer",
            "UploadError", "decode_upload", "demo_clip", "load_renderer", "open_app", "serve",
            "start_in_thread", "wav_bytes"]

@@ -43,7 +43,7 @@ from knobcap.play.guard import (
     new_token,
     read_body,
 )
-from knobcap.play.render import Renderer
+from knobcap.runtime.render import Renderer
 
 HOST = "127.0.0.1"
 MAX_UPLOAD_BYTES = limits.MAX_UPLOAD_BYTES.value

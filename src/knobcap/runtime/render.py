@@ -9,6 +9,13 @@ channel of a stereo input runs through the engine on its own, each from silence 
 
     model = LoadedModel.from_file("model.knobcap")     # knobcap.load_model
     y = model(x, 44100, drive=7, diodes="led")         # same shape and rate as x
+
+    renderer = load_renderer("model.knobcap")          # the play page and the report
+    y = renderer.render(x, {"drive": 7})               # mono, at renderer.sample_rate
+
+``load_renderer`` opens the model on the streaming engine (a :class:`LoadedModel`); with
+``allow_torch`` (the report), a machine where the engine cannot be imported falls back to the PyTorch
+model (:class:`knobcap.models.bridge.TorchModel`, the same call shape). torch is imported only then.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import soundfile as sf
@@ -27,13 +35,29 @@ from knobcap.controls import Controls, parse_setting_args, settings_from_args
 from knobcap.fileio import check_output_path, write_wav_atomic
 from knobcap.runtime.automation import Move, load_automation
 from knobcap.runtime.automation import render as render_moves
-from knobcap.runtime.engine import MAX_BLOCK, Engine
+
+if TYPE_CHECKING:  # imported on use, so that load_renderer can fall back when numba is broken
+    from knobcap.runtime.engine import Engine
 
 Progress = Callable[[int], None]
 
 
 class RenderFileError(ValueError):
     """A render cannot start; the message names the file and what to do."""
+
+
+class Renderer(Protocol):
+    """A model at a fixed setting, for the play page and the report: :class:`LoadedModel` or the
+    PyTorch fallback :class:`knobcap.models.bridge.TorchModel`."""
+
+    controls: Controls
+    sample_rate: int
+    description: str
+
+    def render(self, audio: np.ndarray, setting: Mapping[str, object]) -> np.ndarray:
+        """Output for mono float32 ``audio`` at ``sample_rate`` (from silence) at ``setting``; same
+        length."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -148,6 +172,8 @@ def open_render(model_path: str | Path, input_wav: str | Path, output_wav: str |
         raise RenderFileError(f"{output_wav}: is one of the inputs; knobcap never overwrites an input. "
                               "Choose another name.")
     check_output_path(output_wav, force)
+    from knobcap.runtime.engine import MAX_BLOCK, Engine
+
     if not 1 <= block_size <= MAX_BLOCK:
         raise RenderFileError(f"--block-size must be from 1 to {MAX_BLOCK}, got {block_size}.")
     engine = Engine.from_file(model_path, ramp_ms=ramp_ms)
@@ -193,8 +219,11 @@ class LoadedModel:
 
     Each call starts from silence at the setting (controls not given take their defaults), takes mono
     ``(time,)`` or multichannel ``(time, channels)`` audio at any rate, and returns float32 audio of the
-    same shape at the same rate. Calls from several threads take turns.
+    same shape at the same rate. Calls from several threads take turns. ``render(audio, setting)`` is
+    the :class:`Renderer` shape: mono audio at the model's rate, a setting checked as given.
     """
+
+    description = "streaming engine"
 
     def __init__(self, engine: Engine, block_size: int = 512) -> None:
         if not 1 <= block_size <= engine.max_block:
@@ -206,6 +235,8 @@ class LoadedModel:
     @classmethod
     def from_file(cls, path: str | Path, block_size: int = 512) -> LoadedModel:
         """Load and check a model file (no torch, no pickle)."""
+        from knobcap.runtime.engine import Engine
+
         return cls(Engine.from_file(path, ramp_ms=0.0), block_size)
 
     @property
@@ -248,3 +279,41 @@ class LoadedModel:
         if (up, down) != (1, 1):
             y = resample(y, down, up)[: x.shape[0]]  # ceil(ceil(n up / down) down / up) >= n
         return y[:, 0] if x.ndim == 1 else y
+
+    def render(self, audio: np.ndarray, setting: Mapping[str, object]) -> np.ndarray:
+        """The output for mono ``audio`` at the model's rate, from silence at ``setting`` (every control
+        given, checked); same length."""
+        clean = self.controls.validate_setting(setting)
+        with self._lock:  # one engine, one state: renders take turns
+            self.engine.set(clean, ramp_ms=0.0)
+            self.engine.reset()  # silence at the setting: the same start as the report's target
+            out = self.engine.process(np.ascontiguousarray(audio, dtype=np.float32),
+                                      block_size=self.block_size)
+        return np.asarray(out, dtype=np.float32)
+
+
+#: The block the play page and the report render in (at most the engine's largest block).
+RENDER_BLOCK = 2048
+
+
+def load_renderer(path: str | Path, allow_torch: bool = False) -> Renderer:
+    """A :class:`Renderer` for the model file ``path``: the streaming engine; with ``allow_torch``, the
+    PyTorch model where the engine cannot be imported (torch is imported only then)."""
+    path = Path(path)
+    if not path.is_file():
+        raise RenderFileError(f"{path}: no such model file; give the model.knobcap of a run.")
+    try:
+        from knobcap.runtime.engine import Engine
+    except ImportError as error:
+        if not allow_torch:
+            raise RenderFileError(
+                f"{path}: the streaming engine (knobcap.runtime.engine) cannot be imported ({error}); "
+                "reinstall knobcap.") from None
+        try:
+            from knobcap.models.bridge import TorchModel
+        except ImportError as torch_error:
+            raise RenderFileError(
+                f"{path}: neither the streaming engine nor PyTorch is available ({torch_error}).") from None
+        return TorchModel.from_file(path)
+    engine = Engine.from_file(path, ramp_ms=0.0)
+    return LoadedModel(engine, block_size=min(RENDER_BLOCK, engine.max_block))
