@@ -9,15 +9,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from knobcap.controls import Controls, Knob, Switch
+from knobcap.controls import Controls, Knob
 from knobcap.evaluation import evaluate as ev
+from playkit import tiny_controls, tiny_wavenet_config
 
 RATE = 48_000
-
-
-def toy_controls() -> Controls:
-    return Controls(knobs=(Knob("drive", taper="audio"), Knob("tone")),
-                    switches=(Switch("mode", ("soft", "hard")),), name="toy")
 
 
 class ToyDevice:
@@ -26,14 +22,14 @@ class ToyDevice:
     name = "toy"
 
     def __init__(self) -> None:
-        self.controls = toy_controls()
+        self.controls = tiny_controls()
         self.calls = 0
 
     def process(self, audio, sample_rate, setting):
         self.calls += 1
         s = self.controls.validate_setting(setting)
         gain = 1.0 + s["drive"]
-        y = np.tanh(gain * audio) if s["mode"] == "soft" else np.clip(gain * audio, -0.5, 0.5)
+        y = np.tanh(gain * audio) if s["diodes"] == "silicon" else np.clip(gain * audio, -0.5, 0.5)
         return (0.5 + 0.05 * s["tone"]) * y
 
 
@@ -76,38 +72,36 @@ def test_summarize():
     assert ev.summarize([])["count"] == 0 and ev.summarize([])["median"] is None
 
 
-def test_dense_grid_spans_every_knob_in_taper_aware_steps_and_every_switch():
-    controls = toy_controls()
+def test_dense_grid_spans_every_knob_in_taper_aware_steps_and_every_switch(controls):
     grid = ev.dense_grid(controls, 4)
     assert len(grid) == 4 * 4 * 2
     for setting in grid:
         controls.validate_setting(setting)
     drive_units = sorted({round(controls["drive"].to_unit(s["drive"]), 9) for s in grid})
     assert drive_units == pytest.approx([0.0, 1 / 3, 2 / 3, 1.0])
-    assert {s["mode"] for s in grid} == {"soft", "hard"}
+    assert {s["diodes"] for s in grid} == {"silicon", "led"}
     assert len({json.dumps(s, sort_keys=True) for s in grid}) == len(grid)
     with pytest.raises(ev.EvaluationError):
         ev.dense_grid(controls, 1)
 
 
-def test_random_settings_are_seeded_valid_and_balanced_over_switches():
-    controls = toy_controls()
+def test_random_settings_are_seeded_valid_and_balanced_over_switches(controls):
     a = ev.random_settings(controls, 6, seed=3)
     assert a == ev.random_settings(controls, 6, seed=3)
     assert a != ev.random_settings(controls, 6, seed=4)
-    assert [s["mode"] for s in a] == ["soft", "hard"] * 3
+    assert [s["diodes"] for s in a] == ["silicon", "led"] * 3
     for setting in a:
         controls.validate_setting(setting)
 
 
-def test_nearest_distance_only_counts_the_same_switch_positions():
-    controls = toy_controls()
-    training = [{"drive": 0.0, "tone": 0.0, "mode": "soft"}, {"drive": 10.0, "tone": 10.0, "mode": "hard"}]
-    assert ev.nearest_distance(controls, {"drive": 0.0, "tone": 5.0, "mode": "soft"}, training) \
+def test_nearest_distance_only_counts_the_same_switch_positions(controls):
+    training = [{"drive": 0.0, "tone": 0.0, "diodes": "silicon"},
+                {"drive": 10.0, "tone": 10.0, "diodes": "led"}]
+    assert ev.nearest_distance(controls, {"drive": 0.0, "tone": 5.0, "diodes": "silicon"}, training) \
         == pytest.approx(0.5)
-    assert ev.nearest_distance(controls, {"drive": 0.0, "tone": 0.0, "mode": "hard"}, training) \
+    assert ev.nearest_distance(controls, {"drive": 0.0, "tone": 0.0, "diodes": "led"}, training) \
         == pytest.approx(math.sqrt(2))
-    assert ev.nearest_distance(controls, {"drive": 0.0, "tone": 0.0, "mode": "soft"}, []) == math.inf
+    assert ev.nearest_distance(controls, {"drive": 0.0, "tone": 0.0, "diodes": "silicon"}, []) == math.inf
 
 
 def test_device_comparison_flags_training_settings_and_scores_model_error(tmp_path):
@@ -141,7 +135,7 @@ def test_a_changed_setting_or_input_is_rendered_again(tmp_path):
     device = ToyDevice()
     cache = ev.RenderCache(tmp_path)
     audio = np.linspace(-0.5, 0.5, 2000).astype(np.float32)
-    setting = {"drive": 5.0, "tone": 5.0, "mode": "soft"}
+    setting = {"drive": 5.0, "tone": 5.0, "diodes": "silicon"}
     ev.cached_render(device, cache, audio, 0, 2000, setting, RATE, 0)
     ev.cached_render(device, cache, audio, 0, 2000, setting, RATE, 0)
     assert device.calls == 1
@@ -185,19 +179,20 @@ def test_torch_predictor_chunks_give_the_same_samples_as_one_pass():
     class TinyConv(torch.nn.Module):
         receptive_field = 5
 
-        def __init__(self):
+        def __init__(self, n_controls):
             super().__init__()
             torch.manual_seed(0)
-            self.conv = torch.nn.Conv1d(3, 1, 5)
+            self.conv = torch.nn.Conv1d(1 + n_controls, 1, 5)
 
         def forward(self, x, c):
             cond = torch.cat([x[:, None], c[:, :, None].expand(-1, -1, x.shape[1])], dim=1)
             return self.conv(cond)[:, 0]
 
-    controls = Controls(knobs=(Knob("drive"),), switches=(Switch("mode", ("a", "b")),))
-    model = TinyConv()
+    controls = tiny_controls()
+    model = TinyConv(controls.vector_size)
     x = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
-    settings = [{"drive": 1.0, "mode": "a"}, {"drive": 9.0, "mode": "b"}]
+    settings = [{"drive": 1.0, "tone": 5.0, "diodes": "silicon"},
+                {"drive": 9.0, "tone": 5.0, "diodes": "led"}]
     whole = ev.torch_predictor(model, controls, chunk=10_000)(x, settings)
     pieces = ev.torch_predictor(model, controls, chunk=64)(x, settings)
     assert whole.shape == (2, 1000)
@@ -271,10 +266,7 @@ def toy_run(tmp_path_factory):
     session = Session.open(root)
     reamp_session(session, pedal)
     torch.manual_seed(0)
-    model = create_model("wavenet", {
-        "n_controls": 4, "head_scale": 0.02, "activation": "tanh",
-        "arrays": [{"channels": 4, "head_size": 2, "kernel_size": 3, "dilations": [1, 2, 4]},
-                   {"channels": 2, "head_size": 1, "kernel_size": 3, "dilations": [1, 2]}]})
+    model = create_model("wavenet", tiny_wavenet_config(pedal.controls.vector_size, head_scale=0.02))
     run = root / "runs" / "r1"
     weights = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
     save_model_file(run / "model.knobcap", ModelFile("wavenet", dict(model.config), pedal.controls, 48_000,
