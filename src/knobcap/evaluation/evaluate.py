@@ -420,7 +420,7 @@ def evaluate_run(run: str | Path, device: str | None = None, grid: int = 6,
             f"{model_path}: the model's controls ({', '.join(controls.names)}) differ from those of the "
             f"session {session.root} ({', '.join(session.controls.names)}); evaluate it on its own session.")
     if device is None:
-        device = session_device(session.root)
+        device = session.controls.device or session_device(session.root)
     elif device.lower() == "none":
         device = None
     signal = session.input()
@@ -441,19 +441,28 @@ def evaluate_run(run: str | Path, device: str | None = None, grid: int = 6,
         "segment": {"name": segment.name, "start": segment.start, "stop": segment.stop,
                     "seconds": (segment.stop - segment.start) / rate},
     }
-    doc["heldout_time"] = section(controls, evaluate_takes(
-        predict, audio, seen, session.aligned_take, segment.start, segment.stop, rate, progress=progress,
-        task="held-out time"), description="recorded takes at their own (trained) settings, on the "
-        "validation segment, which training never saw")
-    doc["heldout_settings"] = section(controls, evaluate_takes(
-        predict, audio, held, session.aligned_take, segment.start, segment.stop, rate, progress=progress,
-        task="held-out settings"), description="takes planned as holdout (never trained on), on the "
-        "validation segment")
+    def recorded(rows: list[tuple[str, Setting, str]], task: str) -> list[Row]:
+        """Each take against its own input (input.wav, or the take's own input file)."""
+        out: list[Row] = []
+        for name in dict.fromkeys(session.planned(take).input for take, _, _ in rows):
+            group = [r for r in rows if session.planned(r[0]).input == name]
+            own = session.take_input(group[0][0])
+            span = own.map.segment(VALIDATION_SEGMENT)
+            out += evaluate_takes(predict, np.asarray(own.audio, np.float32), group, session.aligned_take,
+                                  span.start, span.stop, rate, progress=progress, task=task)
+        return out
+
+    doc["heldout_time"] = section(controls, recorded(seen, "held-out time"), description="recorded "
+                                  "takes at their own (trained) settings, on the validation segment, "
+                                  "which training never saw")
+    doc["heldout_settings"] = section(controls, recorded(held, "held-out settings"), description=(
+        "takes planned as holdout (never trained on), on the validation segment"))
     headline: dict[str, object] = {"source": "heldout_settings", **doc["heldout_settings"]["summary"]}  # type: ignore[index]
     if device is not None:
-        from knobcap.devices import get_device
+        from knobcap.capture.device_delay import delay_aligned
+        from knobcap.capture.session_device import open_device
 
-        dev = get_device(device)
+        dev = delay_aligned(open_device(device, session.controls))  # renders aligned on its own delay
         if dev.controls.names != controls.names:
             raise EvaluationError(
                 f"device {device!r} has controls {', '.join(dev.controls.names)} but the model has "
@@ -476,7 +485,11 @@ def evaluate_run(run: str | Path, device: str | None = None, grid: int = 6,
                                                 progress=progress, task=f"DI {name}")
             doc["di"] = section(controls, rows, clips=[n for n, _ in clips], seed=seed, description=(
                 "real DI guitar clips rendered through the device at seeded random settings"))
+        doc["device_delay"] = {"samples": dev.delay(rate), "note": dev.note}
     doc["headline"] = headline
+    from knobcap.evaluation.sanity import misalignment_warnings
+
+    doc["warnings"] = misalignment_warnings(doc)
     doc = metrics_document(**doc)
     if write:
         write_metrics(folder.metrics_path, doc)

@@ -43,7 +43,13 @@ from knobcap.models.bridge import model_file_from, predict
 from knobcap.models.modelfile import save_model_file
 from knobcap.training.checkpoints import SafeCheckpointIO, choose_resume
 from knobcap.training.config import TrainConfig, TrainingError
-from knobcap.training.data import TrainingData, TrainingDataError, WindowDataset, validation_items
+from knobcap.training.data import (
+    TrainingData,
+    TrainingDataError,
+    WindowDataset,
+    validation_items,
+    window_input,
+)
 from knobcap.training.losses import TrainingLoss
 from knobcap.training.run import Run, RunError
 from knobcap.training.runlock import RunLock
@@ -54,7 +60,8 @@ _HARMLESS_WARNINGS = (".*LeafSpec.*", ".*Checkpoint directory .* exists and is n
 
 # ---------------------------------------------------------------------------------- lightning bits
 class _ValidationSet(Dataset):
-    def __init__(self, data: TrainingData, context: int, items: list[tuple[str, str, int, int]]) -> None:
+    def __init__(self, data: TrainingData, context: int,
+                 items: list[tuple[str, str, int, int, int | None]]) -> None:
         self.data, self.context, self.items = data, context, items
         self.index = {t.name: i for i, t in enumerate(data.takes)}
 
@@ -62,9 +69,9 @@ class _ValidationSet(Dataset):
         return len(self.items)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
-        name, _, start, stop = self.items[i]
+        name, _, start, stop, rest = self.items[i]
         take = self.data.takes[self.index[name]]
-        x = torch.from_numpy(self.data.x[start - self.context:stop].copy())
+        x = torch.from_numpy(window_input(self.data.input_of(take), start, stop, self.context, rest).copy())
         y = torch.from_numpy(take.audio[start:stop].copy())
         return x, y, torch.from_numpy(take.vector.astype(np.float32)), self.index[name]
 
@@ -269,6 +276,9 @@ class TrainingRun:
             "knobcap_version": __version__,
             "session": data.info.get("session", data.source),
             "takes": [{"take": t.name, "role": t.role, "setting": t.setting} for t in data.takes],
+            **({"polarity": int(data.info["polarity"]),  # type: ignore[call-overload]
+                "polarity_source": data.info.get("polarity_source")}
+               if data.info.get("polarity") in (1, -1) else {}),
             "training": {"config": self.config.to_dict(), "epochs": len(module.history) and
                          module.history[-1]["epoch"], "best_epoch": module.best_epoch + 1,
                          "minutes": round(module.elapsed_minutes(), 3),
@@ -302,17 +312,23 @@ def _threads(config: TrainConfig) -> None:
 def final_evaluation(model: ParametricModel, data: TrainingData, context: int) -> dict[str, Any]:
     """ESR of the best model: training takes on validation_2, held-out takes on the whole signal
     after the first ``receptive_field`` samples (their settings were never trained on)."""
-    v0, v1 = data.val_span
     first = max(data.train_span[0], context)
     out: dict[str, Any] = {"validation_esr": {}, "heldout_esr": {}, "heldout_span": [first, len(data.x)]}
     for take in data.takes:
-        if take.role == "holdout":
-            y_hat = predict(model, data.x, take.vector)
-            out["heldout_esr"][take.name] = esr(y_hat[first:], take.audio[first:])
-        else:
-            start = max(v0 - context - 8192, 0)
-            y_hat = predict(model, data.x[start:v1], take.vector)
-            out["validation_esr"][take.name] = esr(y_hat[v0 - start:], take.audio[v0:v1])
+        x = data.input_of(take)
+        held = take.role == "holdout"
+        spans = data.regions(take, "all" if held else "time", context)
+        if held and not data.clips_of(take):  # the whole signal in one pass, from its start
+            predicted, target = [predict(model, x, take.vector)[spans[0][0]:]], [take.audio[spans[0][0]:]]
+        else:  # each span from a little before it (or from its clip's rest), scored on the span only
+            predicted, target = [], []
+            for start, stop, rest in spans:
+                pre = start - max(start - context - 8192, rest if rest is not None else 0)
+                y_hat = predict(model, window_input(x, start, stop, pre, rest), take.vector)
+                predicted.append(y_hat[pre:])
+                target.append(take.audio[start:stop])
+        value = esr(np.concatenate(predicted), np.concatenate(target))
+        out["heldout_esr" if held else "validation_esr"][take.name] = value
     return out
 
 
