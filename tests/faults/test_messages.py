@@ -39,7 +39,7 @@ runner = CliRunner()
 @pytest.fixture(autouse=True)
 def wide_errors(monkeypatch):
     """Rich wraps at 80 columns under the test runner: widen it, so that 'one line' means one line."""
-    monkeypatch.setattr(cli_base.err_console, "width", 10_000)
+    monkeypatch.setattr(cli_base.err_console, "_width", 10_000)  # "width" would stay fixed at 80 after
 
 
 def refused(args: list[str], *needles: str) -> str:
