@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-from knobcap.controls import Controls, Knob, Switch
 from knobcap.metrics import EvaluationError, esr
 from knobcap.models.base import create_model
 from knobcap.models.bridge import load as load_torch_model
@@ -23,24 +22,26 @@ from knobcap.training.data import Take, TrainingData, TrainingDataError, WindowD
 from knobcap.training.loop import train
 from knobcap.training.losses import TrainingLoss, esr_per_item
 from knobcap.training.run import Run, RunError
+from playkit import make_session as make_session_folder
+from playkit import tiny_controls, tiny_wavenet_config
 
-CONTROLS = Controls(knobs=(Knob("drive"),), switches=(Switch("mode", ("a", "b")),))
-TINY_WAVENET = {"arrays": [{"channels": 2, "head_size": 2, "kernel_size": 3, "dilations": [1, 2]},
-                           {"channels": 2, "head_size": 1, "kernel_size": 3, "dilations": [1]}],
-                "head_scale": 0.5, "activation": "tanh"}
+CONTROLS = tiny_controls()
+TINY_WAVENET = tiny_wavenet_config(CONTROLS.vector_size)
 
 
 def device(x: np.ndarray, setting: dict) -> np.ndarray:
     gain = 1.0 + float(setting["drive"])
     y = np.tanh(gain * x) / gain
-    return (y if setting["mode"] == "a" else 0.5 * y).astype(np.float32)
+    return (y if setting["diodes"] == "silicon" else 0.5 * y).astype(np.float32)
 
 
 def make_data(n: int = 6000) -> TrainingData:
     rng = np.random.default_rng(0)
     x = (0.5 * rng.standard_normal(n)).astype(np.float32)
-    plan = [({"drive": 0.0, "mode": "a"}, "train"), ({"drive": 10.0, "mode": "b"}, "anchor"),
-            ({"drive": 4.0, "mode": "b"}, "train"), ({"drive": 7.0, "mode": "a"}, "holdout")]
+    plan = [({"drive": 0.0, "tone": 5.0, "diodes": "silicon"}, "train"),
+            ({"drive": 10.0, "tone": 5.0, "diodes": "led"}, "anchor"),
+            ({"drive": 4.0, "tone": 5.0, "diodes": "led"}, "train"),
+            ({"drive": 7.0, "tone": 5.0, "diodes": "silicon"}, "holdout")]
     takes = [Take(f"take{i + 1:02d}", s, CONTROLS.to_vector(s), role, device(x, s))
              for i, (s, role) in enumerate(plan)]
     return TrainingData(CONTROLS, 48000, x, takes, (100, n - 1000), (n - 1000, n), source="memory")
@@ -130,10 +131,10 @@ def test_windows_mix_settings_stay_in_the_span_and_are_reproducible() -> None:
 
 
 def test_predict_aligns_output_with_input_and_chunks_exactly() -> None:
-    model = create_model("wavenet", {"n_controls": 2, **TINY_WAVENET})
+    model = create_model("wavenet", TINY_WAVENET)
     torch.manual_seed(0)
     x = np.random.default_rng(2).standard_normal(1000).astype(np.float32)
-    c = np.array([0.5, 1.0], np.float32)
+    c = CONTROLS.to_vector({"drive": 5.0, "tone": 10.0, "diodes": "led"}).astype(np.float32)
     out = predict(model, x, c)
     assert out.shape == x.shape
     padded = torch.from_numpy(np.concatenate([np.zeros(model.receptive_field - 1, np.float32), x]))
@@ -237,22 +238,10 @@ def test_same_seed_same_run(tmp_path: Path) -> None:
 
 def make_session(root: Path) -> Path:
     """A small session folder on disk: controls, plan, a 30 s input and takes of a simple device."""
-    from knobcap.capture.session import PlannedTake, plan_csv_text
-    from knobcap.capture.testsignal import generate_signal, write_signal
-    from knobcap.controls import save_controls
-    from knobcap.fileio import write_wav_atomic
-
-    root.mkdir()
-    save_controls(CONTROLS, root / "controls.toml")
-    plan = [PlannedTake("take01", {"drive": 0.0, "mode": "a"}, "train"),
-            PlannedTake("take02", {"drive": 10.0, "mode": "b"}, "anchor"),
-            PlannedTake("take03", {"drive": 5.0, "mode": "a"}, "holdout")]
-    (root / "plan.csv").write_text(plan_csv_text(CONTROLS, plan), encoding="utf-8")
-    signal = generate_signal(30.0)
-    write_signal(root / "input.wav", signal)
-    for take in plan:
-        write_wav_atomic(root / "takes" / f"{take.take}.wav", device(signal.audio, take.setting), 48000)
-    return root
+    plan = [("take01", {"drive": 0.0, "tone": 5.0, "diodes": "silicon"}, "train"),
+            ("take02", {"drive": 10.0, "tone": 5.0, "diodes": "led"}, "anchor"),
+            ("take03", {"drive": 5.0, "tone": 5.0, "diodes": "silicon"}, "holdout")]
+    return make_session_folder(root, CONTROLS, plan, device=device)
 
 
 def test_knobcap_train_on_a_session_folder_then_resume(tmp_path: Path) -> None:
@@ -327,9 +316,6 @@ def test_the_run_folder_names_every_file_and_reads_them(tmp_path: Path) -> None:
     assert Run.find(tmp_path / "session", run.path).path == run.path
 
 
-_SPELLS_RUN_FILES = {"cli.py"}  # its eval command prints RUN/metrics.json by name: to move to Run
-
-
 def test_no_module_but_the_run_folder_spells_its_file_names() -> None:
     import ast
 
@@ -340,7 +326,7 @@ def test_no_module_but_the_run_folder_spells_its_file_names() -> None:
     root = Path(knobcap.__file__).parent
     found = []
     for path in sorted(root.rglob("*.py")):
-        if path == root / "training" / "run.py" or path.relative_to(root).as_posix() in _SPELLS_RUN_FILES:
+        if path == root / "training" / "run.py":
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Constant) and node.value in names:
