@@ -148,18 +148,6 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     return _write_atomic(Path(path), write)
 
 
-def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
-    """Write bytes atomically and durably (on the disk before the rename: a crash leaves old or new)."""
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-
-    return _write_atomic(Path(path), write)
-
-
 def write_wav_atomic(path: str | Path, audio: np.ndarray, sample_rate: int,
                      subtype: str = "FLOAT") -> Path:
     """Write a WAV file atomically (32-bit float by default, so nothing is clipped)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,18 @@ class RunError(ValueError):
     def __init__(self, path: Path, reason: str) -> None:
         super().__init__(f"{path}: {reason}")
         self.path, self.reason = path, reason
+
+
+_RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def check_run_name(name: str) -> str:
+    """``name`` when it is a plain folder name (letters, digits, ``.``, ``_``, ``-``; no path separator,
+    no ``..``), else a :class:`ValueError` that says so: a run stays inside ``DIR/runs``."""
+    if not _RUN_NAME.fullmatch(name) or ".." in name:
+        raise ValueError(f"--run {name!r}: a run name is a plain folder name inside DIR/runs (letters, "
+                         "digits, '.', '_' or '-'; no '/' or '..'); choose a name such as 'big-wavenet'.")
+    return name
 
 
 class Run:
@@ -63,8 +76,9 @@ class Run:
 
     @classmethod
     def in_session(cls, session_dir: str | Path, name: str) -> Run:
-        """The run ``name`` of a session: ``SESSION/runs/<name>``."""
-        return cls(cls.runs_dir(session_dir) / name)
+        """The run ``name`` of a session: ``SESSION/runs/<name>`` (a plain folder name, see
+        :func:`check_run_name`)."""
+        return cls(cls.runs_dir(session_dir) / check_run_name(name))
 
     @classmethod
     def find(cls, session_dir: str | Path, run: str | Path) -> Run:
