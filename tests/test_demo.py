@@ -7,6 +7,7 @@ import json
 import pytest
 
 from knobcap import demo
+from playkit import tiny_wavenet_config
 
 
 def test_new_or_empty_folder_becomes_a_marked_demo_folder(tmp_path):
@@ -43,9 +44,7 @@ def test_a_users_folder_is_never_touched(tmp_path):
         demo.prepare_folder(a_file, demo.DemoConfig.quick())
 
 
-TINY_MODEL = {"n_controls": 4, "head_scale": 0.02, "activation": "tanh",
-              "arrays": [{"channels": 4, "head_size": 2, "kernel_size": 3, "dilations": [1, 2, 4, 8]},
-                         {"channels": 2, "head_size": 1, "kernel_size": 3, "dilations": [1, 2]}]}
+TINY_MODEL = tiny_wavenet_config(4, head_scale=0.02)  # the TS808's 4 control inputs, a quiet start
 
 
 def tiny_config() -> demo.DemoConfig:
