@@ -9,9 +9,9 @@ import pytest
 
 from knobcap.models.base import create_model
 from knobcap.training.loop import ParametricModule, TrainConfig, TrainingError
+from playkit import tiny_wavenet_config
 
-MODEL = {"n_controls": 1, "arrays": [{"channels": 2, "head_size": 1, "kernel_size": 3, "dilations": [1]}],
-         "head_scale": 0.1, "activation": "tanh"}
+MODEL = tiny_wavenet_config(1, head_scale=0.1)
 
 
 def schedule(config: TrainConfig):  # type: ignore[no-untyped-def]

@@ -10,19 +10,19 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from knobcap.cli import app
-from knobcap.controls import Controls, Knob, Switch
 from knobcap.models.architectures import weight_shapes
 from knobcap.models.modelfile import ModelFile, save_model_file
 from knobcap.runtime.automation import AutomationError, load_automation
 from knobcap.runtime.engine import Engine
+from playkit import tiny_controls
 
-CONTROLS = Controls(knobs=(Knob("drive"),), switches=(Switch("diodes", ("silicon", "led")),))
+CONTROLS = tiny_controls()
 runner = CliRunner()
 
 
 @pytest.fixture
 def model_path(tmp_path):
-    config = {"n_controls": 2, "hidden_size": 5, "num_layers": 1}
+    config = {"n_controls": CONTROLS.vector_size, "hidden_size": 5, "num_layers": 1}
     rng = np.random.default_rng(0)
     weights = {k: (0.5 * rng.standard_normal(s)).astype(np.float32)
                for k, s in weight_shapes("lstm", config).items()}
@@ -103,7 +103,7 @@ def test_export_cli_nam_grid_and_proteus(tmp_path, model_path):
     assert data["architecture"] == "LSTM" and data["config"]["input_size"] == 1
     result = runner.invoke(app, ["export", str(model_path), "nam", str(tmp_path / "grid"), "--grid", "3"])
     assert result.exit_code == 0, result.output
-    assert len(list((tmp_path / "grid").glob("*.nam"))) == 6
+    assert len(list((tmp_path / "grid").glob("*.nam"))) == 3 * 3 * 2  # drive x tone x diodes
     result = runner.invoke(app, ["export", str(model_path), "proteus", str(tmp_path / "p.json")])
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["export", str(model_path), "onnx", str(tmp_path / "x")])
