@@ -14,12 +14,16 @@ from knobcap.models.base import (
     create_model,
     register_model,
 )
+from playkit import tiny_wavenet_config
 
 
 def tiny_wavenet(n_controls: int = 2, activation: str = "tanh") -> dict:
-    return {"n_controls": n_controls, "head_scale": 0.7, "activation": activation,
-            "arrays": [{"channels": 3, "head_size": 2, "kernel_size": 3, "dilations": [1, 2, 4]},
-                       {"channels": 2, "head_size": 1, "kernel_size": 2, "dilations": [1, 3]}]}
+    """The shared tiny WaveNet varied for the equation checks: louder (head_scale 0.7), 3 channels in the
+    first array and kernel 2 with dilations 1, 3 in the second (receptive field 1 + 2*7 + 1*4 = 19)."""
+    config = tiny_wavenet_config(n_controls, head_scale=0.7, activation=activation)
+    config["arrays"][0]["channels"] = 3
+    config["arrays"][1].update(kernel_size=2, dilations=[1, 3])
+    return config
 
 
 def randomise(model: torch.nn.Module, seed: int = 0) -> None:
