@@ -66,7 +66,7 @@ def render_body(server) -> bytes:
     return json.dumps({"clip": clip, "setting": {"drive": 3, "tone": 7, "diodes": "led"}}).encode()
 
 
-def test_case2_the_page_carries_a_token_and_its_own_posts_pass(server):
+def test_case2_the_page_carries_a_token_and_its_own_posts_pass(server, model_path):
     connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=30)
     connection.request("GET", "/")
     page = connection.getresponse().read().decode()
@@ -76,7 +76,7 @@ def test_case2_the_page_carries_a_token_and_its_own_posts_pass(server):
                         {"Origin": f"http://127.0.0.1:{port}", "Sec-Fetch-Site": "same-origin",
                          "X-Knobcap-Token": server.app.token})
     assert status == 200 and data[:4] == b"RIFF"
-    other = PlayServer(open_app(server.app.renderer.path, demo=False))
+    other = PlayServer(open_app(model_path, demo=False))
     try:
         assert other.app.token != server.app.token  # one token per run of the server
     finally:
