@@ -298,3 +298,137 @@ def test_preroll_lets_the_plugin_settle_before_the_take():
     assert float(np.abs(default - settled).max()) < 1e-4 * peak
     assert float(np.abs(cold - settled).max()) > 0.1 * peak
     np.testing.assert_allclose(cold[:8], x[:8], rtol=1e-2)  # a cold start begins at the dry signal
+
+
+# ------------------------------------------------------------------------ the journey (issue 16)
+def _cli(*args: object) -> tuple[int, str]:
+    """Run a knobcap verb in-process: exit code and output with rich's wrapping undone."""
+    from typer.testing import CliRunner
+
+    from knobcap.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return result.exit_code, " ".join(result.output.split())
+
+
+@pytest.fixture
+def fake_info(tmp_path, monkeypatch):
+    """A PATH with a fake lv2info that describes GxTubeScreamer (from the fixture) and no lv2apply."""
+    folder = tmp_path / "infobin"
+    folder.mkdir()
+    info = folder / "lv2info"
+    fixture_path = DATA / "lv2info_gxts9.txt"
+    info.write_text(f"#!{sys.executable}\nprint(open({str(fixture_path)!r}, encoding='utf-8').read())\n")
+    info.chmod(0o755)
+    monkeypatch.setenv("PATH", str(folder))
+    return folder
+
+
+def test_registry_finds_lv2_devices_by_scheme_and_keeps_the_uri(fake_info):
+    from knobcap.devices import available_devices, get_device
+
+    device = get_device(f"LV2:{TS9}", select=["drive"], fixed={"tone": 500})
+    assert isinstance(device, Lv2Device) and device.uri == TS9 and device.name == f"lv2:{TS9}"
+    assert device.controls.names == ["drive"] and device.fixed == {"level": -16.0, "tone": 500.0}
+    assert "lv2:" in available_devices() and "ts808" in available_devices()
+
+
+def test_controls_toml_records_the_device_and_its_fixed_controls(fake_info, tmp_path):
+    from knobcap.capture.session_device import open_device
+    from knobcap.controls import load_controls
+
+    code, out = _cli("init", tmp_path / "s", "--device", f"lv2:{TS9}", "--controls", "drive,tone",
+                     "--set", "level=-5", "--no-screen")
+    assert code == 0, out
+    controls = load_controls(tmp_path / "s" / "controls.toml")
+    assert controls.names == ["drive", "tone"] and controls.device == f"lv2:{TS9}"
+    assert controls.fixed_values == {"level": -5.0}
+    again = open_device(controls.device, controls)  # what screen, reamp and eval re-create
+    assert again.controls.names == ["drive", "tone"] and again.fixed == {"level": -5.0}
+    assert again.port_values({"drive": 0.2, "tone": 300.0})["fslider0_"] == -5.0
+    code, out = _cli("init", tmp_path / "t", "--controls", "drive")
+    assert code == 1 and "add --device lv2:<URI>" in out
+    code, out = _cli("init", tmp_path / "t", "--device", "ts808", "--controls", "drive")
+    assert code == 1 and "always has all its controls captured" in out
+    code, out = _cli("init", tmp_path / "t", "--device", f"lv2:{TS9}", "--controls", "gain")
+    assert code == 1 and "no control named 'gain'" in out and not (tmp_path / "t").exists()
+
+
+def test_missing_lv2apply_and_crashes_name_the_take_and_keep_recordings(fake_info, tmp_path, monkeypatch):
+    root = tmp_path / "s"
+    assert _cli("init", root, "--device", f"lv2:{TS9}", "--controls", "drive", "--no-screen")[0] == 0
+    assert _cli("plan", root, "--n", "5", "--seconds", "30")[0] == 0
+    code, out = _cli("reamp", root)
+    assert code == 1 and "take01: lv2apply is not installed" in out and "apt-get install lilv-utils" in out
+    kept = root / "takes" / "take01.wav"
+    kept.write_bytes(b"mine")  # a take recorded by hand meanwhile is never touched
+    script = fake_info / "lv2apply"
+    script.write_text(FAKE_LV2APPLY.format(python=sys.executable))
+    script.chmod(0o755)
+    monkeypatch.setenv("FAKE_LV2", "crash")
+    code, out = _cli("reamp", root)
+    assert code == 1 and out.count("error:") == 1
+    assert "take02: LV2 plugin " + TS9 + " crashed (signal SIGSEGV)" in out
+    assert kept.read_bytes() == b"mine"
+
+
+def test_missing_plugin_through_the_cli_names_the_uri(fake_bin, tmp_path):
+    code, out = _cli("init", tmp_path / "s", "--device", "lv2:http://example.org/nope")
+    assert code == 1 and "'http://example.org/nope' is not installed" in out and "lv2ls" in out
+    assert not (tmp_path / "s").exists()
+
+
+def test_eval_says_when_the_grid_esr_is_above_one():
+    from knobcap.evaluation.sanity import misalignment_warnings
+
+    doc = {"grid": {"summary": {"count": 4, "median": 2.1, "p90": 2.2, "max": 2.3}},
+           "di": {"summary": {"count": 1, "median": 0.02, "p90": 0.02, "max": 0.02}}}
+    (line,) = misalignment_warnings(doc)
+    assert line.startswith("dense grid: ESR above 1") and "misaligned or inverted" in line
+    assert misalignment_warnings({"grid": {"summary": {"count": 4, "median": 0.1, "max": 0.9}}}) == []
+
+
+@needs_ds1
+def test_delay_aligned_removes_a_hidden_delay():
+    from knobcap.capture.device_delay import DelayAligned
+
+    device = Lv2Device(DS1)
+    aligned = DelayAligned(device)
+    assert aligned.delay(RATE) == 31 and "31 samples late" in aligned.note
+    assert abs(measure_delay(aligned, RATE).samples) <= 1
+
+
+TINY_MODEL = {"n_controls": 2, "head_scale": 0.02, "activation": "tanh",
+              "arrays": [{"channels": 4, "head_size": 1, "kernel_size": 3, "dilations": [1, 2, 4]}]}
+
+
+@needs_ts9
+@pytest.mark.slow
+def test_gxtubescreamer_drive_and_tone_through_the_whole_journey(tmp_path):
+    pytest.importorskip("torch")
+    import json
+
+    from knobcap.training.config import TrainConfig
+    from knobcap.training.loop import train_session
+
+    root = tmp_path / "ts9"
+    code, out = _cli("init", root, "--device", f"lv2:{TS9}", "--controls", "drive,tone", "--no-screen")
+    assert code == 0, out
+    assert 'device = "lv2:' + TS9 + '"' in (root / "controls.toml").read_text()
+    assert "level = -16.0" in (root / "controls.toml").read_text()  # the plugin's default, fixed
+    assert _cli("plan", root, "--n", "7", "--seconds", "30")[0] == 0
+    code, out = _cli("reamp", root)  # the device named by controls.toml
+    assert code == 0, out
+    assert json.loads((root / "reamp.json").read_text())["device"] == f"lv2:{TS9}"
+    code, out = _cli("check", root)
+    assert code == 0, out
+    config = TrainConfig.from_dict({"epochs": 1, "steps_per_epoch": 2, "batch_size": 2,
+                                    "segment_length": 2048, "mrstft_fft_sizes": [256, 512],
+                                    "val_max_seconds": 0.5, "model": TINY_MODEL, "threads": 1}, "test")
+    train_session(root, config, run="tiny", progress=False)
+    code, out = _cli("eval", root / "runs" / "tiny", "--grid", "2", "--no-di")
+    assert code == 0, out
+    metrics = json.loads((root / "runs" / "tiny" / "metrics.json").read_text())
+    assert metrics["device"] == f"lv2:{TS9}" and len(metrics["grid"]["rows"]) == 4
+    assert metrics["device_delay"]["samples"] == 0 and "0 samples late" in metrics["device_delay"]["note"]
+    assert isinstance(metrics["warnings"], list)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -315,6 +316,10 @@ def evaluated(console: Console, doc: Mapping[str, Any], run: Path) -> None:
     if "grid" in doc:
         console.print(rows_table(doc, "grid", "dense grid: worst settings", limit=8))
     console.print(summary_table(doc))
+    if isinstance(doc.get("device_delay"), dict) and doc["device_delay"].get("note"):
+        _say(console, str(doc["device_delay"]["note"]))
+    for line in doc.get("warnings") or []:
+        console.print(f"[bold red]warning:[/] {escape(str(line))}", highlight=False)
     _say(console, f"metrics: {Run(run).metrics_path}")
 
 

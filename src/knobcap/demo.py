@@ -48,6 +48,7 @@ class DemoConfig:
     di_seconds: float | None = None
     di: str | None = None  # a DI WAV or folder for the evaluation (None: the bundled clip)
     seed: int = 0
+    device: str = DEVICE  # the device captured: "ts808" or "lv2:<plugin URI>" (all its controls)
 
     @classmethod
     def full(cls, seed: int = 0) -> DemoConfig:
@@ -61,6 +62,10 @@ class DemoConfig:
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
+
+    def for_device(self, device: str) -> DemoConfig:
+        """These sizes, capturing ``device`` (``"ts808"`` or ``"lv2:<URI>"``)."""
+        return DemoConfig(**{**asdict(self), "device": device})
 
 
 # ------------------------------------------------------------------------------------------ folder
@@ -118,7 +123,7 @@ def run_demo(directory: str | Path, config: DemoConfig, console: Console | None 
     from knobcap.capture.check import check_session
     from knobcap.capture.reamp import reamp_session
     from knobcap.capture.session import Session, init_session, make_plan
-    from knobcap.devices import get_device
+    from knobcap.capture.session_device import init_controls, new_device
     from knobcap.evaluation.evaluate import evaluate_run
 
     console = console or Console()
@@ -130,14 +135,14 @@ def run_demo(directory: str | Path, config: DemoConfig, console: Console | None 
 
     if resumed:
         console.print(f"Resuming the demo in {directory}.", highlight=False)
-    device = get_device(DEVICE)
-    step(1, f"init: a session for the virtual {device.controls.name or DEVICE}, its knobs screened")
+    name = config.device
+    device = new_device(name)
+    step(1, f"init: a session for {device.controls.name or name}, its knobs screened (its own delay "
+            "measured and removed)")
     if not (directory / "controls.toml").is_file():
-        from knobcap.capture.screening import screen_device
-
         with progress_bar(console) as update:
-            controls = screen_device(device, progress=lambda knob, i, n: update("screen", i, n))
-        init_session(directory, controls, DEVICE)
+            controls = init_controls(device, progress=lambda knob, i, n: update("screen", i, n))
+        init_session(directory, controls, name)
 
     step(2, "plan: settings by experimental design, and the test signal")
     plan = make_plan(directory, n=config.takes, seconds=config.signal_seconds, seed=config.seed)
@@ -147,7 +152,7 @@ def run_demo(directory: str | Path, config: DemoConfig, console: Console | None 
 
     session = Session.open(directory)
     missing = len(session.missing_takes())
-    step(3, f"reamp: {missing} take(s) through the virtual {DEVICE}" if missing else
+    step(3, f"reamp: {missing} take(s) through {name}" if missing else
          "reamp: every take is recorded already")
     if missing:
         with progress_bar(console) as update:
@@ -168,7 +173,7 @@ def run_demo(directory: str | Path, config: DemoConfig, console: Console | None 
 
     step(6, "eval: held-out settings, a dense grid of the control space and real DI guitar")
     with progress_bar(console) as update:
-        metrics = evaluate_run(run_dir, device=DEVICE, grid=config.grid, di=config.di,
+        metrics = evaluate_run(run_dir, device=name, grid=config.grid, di=config.di,
                                di_settings=config.di_settings, di_seconds=config.di_seconds,
                                seed=config.seed, progress=update)
 

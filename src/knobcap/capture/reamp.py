@@ -22,6 +22,7 @@ import numpy as np
 from knobcap.capture.session import PlannedTake, Session, SessionError
 from knobcap.controls import Controls
 from knobcap.devices import Device
+from knobcap.devices.errors import DeviceError
 from knobcap.fileio import write_json_atomic, write_wav_atomic
 
 LATENCY_MS = (2.0, 15.0)
@@ -106,7 +107,11 @@ def reamp_session(session: Session, device: Device, *, seed: int = 0, invert_pol
         if path.exists():  # recorded meanwhile (by hand): keep it
             continue
         rng = np.random.default_rng([seed, int(row.take[4:])])
-        audio, info = record(device, signal.audio, signal.sample_rate, row.setting, rng, invert_polarity)
+        try:
+            audio, info = record(device, signal.audio, signal.sample_rate, row.setting, rng, invert_polarity)
+        except DeviceError as error:
+            raise DeviceError(f"{row.take}: {error} Takes recorded so far are kept; 'knobcap reamp "
+                              f"{session.root}' records the rest.") from None
         info = RenderedTake(row.take, info.latency, info.polarity, info.noise_dbfs)
         write_wav_atomic(path, audio, signal.sample_rate, subtype=subtype)
         truth["takes"][row.take] = {k: v for k, v in asdict(info).items() if k != "take"}

@@ -233,7 +233,11 @@ def playing_part(signal: TestSignal, audio: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------------ virtual
 def screen_device(device: object, levels: int = SCREEN_LEVELS, blend: float = DEFAULT_BLEND,
                   progress: Progress | None = None) -> Controls:
-    """A virtual device's controls with their warps measured on the probe (no latency, no noise)."""
+    """A virtual device's controls with their warps measured on the probe (no latency, no noise; the
+    device's own delay measured and removed, :mod:`knobcap.capture.device_delay`)."""
+    from knobcap.capture.device_delay import delay_aligned
+
+    device = delay_aligned(device)  # type: ignore[arg-type]
     signal = probe_signal()
     x = signal.audio.astype(np.float64)
     controls: Controls = device.controls  # type: ignore[attr-defined]

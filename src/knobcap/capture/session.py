@@ -562,7 +562,8 @@ def init_session(root: str | Path, controls: Controls | None = None, device_name
 
 
 def _controls_text(root: Path, controls: Controls, device_name: str | None) -> str:
-    origin = f"the virtual device {device_name!r}" if device_name else "a device"
+    origin = (f"the LV2 plugin {device_name[4:]}" if device_name and device_name.lower().startswith("lv2:")
+              else f"the virtual device {device_name!r}" if device_name else "a device")
     header = f"# knobcap controls, copied from {origin}. Values are in each knob's own units.\n"
     if any(k.warp is not None for k in controls.knobs):
         header += ("# The 'warp' lines were measured by screening the device (as 'knobcap screen' does for a "

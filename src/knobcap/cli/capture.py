@@ -11,7 +11,6 @@ from knobcap.cli.base import app, console, err_console, fail, lazy
 
 show = lazy("knobcap.console")
 controls_lib = lazy("knobcap.controls")
-virtual_devices = lazy("knobcap.devices")
 testsignal = lazy("knobcap.capture.testsignal")
 sessions = lazy("knobcap.capture.session")
 screening = lazy("knobcap.capture.screening")
@@ -20,6 +19,7 @@ reamping = lazy("knobcap.capture.reamp")
 checking = lazy("knobcap.capture.check")
 refining = lazy("knobcap.training.refine")
 options = lazy("knobcap.capture.options")
+session_devices = lazy("knobcap.capture.session_device")
 
 
 @app.command()
@@ -39,22 +39,27 @@ def signal(
 @app.command()
 def init(
     directory: Annotated[Path, typer.Argument(help="Session folder to create.")],
-    device: Annotated[str | None, typer.Option(help="Copy a virtual device's controls (and screen its "
-                                                     "knobs).")] = None,
+    device: Annotated[str | None, typer.Option(help="Copy a device's controls (and screen its knobs): "
+                                                     "ts808, or lv2:<plugin URI>.")] = None,
     no_screen: Annotated[bool, typer.Option("--no-screen", help="With --device: do not screen the knobs "
                                             "(no warp lines; each knob keeps its taper).")] = False,
+    controls_: Annotated[str | None, typer.Option("--controls", help="With --device lv2:URI: the controls "
+                                                  "to capture, e.g. drive,tone (default: all).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="With --device lv2:URI: hold a control "
+                                                   "not captured at a value, e.g. --set level=0.5.")] = None,
 ) -> None:
-    """Create a session folder with a commented controls.toml template (or a virtual device's controls)."""
+    """Create a session folder with a commented controls.toml template (or a device's controls)."""
     controls = None
     try:
+        if device is None and (controls_ is not None or set_):
+            raise ValueError("--controls and --set choose an LV2 plugin's controls; add --device lv2:<URI>.")
         if device is not None:
-            virtual = virtual_devices.get_device(device)
+            virtual = session_devices.device_from_options(device, controls_, set_ or [])
             sessions.check_new_session(directory)
-            controls = virtual.controls
-            if not no_screen:
-                with show.progress_bar(console) as update:
-                    controls = screening.screen_device(virtual, progress=lambda knob, i, n: update(
-                        f"screening {device}", i, n))
+            with show.progress_bar(console) as update:
+                controls = session_devices.init_controls(
+                    virtual, screen=not no_screen,
+                    progress=lambda knob, i, n: update(f"screening {device}", i, n))
         path = sessions.init_session(directory, controls, device)
     except ValueError as error:
         fail(str(error))
@@ -66,13 +71,16 @@ def screen(
     directory: Annotated[Path, typer.Argument(help="Session folder (made by knobcap init).")],
     levels: Annotated[int | None, typer.Option(help="Probes per knob, equally spaced over its turn "
                                                "(default 11, or as in an existing screen/plan.csv).")] = None,
-    device: Annotated[str | None, typer.Option(help="Record the probes through this virtual device.")] = None,
+    device: Annotated[str | None, typer.Option(help="Record the probes through this device (ts808, "
+                                               "lv2:<URI>; default: the one controls.toml names).")] = None,
     seed: Annotated[int, typer.Option(help="With --device: seed of the latencies and noise floors.")] = 0,
 ) -> None:
     """Screen the knobs: record a short probe at a few turns of each knob, and write the measured warps
     (where each knob changes the sound) into controls.toml. Run it before 'knobcap plan'."""
     try:
-        virtual = virtual_devices.get_device(device) if device is not None else None
+        device = device or session_devices.named_device(directory)
+        virtual = session_devices.open_device(device, controls_lib.load_controls(
+            directory / controls_lib.CONTROLS_FILE)) if device is not None else None
         with show.progress_bar(console) as update:
             outcome = probing.screen_session(directory, levels=levels, device=virtual, seed=seed,
                                              progress=update)
@@ -122,7 +130,8 @@ def plan(
 @app.command()
 def reamp(
     directory: Annotated[Path, typer.Argument(help="Session folder.")],
-    device: Annotated[str, typer.Option(help="Virtual device to record through.")] = "ts808",
+    device: Annotated[str | None, typer.Option(help="Device to record through: ts808, lv2:<URI> "
+                                               "(default: the one controls.toml names, else ts808).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the latencies and noise floors.")] = 0,
     invert_polarity: Annotated[bool, typer.Option(help="Record with the polarity inverted, as a "
                                                    "miswired interface would.")] = False,
@@ -131,7 +140,8 @@ def reamp(
     """Record every planned take through a virtual device."""
     try:
         session = sessions.Session.open(directory)
-        virtual = virtual_devices.get_device(device)
+        device = device or session.controls.device or "ts808"
+        virtual = session_devices.open_device(device, session.controls)
         missing = len(session.missing_takes())
     except ValueError as error:
         fail(str(error))

@@ -86,8 +86,8 @@ def train(
 def evaluate(
     run: Annotated[Path, typer.Argument(help="Run folder (holds model.knobcap).")],
     device: Annotated[str | None, typer.Option(
-        help="Virtual device for a dense grid and DI (default: the one the session was reamped with; "
-             "'none': skip).")] = None,
+        help="Device for a dense grid and DI: ts808, lv2:<URI> (default: the session's; 'none': "
+             "skip).")] = None,
     grid: Annotated[int, typer.Option(help="Grid levels per knob (times every switch combination).")] = 6,
     di: Annotated[Path | None, typer.Option(
         help="DI WAV or folder of them (48 kHz); default: the clip bundled with knobcap.")] = None,
@@ -224,9 +224,13 @@ def demo(
                                               "made it).")] = Path("knobcap-demo"),
     quick: Annotated[bool, typer.Option(help="A tiny capture in under 2 minutes (a smoke test).")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the design, the recordings and the training.")] = 0,
+    device: Annotated[str, typer.Option(help="The device to capture: ts808 or lv2:<plugin URI> (all "
+                                             "its controls).")] = "ts808",
 ) -> None:
-    """Capture the built-in virtual TS808 end to end: init, plan, reamp, check, train, eval, report."""
+    """Capture a device end to end (the built-in virtual TS808 by default): init, plan, reamp, check,
+    train, eval, report."""
     config = demos.DemoConfig.quick(seed) if quick else demos.DemoConfig.full(seed)
+    config = config.for_device(device)
     started = time.monotonic()
     try:
         result = demos.run_demo(directory, config, console)

@@ -46,7 +46,7 @@ _AUDIO_GAIN_RATIO = 10.0  # K: pot resistance over the fixed resistor beside it
 _NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{0,63}")  # whole string (fullmatch): no "drive\n"
 _POSITION_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f,;\"'=\\]")  # breaks plan.csv, --set or a terminal
 MAX_POSITION_LENGTH = 64
-_TOP_KEYS = {"name", "description", "knob", "switch"}
+_TOP_KEYS = {"name", "description", "device", "fixed", "knob", "switch"}
 _KNOB_KEYS = {"name", "min", "max", "default", "taper", "unit", "warp"}
 MAX_WARP_POINTS = 1001
 _SWITCH_KEYS = {"name", "positions", "default"}
@@ -166,11 +166,26 @@ class Controls:
     switches: tuple[Switch, ...] = ()
     name: str = ""
     source: Path | None = field(default=None, compare=False)
+    #: The device these controls drive (``"lv2:<URI>"``, ``"ts808"``), when knobcap can render it.
+    device: str = field(default="", compare=False)
+    #: The device's other controls, not captured, and the value each is held at (name -> number or
+    #: switch position), as ``(name, value)`` pairs.
+    fixed: tuple[tuple[str, float | str], ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "knobs", tuple(self.knobs))
         object.__setattr__(self, "switches", tuple(self.switches))
+        object.__setattr__(self, "fixed", tuple((str(k), v) for k, v in dict(self.fixed).items()))
         _validate_controls(self)
+        clash = [name for name, _ in self.fixed if name in self.names]
+        if clash:
+            raise ControlsError(f"{_where(self.source)}: {clash[0]!r} is both a control and fixed; remove it "
+                                "from [fixed] or from the controls.")
+
+    @property
+    def fixed_values(self) -> dict[str, float | str]:
+        """The fixed controls as a dict (name -> value)."""
+        return dict(self.fixed)
 
     # --- structure -----------------------------------------------------------------------------
     @property
@@ -285,6 +300,10 @@ class Controls:
         out: dict[str, object] = {}
         if self.name:
             out["name"] = self.name
+        if self.device:
+            out["device"] = self.device
+        if self.fixed:
+            out["fixed"] = dict(self.fixed)
         out["knob"] = [k.to_dict() for k in self.knobs]
         out["switch"] = [s.to_dict() for s in self.switches]
         return out
@@ -302,8 +321,29 @@ class Controls:
                     f"{', '.join(sorted(_TOP_KEYS))}. Use [[knob]] or [[switch]] tables for controls.")
         knobs = [_knob_from_dict(entry, where) for entry in _table_list(data, "knob", where)]
         switches = [_switch_from_dict(e, where) for e in _table_list(data, "switch", where)]
+        device = data.get("device", "")
+        if not isinstance(device, str):
+            raise ControlsError(f"{where}: 'device' must be a quoted name such as \"lv2:<plugin URI>\" or "
+                                f"\"ts808\"; got {_short(device)}.")
         return cls(knobs=tuple(knobs), switches=tuple(switches), name=str(data.get("name", "")),
-                   source=Path(source) if source is not None else None)
+                   source=Path(source) if source is not None else None, device=device,
+                   fixed=_fixed_from_dict(data.get("fixed", {}), where))
+
+
+def _fixed_from_dict(table: object, where: str) -> tuple[tuple[str, float | str], ...]:
+    """``[fixed]``: control name -> a finite number or a switch position (a string)."""
+    if not isinstance(table, Mapping):
+        raise ControlsError(f"{where}: 'fixed' must be a [fixed] table of name = value lines.")
+    out: list[tuple[str, float | str]] = []
+    for name, value in table.items():
+        if isinstance(value, str):
+            out.append((str(name), value))
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            out.append((str(name), _finite(value, f"{where}: [fixed] {name!r}")))
+        else:
+            raise ControlsError(f"{where}: [fixed] {name!r} = {_short(value)} must be a number or a quoted "
+                                "switch position.")
+    return tuple(out)
 
 
 def _table_list(data: Mapping[str, object], key: str, where: str) -> list[Mapping[str, object]]:

@@ -53,7 +53,11 @@ def controls_to_toml(controls: Controls, header: str = "") -> str:
     plain = Controls(knobs=tuple(replace(k, warp=None) for k in controls.knobs), switches=controls.switches,
                      name=controls.name)
     data = plain.to_dict()
-    parts = [tomli_w.dumps({"name": data["name"]})] if "name" in data else []
+    top = {key: value for key, value in (("name", controls.name), ("device", controls.device)) if value}
+    parts = [tomli_w.dumps(top)] if top else []
+    if controls.fixed:  # before the [[knob]] tables, so that warp lines are added to knobs only
+        parts.append("# Not captured: held at these values in every take (knob units, switch positions).\n"
+                     + tomli_w.dumps({"fixed": controls.fixed_values}))
     parts += [table("knob", k) for k in data["knob"]]  # type: ignore[attr-defined]
     parts += [table("switch", s) for s in data["switch"]]  # type: ignore[attr-defined]
     text = header + "\n".join(parts)

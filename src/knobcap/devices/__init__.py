@@ -10,6 +10,7 @@ group.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from typing import Protocol, runtime_checkable
 
@@ -71,14 +72,29 @@ def register_device(name: str, factory: DeviceFactory, *, replace: bool = False)
     DEVICES.register(name, factory, replace=replace)
 
 
+#: Device schemes: ``"<scheme>:<address>"`` names a device by an address the registry cannot hold (an LV2
+#: plugin's URI, kept exactly as written: URIs are case-sensitive) -> ``"module:factory"``.
+SCHEMES: dict[str, str] = {"lv2": "knobcap.devices.lv2:lv2_device"}
+
+
 def available_devices() -> list[str]:
-    return DEVICES.names()
+    """The registered device names, then each scheme as ``"lv2:"`` (followed by a plugin URI)."""
+    return DEVICES.names() + [f"{scheme}:" for scheme in sorted(SCHEMES)]
 
 
 def get_device(name: str, **options: object) -> Device:
-    """A new instance of the device registered as ``name`` (:class:`RegistryError` if there is none)."""
+    """A new instance of the device registered as ``name``, or of a scheme's device (``"lv2:<URI>"``).
+
+    :class:`RegistryError` if there is no such name; a scheme's device raises its own error
+    (:class:`~knobcap.devices.errors.DeviceError` for a plugin that is not installed).
+    """
+    scheme, sep, _ = name.partition(":") if isinstance(name, str) else ("", "", "")
+    if sep and scheme.lower() in SCHEMES:
+        module, _, factory = SCHEMES[scheme.lower()].partition(":")
+        build = getattr(importlib.import_module(module), factory)
+        return build(f"{scheme.lower()}:{name[len(scheme) + 1:]}", **options)  # type: ignore[no-any-return]
     return DEVICES.get(name)(**options)
 
 
-__all__ = ["DEVICES", "Device", "DeviceFactory", "RegistryError", "VirtualDevice", "available_devices",
-           "get_device", "register_device"]
+__all__ = ["DEVICES", "SCHEMES", "Device", "DeviceFactory", "RegistryError", "VirtualDevice",
+           "available_devices", "get_device", "register_device"]

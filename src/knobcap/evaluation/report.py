@@ -379,9 +379,12 @@ def di_example(run: RunData, renderer: Any, setting: Mapping[str, object], notes
     device_name = _device_name(run)
     if device_name:
         try:
-            from knobcap.devices import get_device
+            from knobcap.capture.device_delay import delay_aligned
+            from knobcap.capture.session_device import open_device
 
-            device = get_device(device_name)
+            device = delay_aligned(open_device(device_name, run.controls)) if run.controls else None
+            if device is None:
+                raise ValueError("the controls are unknown")
             target = np.asarray(device.process(dry.astype(np.float64), renderer.sample_rate, setting),
                                 np.float32)
         except (ImportError, KeyError, ValueError) as error:
@@ -438,6 +441,10 @@ def _headline(run: RunData) -> str:
     di = _summary([e for e in (_float(r.get("esr")) for r in run.di) if e is not None])
     if di:
         parts.append(f"On real DI guitar: median {_verdict_span(di['median'])}.")
+    from knobcap.evaluation.sanity import misalignment_warnings
+
+    warnings = [str(w) for w in run.metrics.get("warnings") or []] or misalignment_warnings(run.metrics)
+    parts += [f'<b class="probably-not">Warning: {html.escape(w)}</b>' for w in warnings]
     if not parts:
         return ('<p class="headline">No ESRs yet: run <code>knobcap eval RUN</code>, then this report '
                 "again.</p>")
