@@ -250,8 +250,10 @@ def planned(console: Console, result: Any, controls: Controls, directory: Path) 
     _say(console, (f"Wrote {' and '.join(written)} in {directory}." if written else
                    f"{directory / 'plan.csv'} and input.wav are unchanged.")
          + (f" {result.recorded} take(s) already recorded." if result.recorded else ""))
+    reamp = (f"knobcap reamp {directory}, through {escape(controls.device)}" if controls.device else
+             f"knobcap reamp {directory} --device ts808")
     _say(console, f"Next: play input.wav through the device at each setting, in order, and save "
-         f"{directory / 'takes'}/<take>.wav (or: knobcap reamp {directory} --device ts808).")
+         f"{directory / 'takes'}/<take>.wav (or: {reamp}).")
 
 
 def refined(console: Console, result: Any, controls: Controls, directory: Path) -> None:
