@@ -432,3 +432,33 @@ def test_gxtubescreamer_drive_and_tone_through_the_whole_journey(tmp_path):
     assert metrics["device"] == f"lv2:{TS9}" and len(metrics["grid"]["rows"]) == 4
     assert metrics["device_delay"]["samples"] == 0 and "0 samples late" in metrics["device_delay"]["note"]
     assert isinstance(metrics["warnings"], list)
+
+
+class _Late:
+    """A device that answers 37 samples late at half level."""
+
+    name = "late"
+    controls = Controls(knobs=(Knob("gain"),))
+
+    def process(self, audio, sample_rate, setting):
+        x = np.asarray(audio, dtype=np.float64)
+        return 0.5 * np.concatenate([np.zeros(37), x[:-37]])
+
+
+def test_delay_aligned_measures_once_and_aligns_every_render():
+    from knobcap.capture.device_delay import DelayAligned, delay_aligned
+
+    aligned = delay_aligned(_Late())
+    assert delay_aligned(aligned) is aligned
+    x = np.random.default_rng(0).standard_normal(4800)
+    y = aligned(x, RATE, gain=3.0)
+    assert aligned.delay(RATE) == 37 and len(y) == len(x) and np.allclose(y, 0.5 * x)
+    assert list(aligned.latencies) == [RATE] and isinstance(aligned, DelayAligned)
+
+
+def test_demo_config_captures_a_chosen_device():
+    from knobcap.demo import DemoConfig
+
+    config = DemoConfig.quick().for_device(f"lv2:{TS9}")
+    assert config.device == f"lv2:{TS9}" and config.training == DemoConfig.quick().training
+    assert DemoConfig.quick().device == "ts808"
