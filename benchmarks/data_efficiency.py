@@ -15,7 +15,14 @@ For each size ``n`` (training settings: space-filling + anchors) and each design
 * ``grid``: what a person does by hand: per switch combination an a x b grid of *dial* positions
   (0/10, or 0/5/10), e.g. 2 x 2 corners for n = 16; a single point is the middle of the dial;
 * ``random``: knob coordinates uniform in the taper's ``u`` (not the warp), switch combinations dealt
-  in turn.
+  in turn;
+* ``knobcap-more``: knobcap's design with ``n - more`` settings, a model trained on it, then
+  ``knobcap plan --more`` (``training.refine``) adds ``--more`` settings (default ``n // 4``) where that
+  model is least trustworthy, and a model is trained from scratch on all ``n`` with the same budget.
+  Its first model's training time is printed but not counted in the budget comparison.
+
+Besides median / p90 / max, the median per level of each knob (grid level ``0 .. L-1``) shows whether
+the knob ends are as good as the interior.
 
 All designs train in the same (screened) model coordinates; ``--no-screen`` drops the warps. Takes are
 aligned with the virtual reamp's known latency (see :func:`write_true_alignment`). Every
@@ -53,7 +60,7 @@ from knobcap.devices import get_device
 from knobcap.evaluation.evaluate import evaluate_run, random_settings
 from knobcap.fileio import write_text_atomic
 
-DESIGNS = ("knobcap", "grid", "random")
+DESIGNS = ("knobcap", "knobcap-more", "grid", "random")
 
 
 def knobcap_design(controls: Controls, n: int, seed: int, anchors: int | None = None
@@ -124,11 +131,14 @@ def main(argv: list[str] | None = None) -> int:
                              "combination puts every knob at both ends in every combination")
     parser.add_argument("--no-screen", action="store_true",
                         help="model coordinates without the measured warps (as before screening)")
+    parser.add_argument("--more", type=int, default=None,
+                        help="knobcap-more: settings added by plan --more (default n // 4)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
 
     from knobcap.training.config import TrainConfig
     from knobcap.training.loop import train_session
+    from knobcap.training.refine import plan_more
     from knobcap.training.run import Run
 
     device = get_device("ts808")
@@ -150,14 +160,29 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         for n in args.sizes:
             for name in args.designs:
-                settings = (knobcap_design(controls, n, seed, args.anchors) if name == "knobcap" else
-                            grid_design(controls, n) if name == "grid" else random_design(controls, n, seed))
+                more = args.more if args.more is not None else n // 4
+                first_n = n - more if name == "knobcap-more" else n
+                if name.startswith("knobcap"):
+                    settings = knobcap_design(controls, first_n, seed, args.anchors)
+                elif name == "grid":
+                    settings = grid_design(controls, n)
+                else:
+                    settings = random_design(controls, n, seed)
                 label = f"{name}-a{args.anchors}" if name == "knobcap" and args.anchors is not None else name
                 root = out / f"{label}-{n}-seed{seed}"
                 session = Session.open(root) if (root / "plan.csv").is_file() else \
                     make_session(root, controls, settings, holdouts, signal_path)
                 reamp_session(session, device, seed=seed)
                 write_true_alignment(root)
+                if name == "knobcap-more" and len(session.training_takes()) < n:
+                    first = Run.in_session(root, "first")
+                    if not first.summary_path.is_file():
+                        train_session(root, TrainConfig.from_dict({**config, "seed": seed}), run="first",
+                                      progress=False)
+                    plan_more(root, n - len(session.training_takes()), seed=seed, run="first")
+                    session = Session.open(root)
+                    reamp_session(session, device, seed=seed)
+                    write_true_alignment(root)
                 run = Run.in_session(root, "r")
                 if not run.summary_path.is_file():
                     train_session(root, TrainConfig.from_dict({**config, "seed": seed}), run="r",
@@ -165,10 +190,14 @@ def main(argv: list[str] | None = None) -> int:
                 minutes = float(run.read_summary()["minutes"])
                 doc = evaluate_run(run.path, device="ts808", grid=args.grid, use_di=False, cache_dir=cache)
                 s = doc["grid"]["summary"]  # type: ignore[index]
-                results[(name, n, seed)] = {**s, "minutes": minutes, "trained": len(settings)}
+                levels = per_level_medians(controls, doc["grid"]["rows"], args.grid)  # type: ignore[index]
+                results[(name, n, seed)] = {**s, "minutes": minutes, "trained": n, "levels": levels}
                 print(f"  seed {seed} {name:>8} n={n:<3} median {s['median']:.5f}  p90 {s['p90']:.5f}  "
                       f"max {s['max']:.5f}  ({s['count']} grid points never trained on; training "
                       f"{minutes:.1f} min)", flush=True)
+                for knob, meds in levels.items():
+                    print(f"      median by {knob} level: " + " / ".join(f"{m:.4f}" for m in meds),
+                          flush=True)
 
     print()
     print(f"ESR on a {args.grid}x{args.grid}x4 grid of settings never trained on (median / p90 / max); "
@@ -183,7 +212,29 @@ def main(argv: list[str] | None = None) -> int:
             med = [float(np.median([r[key] for r in runs])) for key in ("median", "p90", "max")]
             cells.append(f"{med[0]:.4f} / {med[1]:.4f} / {med[2]:.4f}")
         print(f"{n:>4}  " + "  ".join(f"{c:^29}" for c in cells))
+    print()
+    print("median ESR per knob level (grid levels low -> high; medians over seeds)")
+    for n in args.sizes:
+        for name in args.designs:
+            runs = [results[(name, n, seed)] for seed in args.seeds]
+            for knob in runs[0]["levels"]:
+                meds = np.median([r["levels"][knob] for r in runs], axis=0)
+                print(f"{n:>4} {name:>13} {knob:>6}: " + " / ".join(f"{m:.4f}" for m in meds))
     return 0
+
+
+def per_level_medians(controls: Controls, rows: list[dict], levels: int) -> dict[str, list[float]]:
+    """Median grid ESR at each of the ``levels`` grid levels of every knob (rows never trained on)."""
+    out: dict[str, list[float]] = {}
+    for knob in controls.knobs:
+        by_level: list[list[float]] = [[] for _ in range(levels)]
+        for row in rows:
+            if row.get("trained"):
+                continue
+            p = (float(row["setting"][knob.name]) - knob.min) / (knob.max - knob.min)
+            by_level[min(levels - 1, max(0, round(p * (levels - 1))))].append(float(row["esr"]))
+        out[knob.name] = [float(np.median(v)) if v else float("nan") for v in by_level]
+    return out
 
 
 if __name__ == "__main__":
