@@ -25,9 +25,13 @@ RATE = 48_000
 RAMP_MS = 5.0
 
 
-def wavenet_config(activation: str = "tanh", mixin: str = "linear", film: bool = False) -> dict:
+def wavenet_config(activation: str = "tanh", mixin: str = "linear", film: bool = False, cond_hidden: int = 0,
+                   post_fir: dict | None = None) -> dict:
+    extra: dict = {"cond_hidden": cond_hidden} if cond_hidden else {}
+    if post_fir:
+        extra["post_fir"] = post_fir
     return {"n_controls": CONTROLS.vector_size, "head_scale": 0.3, "activation": activation, "mixin": mixin,
-            "film": film,
+            "film": film, **extra,
             "arrays": [{"channels": 6, "head_size": 3, "kernel_size": 3, "dilations": [1, 2, 4, 8, 16, 32]},
                        {"channels": 3, "head_size": 1, "kernel_size": 2, "dilations": [1, 64, 128]}]}
 
@@ -39,6 +43,8 @@ def torch_model(architecture: str, config: dict, seed: int = 0, gain: float = 2.
         for name, p in model.named_parameters():
             if name.endswith("film.weight"):  # FiLM starts at zero (g = 1): make the gains move
                 p.normal_(0.0, film_std)
+            elif name.startswith("post_fir.taps"):  # the FIR starts as the identity: make its taps move
+                p.normal_(0.0, 0.3)
             else:
                 p.mul_(gain)
     return model
@@ -112,6 +118,11 @@ def torch_reference(model, x: np.ndarray) -> np.ndarray:
     ("wavenet", wavenet_config(film=True), 2.0),
     ("wavenet", wavenet_config("leaky_relu", film=True), 1.2),
     ("wavenet", wavenet_config(mixin="product", film=True), 2.0),
+    ("wavenet", wavenet_config(film=True, cond_hidden=5), 2.0),
+    ("wavenet", wavenet_config(mixin="product", film=True, cond_hidden=3), 2.0),
+    ("wavenet", wavenet_config(film=True, post_fir={"taps": 9, "hidden": 4}), 2.0),
+    ("wavenet", wavenet_config(film=True, cond_hidden=4, post_fir={"taps": 1, "hidden": 2}), 2.0),
+    ("wavenet", wavenet_config(film=True, cond_hidden=4, post_fir={"taps": 17, "hidden": 6}), 2.0),
     ("lstm", {"n_controls": CONTROLS.vector_size, "hidden_size": 12, "num_layers": 2}, 2.0),
 ])
 def test_engine_equals_torch_with_moving_knobs_and_mixed_blocks(architecture, config, gain):
@@ -218,11 +229,15 @@ print(json.dumps(result))
 """
 
 
-@pytest.mark.parametrize(("mixin", "film"), list(itertools.product(["linear", "product"], [False, True])))
-def test_process_block_allocates_nothing_in_numba(tmp_path, mixin, film):
+@pytest.mark.parametrize(("mixin", "film", "extra"), [
+    *[(m, f, {}) for m, f in itertools.product(["linear", "product"], [False, True])],
+    ("linear", True, {"cond_hidden": 4}),
+    ("product", True, {"cond_hidden": 3, "post_fir": {"taps": 8, "hidden": 4}}),
+    ("linear", False, {"post_fir": {"taps": 5, "hidden": 3}})])
+def test_process_block_allocates_nothing_in_numba(tmp_path, mixin, film, extra):
     """numba's own allocation counter (NRT stats; tracemalloc cannot see them) over 250 blocks of a knob
     ramp and 250 at a held setting: nothing beyond the wrappers of the arrays handed in."""
-    model = torch_model("wavenet", wavenet_config(mixin=mixin, film=film))
+    model = torch_model("wavenet", wavenet_config(mixin=mixin, film=film, **extra))
     path = save_model_file(tmp_path / "m.knobcap", model_file(model))
     env = {**os.environ, "NUMBA_NRT_STATS": "1"}
     out = subprocess.run([sys.executable, "-c", _NRT_CHECK, str(path), json.dumps(EVENTS[0]),

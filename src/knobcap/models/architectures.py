@@ -24,7 +24,14 @@ MIXINS: tuple[str, ...] = ("linear", "product")
 """What the WaveNet's mixins see: ``linear`` = ``[x; c]`` (the default; optional key, absent means
 linear); ``product`` = ``[x; c; x * c]`` (experimental: a knob can scale the input, which still folds
 exactly into the mixin's x column for a fixed setting). Independently, ``"film": true`` scales each
-dilated convolution by ``1 + F c`` (see ``models/wavenet.py``)."""
+dilated convolution by ``1 + F c`` (see ``models/wavenet.py``).
+
+Two optional conditioning stages (issue 12; absent = off, so older files are unchanged):
+``"cond_hidden": H`` replaces the setting ``c`` seen by the mixins and FiLM with the features
+``s = [c; tanh(A c + a)]`` (``H`` more rows), so a knob can act non-linearly; ``"post_fir": {"taps": T,
+"hidden": H}`` follows the WaveNet with a causal FIR of ``T`` taps ``e0 + B tanh(D c + d) + b``
+(``B``, ``b`` zero at start: the identity), which adds ``T - 1`` samples to the receptive field."""
+MAX_FIR_TAPS = 512
 
 MAX_CHANNELS = 256  # per array of a WaveNet; the totals are bounded by knobcap.limits
 MAX_LAYERS = 64
@@ -115,6 +122,15 @@ def check_config(architecture: str, config: Mapping[str, Any], where: str = "con
             raise ArchitectureError(f"{where}: 'mixin' must be one of {', '.join(MIXINS)}.")
         if not isinstance(clean.get("film", False), bool):
             raise ArchitectureError(f"{where}: 'film' must be true or false.")
+        if "cond_hidden" in clean:
+            _int(clean, "cond_hidden", where, 0, MAX_HIDDEN)
+        fir = clean.get("post_fir")
+        if fir is not None:
+            if not isinstance(fir, Mapping):
+                raise ArchitectureError(
+                    f"{where}: 'post_fir' must be an object {{\"taps\": T, \"hidden\": H}} or null.")
+            _int(fir, "taps", f"{where}: post_fir", 1, MAX_FIR_TAPS)
+            _int(fir, "hidden", f"{where}: post_fir", 1, MAX_HIDDEN)
         if clean.get("activation") not in ACTIVATIONS:
             raise ArchitectureError(
                 f"{where}: 'activation' must be one of {', '.join(ACTIVATIONS)}, got "
@@ -148,7 +164,9 @@ def check_sizes(architecture: str, config: Mapping[str, Any], where: str = "conf
 def receptive_field(architecture: str, config: Mapping[str, Any]) -> int:
     """Input samples behind one output sample."""
     if architecture == "wavenet":
-        return 1 + sum((a["kernel_size"] - 1) * d for a in config["arrays"] for d in a["dilations"])
+        fir = config.get("post_fir") or {}
+        return (1 + sum((a["kernel_size"] - 1) * d for a in config["arrays"] for d in a["dilations"])
+                + int(fir.get("taps", 1)) - 1)
     return 1
 
 
@@ -168,12 +186,22 @@ def weight_shapes(architecture: str, config: Mapping[str, Any]) -> dict[str, tup
                 shapes[f"{prefix}.conv.bias"] = (ch,)
                 shapes[f"{prefix}.mixin.weight"] = (ch, n_cond, 1)
                 if config.get("film", False):
-                    shapes[f"{prefix}.film.weight"] = (ch, int(config["n_controls"]), 1)
+                    shapes[f"{prefix}.film.weight"] = (ch, setting_size(config), 1)
                 shapes[f"{prefix}.out.weight"] = (ch, ch, 1)
                 shapes[f"{prefix}.out.bias"] = (ch,)
             shapes[f"arrays.{i}.head_rechannel.weight"] = (array["head_size"], ch, 1)
             shapes[f"arrays.{i}.head_rechannel.bias"] = (array["head_size"],)
             previous = ch
+        hidden = int(config.get("cond_hidden", 0))
+        if hidden:
+            shapes["cond_mlp.weight"] = (hidden, int(config["n_controls"]), 1)
+            shapes["cond_mlp.bias"] = (hidden,)
+        fir = config.get("post_fir")
+        if fir:
+            shapes["post_fir.hidden.weight"] = (int(fir["hidden"]), int(config["n_controls"]), 1)
+            shapes["post_fir.hidden.bias"] = (int(fir["hidden"]),)
+            shapes["post_fir.taps.weight"] = (int(fir["taps"]), int(fir["hidden"]), 1)
+            shapes["post_fir.taps.bias"] = (int(fir["taps"]),)
         return shapes
     if architecture == "lstm":
         hidden = config["hidden_size"]
@@ -193,6 +221,12 @@ BUILT_IN: tuple[str, ...] = ("wavenet", "lstm")
 
 
 def condition_size(config: Mapping[str, Any]) -> int:
-    """Rows of a WaveNet's condition: ``1 + C`` (linear mixin) or ``1 + 2 C`` (product mixin)."""
-    n = int(config["n_controls"])
+    """Rows of a WaveNet's condition: ``1 + S`` (linear mixin) or ``1 + 2 S`` (product mixin), with
+    ``S`` = :func:`setting_size`."""
+    n = setting_size(config)
     return 1 + (2 * n if config.get("mixin", "linear") == "product" else n)
+
+
+def setting_size(config: Mapping[str, Any]) -> int:
+    """Rows of the setting features a WaveNet's mixins and FiLM see: ``C`` (+ ``cond_hidden``)."""
+    return int(config["n_controls"]) + int(config.get("cond_hidden", 0))

@@ -15,6 +15,11 @@ An array rechannels its input, runs its layers and returns ``(head_rechannel(hea
 of array i feeds the head sum of array i+1 and the output is ``head_scale * head`` of the last
 array. For a constant setting ``c``, ``mixin(cond) = W_x x + W_c c`` where ``W_c c`` is a constant
 per channel: it folds exactly into the conv bias, so any setting bakes into a plain NAM WaveNet.
+
+Optional (issue 12): ``"cond_hidden": H`` feeds the mixins and FiLM the features ``s = [c; tanh(A c + a)]``
+instead of ``c`` (still constant for a held setting, so the bake stays exact); ``"post_fir": {"taps": T,
+"hidden": H}`` filters the output with a causal FIR whose taps ``e0 + B tanh(D c + d) + b`` follow the
+setting sample by sample (``B``, ``b`` start at zero: the identity).
 """
 
 from __future__ import annotations
@@ -26,7 +31,13 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from knobcap.models.architectures import LEAKY_SLOPE, check_config, condition_size, receptive_field
+from knobcap.models.architectures import (
+    LEAKY_SLOPE,
+    check_config,
+    condition_size,
+    receptive_field,
+    setting_size,
+)
 from knobcap.models.base import ModelConfigError, ParametricModel
 
 
@@ -83,6 +94,37 @@ class _Array(nn.Module):
         return self.head_rechannel(head), h
 
 
+class PostFIR(nn.Module):
+    """A causal FIR of ``taps`` taps from a small MLP of the setting, starting as the identity."""
+
+    def __init__(self, n_controls: int, taps: int, hidden: int) -> None:
+        super().__init__()
+        self.hidden = nn.Conv1d(n_controls, hidden, 1)
+        self.taps = nn.Conv1d(hidden, taps, 1)
+        nn.init.zeros_(self.taps.weight)
+        nn.init.zeros_(self.taps.bias)
+
+    def coefficients(self, c: torch.Tensor) -> torch.Tensor:
+        """Taps ``(B, T, L)`` for settings ``(B, C, L)``: tap 0 is ``1 + ...``, the others ``0 + ...``."""
+        taps = self.taps(torch.tanh(self.hidden(c)))
+        return torch.cat([taps[:, :1] + 1.0, taps[:, 1:]], dim=1)
+
+    def forward(self, y: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """``out[t] = sum_k tap_k(c(t)) y[t - k]``: ``y`` is ``(B, L)``, ``c`` ``(B, C)`` (held) or
+        ``(B, C, >= L - T + 1)`` (aligned with the end); the output has ``L - T + 1`` samples."""
+        n_taps = self.taps.out_channels
+        length = y.shape[-1] - n_taps + 1
+        if c.ndim == 2:  # held: one FIR per batch item, a grouped convolution
+            taps = self.coefficients(c.to(y.dtype)[:, :, None])[:, :, 0]
+            out = functional.conv1d(y[None], taps.flip(1)[:, None, :], groups=y.shape[0])
+            return out[0]
+        taps = self.coefficients(c[..., -length:].to(y.dtype))
+        out = taps[:, 0] * y[:, n_taps - 1:]
+        for k in range(1, n_taps):
+            out = out + taps[:, k] * y[:, n_taps - 1 - k:n_taps - 1 - k + length]
+        return out
+
+
 class ConditionedWaveNet(ParametricModel):
     """The default parametric model: a conditioned, bakeable WaveNet (see the module docstring)."""
 
@@ -94,11 +136,15 @@ class ConditionedWaveNet(ParametricModel):
         n_cond = condition_size(clean)
         arrays = []
         previous = 1
-        n_film = clean["n_controls"] if clean.get("film", False) else 0
+        n_film = setting_size(clean) if clean.get("film", False) else 0
         for spec in clean["arrays"]:
             arrays.append(_Array(previous, n_cond, spec, n_film))
             previous = spec["channels"]
         self.arrays = nn.ModuleList(arrays)
+        hidden = int(clean.get("cond_hidden", 0))
+        self.cond_mlp = nn.Conv1d(clean["n_controls"], hidden, 1) if hidden else None
+        fir = clean.get("post_fir")
+        self.post_fir = PostFIR(clean["n_controls"], fir["taps"], fir["hidden"]) if fir else None
         self._receptive_field = receptive_field("wavenet", clean)
 
     @property
@@ -111,12 +157,16 @@ class ConditionedWaveNet(ParametricModel):
                 f"input of {x.shape[-1]} samples is shorter than the receptive field "
                 f"({self._receptive_field}); pad it with zeros in front.")
         cond = self.condition(x, c)
-        if self.config.get("mixin", "linear") == "product":
-            cond = torch.cat([cond, cond[:, :1] * cond[:, 1:]], dim=1)  # [x; c; x * c]
         setting = c.to(x.dtype)[:, :, None] if c.ndim == 2 else cond[:, 1:1 + self.n_controls]
+        if self.cond_mlp is not None:  # the features [c; tanh(A c + a)] replace c
+            setting = torch.cat([setting, torch.tanh(self.cond_mlp(setting))], dim=1)
+            cond = torch.cat([cond[:, :1], setting.expand(-1, -1, cond.shape[-1])], dim=1)
+        if self.config.get("mixin", "linear") == "product":
+            cond = torch.cat([cond, cond[:, :1] * cond[:, 1:]], dim=1)  # [x; s; x * s]
         h = x[:, None, :]
         head: torch.Tensor | None = None
         for array in self.arrays:
             head, h = array(h, cond, head, self.config["activation"], setting)
         assert head is not None
-        return float(self.config["head_scale"]) * head[:, 0, :]
+        y = float(self.config["head_scale"]) * head[:, 0, :]
+        return y if self.post_fir is None else self.post_fir(y, c)

@@ -22,6 +22,12 @@ Weights live in one flat float32 array, the rings in another, scratch planes in 
 size and offset in one int64 table ``itab``, so a block is one cheap call. Loops run over time
 innermost (the compiler vectorises them), the convolution adds the three taps of two input rows
 in one pass, and row views are made once per input row, not per sample.
+
+Optional stages (issue 12). ``cond_hidden``: the setting features ``s = [c; tanh(A c + a)]`` are
+written into the conditioning rows after ``c`` (column 0 when held, every sample during a ramp) and the
+layers read ``s`` wherever they read ``c`` above. ``post_fir``: the output ``y`` goes through a causal
+FIR whose taps ``e0 + B tanh(D c + d) + b`` are computed in further conditioning rows (once a block when
+held, per sample during a ramp, as PyTorch does); its last ``T - 1`` inputs are kept after the rings.
 """
 
 from __future__ import annotations
@@ -32,8 +38,8 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from knobcap.models.architectures import receptive_field
-from knobcap.runtime.engine.activations import ACTIVATION_CODES, activate_rows
+from knobcap.models.architectures import receptive_field, setting_size
+from knobcap.runtime.engine.activations import ACTIVATION_CODES, activate_rows, fast_tanh
 from knobcap.runtime.engine.ramp import (
     CBUF,
     HEADER,
@@ -46,6 +52,9 @@ from knobcap.runtime.engine.ramp import (
 
 # Global fields after the ramp header.
 G_ARRAYS, G_LAYERS, G_ACT, G_SCRATCH, G_PLANE, G_SCALE, G_ATAB, G_LTAB = range(HEADER, HEADER + 8)
+# Optional stages: feature rows S, cond MLP (hidden H, weights), post FIR (taps T, hidden, weights, past).
+G_NFEAT, G_CHID, G_CMLP, G_FIRT, G_FIRH, G_FIRW, G_FIRHIST = range(HEADER + 8, HEADER + 15)
+G_COUNT = 15
 # Columns of the array table and of the layer table.
 A_LAYERS, A_FIRST, A_IN, A_CH, A_HEAD, A_RECH, A_HEADW, A_HEADB = range(8)
 A_COLS = 8
@@ -69,6 +78,10 @@ class WaveNetCore:
         product = mixin_kind == "product"
         film = bool(config.get("film", False))
         self.n_controls = int(config["n_controls"])
+        self.n_features = setting_size(config)
+        cond_hidden = int(config.get("cond_hidden", 0))
+        fir = config.get("post_fir") or {}
+        fir_taps, fir_hidden = int(fir.get("taps", 0)), int(fir.get("hidden", 0))
         self.receptive_field = receptive_field("wavenet", config)
         self.max_block = int(max_block)
         capacity = 2 * self.max_block
@@ -93,7 +106,7 @@ class WaveNetCore:
                 p = f"arrays.{i}.layers.{j}"
                 mixin = weights[f"{p}.mixin.weight"][:, :, 0]
                 past = (k - 1) * int(d)
-                n_c = self.n_controls
+                n_c = self.n_features
                 layers.append([ch, k, int(d), past, put(weights[f"{p}.conv.weight"]),
                                put(weights[f"{p}.conv.bias"]), put(mixin[:, 0]), put(mixin[:, 1:1 + n_c]),
                                put(weights[f"{p}.out.weight"][:, :, 0]), put(weights[f"{p}.out.bias"]),
@@ -105,17 +118,29 @@ class WaveNetCore:
                            head_w, head_b])
             previous = ch
         scale = put(np.float32(config["head_scale"]))
+        cmlp = -1
+        if cond_hidden:
+            cmlp = put(weights["cond_mlp.weight"][:, :, 0])
+            put(weights["cond_mlp.bias"])
+        firw = -1
+        if fir_taps:
+            firw = put(weights["post_fir.hidden.weight"][:, :, 0])
+            for name in ("post_fir.hidden.bias", "post_fir.taps.weight", "post_fir.taps.bias"):
+                put(weights[name][:, :, 0] if name.endswith("taps.weight") else weights[name])
         self.weights = np.concatenate(chunks).astype(np.float32)
         hist_size = 0
         for layer in layers:
             layer[L_HIST] = hist_size
             hist_size += layer[L_CH] * layer[L_ROW]
+        fir_hist = hist_size
+        hist_size += max(0, fir_taps - 1) + self.max_block if fir_taps else 0
         self.history = np.zeros(hist_size, np.float32)
         max_ch = max(max(a[A_CH], a[A_HEAD]) for a in arrays)
         self.scratch = np.zeros((P_GAIN + 1 if film else P_GAIN, max_ch, self.max_block), np.float32)
-        self.cbuf = np.zeros(max(1, self.n_controls) * self.max_block, np.float32)
+        rows = self.n_features + fir_hidden + fir_taps
+        self.cbuf = np.zeros(max(1, rows) * self.max_block, np.float32)
         plane, scratch, cbuf = 0, 0, 0
-        atab = HEADER + 8
+        atab = HEADER + G_COUNT
         ltab = atab + A_COLS * len(arrays)
         itab = np.zeros(ltab + L_COLS * len(layers), np.int64)
         itab[RING_CAPACITY] = capacity
@@ -126,6 +151,8 @@ class WaveNetCore:
         itab[G_ACT] = ACTIVATION_CODES[config["activation"]]
         itab[G_SCRATCH], itab[G_PLANE], itab[G_SCALE] = scratch, plane, scale
         itab[G_ATAB], itab[G_LTAB] = atab, ltab
+        itab[G_NFEAT], itab[G_CHID], itab[G_CMLP] = self.n_features, cond_hidden, cmlp
+        itab[G_FIRT], itab[G_FIRH], itab[G_FIRW], itab[G_FIRHIST] = fir_taps, fir_hidden, firw, fir_hist
         itab[atab:ltab] = np.asarray(arrays, np.int64).ravel()
         itab[ltab:] = np.asarray(layers, np.int64).ravel()
         self.itab = itab
@@ -166,7 +193,7 @@ def _setting_rows(wf, S, cb, itab, e, n, ramping):
     ch, ocb, omx, omc = itab[e + L_CH], itab[e + L_CONVB], itab[e + L_MX], itab[e + L_MC]
     omxc, ofilm = itab[e + L_MXC], itab[e + L_FILM]
     product, film = omxc >= 0, ofilm >= 0
-    C, stride = itab[N_CONTROLS], itab[STRIDE]
+    C, stride = itab[G_NFEAT], itab[STRIDE]
     for o in range(ch):
         b = np.float32(0.0) if film else wf[ocb + o]
         mxo = wf[omx + o]
@@ -203,6 +230,58 @@ def _setting_rows(wf, S, cb, itab, e, n, ramping):
             S[P_MX, o, 0] = mxo
             if film:
                 S[P_GAIN, o, 0] = g
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _mlp_rows(wf, cb, stride, src, n_in, dst, n_out, ow, m, squash):
+    """Rows ``dst + r`` (r < n_out) = [tanh](b + W rows ``src``), first ``m`` columns of ``cb``; the
+    weights ``W`` (n_out, n_in) then ``b`` start at ``wf[ow]``."""
+    ob = ow + n_out * n_in
+    for r in range(n_out):
+        dv = cb[(dst + r) * stride:][:m]
+        b = wf[ob + r]
+        for t in range(m):
+            dv[t] = b
+        for j in range(n_in):
+            a = wf[ow + r * n_in + j]
+            sv = cb[(src + j) * stride:][:m]
+            for t in range(m):
+                dv[t] += a * sv[t]
+        if squash:
+            for t in range(m):
+                dv[t] = fast_tanh(dv[t])
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _post_fir(y, n, wf, hist, cb, itab, ramping):
+    """``y[t] <- sum_k tap_k(t) y[t - k]`` with the last ``T - 1`` inputs kept in ``hist``."""
+    T, H, C = itab[G_FIRT], itab[G_FIRH], itab[N_CONTROLS]
+    stride, ow, base = itab[STRIDE], itab[G_FIRW], itab[G_FIRHIST]
+    rh = itab[G_NFEAT]
+    rt = rh + H
+    m = n if ramping else 1
+    _mlp_rows(wf, cb, stride, 0, C, rh, H, ow, m, True)
+    _mlp_rows(wf, cb, stride, rh, H, rt, T, ow + H * C + H, m, False)
+    for t in range(m):
+        cb[rt * stride + t] += 1.0  # the identity: tap 0 starts at 1
+    past = T - 1
+    buf = hist[base:]
+    for t in range(n):
+        buf[past + t] = y[t]
+    for t in range(n):
+        y[t] = 0.0
+    for k in range(T):
+        src = buf[past - k:][:n]
+        if ramping:
+            tap = cb[(rt + k) * stride:][:n]
+            for t in range(n):
+                y[t] += tap[t] * src[t]
+        else:
+            g = cb[(rt + k) * stride]
+            for t in range(n):
+                y[t] += g * src[t]
+    for i in range(past):  # the last T - 1 inputs to the front (ascending: the source is ahead)
+        buf[i] = buf[n + i]
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
@@ -301,6 +380,10 @@ def _conv(wf, hist, S, itab, e, w, n, ramping, x):
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
 def _wavenet_block(x, y, n, wf, hist, S, cb, itab, cstate):
     ramping = fill_conditioning(cstate, itab, cb, n)
+    if itab[G_CHID] > 0:  # the setting features [c; tanh(A c + a)]
+        C = itab[N_CONTROLS]
+        _mlp_rows(wf, cb[itab[CBUF]:], itab[STRIDE], 0, C, C, itab[G_CHID], itab[G_CMLP],
+                  n if ramping else 1, True)
     w = itab[RING_POS]
     if w + n > itab[RING_CAPACITY]:
         _rewind(hist, itab, w)
@@ -379,4 +462,6 @@ def _wavenet_block(x, y, n, wf, hist, S, cb, itab, cstate):
     scale = wf[itab[G_SCALE]]
     for t in range(n):
         y[t] = scale * S[P_HOUT, 0, t]
+    if itab[G_FIRT] > 0:
+        _post_fir(y, n, wf, hist, cb[itab[CBUF]:], itab, ramping)
     itab[RING_POS] = w + n
