@@ -248,3 +248,79 @@ def test_proteus_json_and_refusals(tmp_path):
         export_proteus(random_model("lstm", lstm_config(3, 1), controls=three), tmp_path / "t.json")
     with pytest.raises(ExportError, match="exists"):
         export_proteus(model, tmp_path / "p.json")
+
+
+def optional_config(**extra) -> dict:
+    return {**wavenet_config(CONTROLS.vector_size, film=True), **extra}
+
+
+@pytest.mark.parametrize("layout", ["classic", "current"])
+@pytest.mark.parametrize("mixin", ["linear", "product"])
+def test_cond_hidden_bake_equals_the_engine(layout, mixin):
+    """Features [c; tanh(A c + a)] fold into the conv exactly like c: the .nam has the plain size."""
+    config = {**wavenet_config(CONTROLS.vector_size, mixin=mixin, film=True), "cond_hidden": 4}
+    model = random_model("wavenet", config, seed=8)
+    x = (0.5 * np.random.default_rng(9).standard_normal(3000)).astype(np.float32)
+    plain = random_model("wavenet", wavenet_config(CONTROLS.vector_size, mixin=mixin, film=True))
+    outputs = []
+    for setting in (SETTING, {"drive": 0.0, "tone": 10.0, "diodes": "silicon"}):
+        snapshot = nam_snapshot(model, setting, layout=layout)
+        assert len(snapshot["weights"]) == len(nam_snapshot(plain, setting, layout)["weights"])
+        want = Engine(model, setting=setting).process(x, block_size=256)
+        got = Engine(snapshot_as_model(snapshot)).process(x, block_size=300)
+        assert np.abs(want).max() > 0.05
+        assert np.max(np.abs(got - want)) <= 1e-5
+        outputs.append(got)
+    assert np.max(np.abs(outputs[0] - outputs[1])) > 1e-3
+
+
+def plugin_chain(nam_path: Path, x: np.ndarray) -> np.ndarray:
+    """What the NAM plugin plays: the .nam, then the IR beside it with the plugin's IR gain law."""
+    from knobcap.fileio import read_wav
+    from knobcap.runtime.export.nam import ir_path
+
+    snapshot = json.loads(nam_path.read_text())
+    ir, rate = read_wav(ir_path(nam_path))
+    taps = ir.astype(np.float64) * 10 ** (-18 / 20) * 48_000 / rate
+    y = Engine(snapshot_as_model(snapshot)).process(x).astype(np.float64)
+    return np.convolve(y, taps)[: x.size]
+
+
+def test_post_fir_exports_a_nam_plus_ir_that_the_plugin_chain_matches(tmp_path):
+    from knobcap.runtime.export import export_notes
+    from knobcap.runtime.export.nam import ir_path
+
+    config = optional_config(cond_hidden=3, post_fir={"taps": 12, "hidden": 4})
+    model = random_model("wavenet", config, seed=10)
+    x = (0.5 * np.random.default_rng(11).standard_normal(3000)).astype(np.float32)
+    path = export_nam(model, tmp_path / "snap.nam", SETTING)
+    assert ir_path(path).name == "snap.ir.wav" and ir_path(path).exists()
+    taps = json.loads(path.read_text())["metadata"]["knobcap"]["post_fir_taps"]
+    assert len(taps) == 12
+    want = Engine(model, setting=SETTING).process(x, block_size=128)
+    got = plugin_chain(path, x)
+    skip = Engine(model).receptive_field  # both start from silence; compare after the warm-up
+    assert np.abs(want).max() > 0.05
+    assert np.max(np.abs(got[skip:] - want[skip:])) <= 1e-5
+    # Without the IR the snapshot alone is not the model: the FIR matters.
+    alone = Engine(snapshot_as_model(json.loads(path.read_text()))).process(x)
+    assert np.max(np.abs(alone[skip:] - want[skip:])) > 1e-3
+    notes = export_notes(model, path)
+    assert len(notes) == 1 and "snap.ir.wav" in notes[0] and "IR slot" in notes[0]
+    assert export_notes(random_model("wavenet", optional_config()), path) == []
+    # Nothing is overwritten: an existing IR stops the export before the .nam is written.
+    (tmp_path / "other.ir.wav").write_bytes(b"mine")
+    with pytest.raises(ExportError, match="exists"):
+        export_nam(model, tmp_path / "other.nam", SETTING)
+    assert (tmp_path / "other.ir.wav").read_bytes() == b"mine" and not (tmp_path / "other.nam").exists()
+
+
+def test_post_fir_grid_writes_an_ir_beside_every_snapshot(tmp_path):
+    model = random_model("wavenet", optional_config(post_fir={"taps": 6, "hidden": 3}), seed=12)
+    paths = export_nam_grid(model, tmp_path / "grid", 2, fixed={"tone": 4.0, "diodes": "led"})
+    x = (0.5 * np.random.default_rng(13).standard_normal(2000)).astype(np.float32)
+    skip = Engine(model).receptive_field
+    for path in paths:
+        setting = json.loads(path.read_text())["metadata"]["knobcap"]["setting"]
+        want = Engine(model, setting=setting).process(x)
+        assert np.max(np.abs(plugin_chain(path, x)[skip:] - want[skip:])) <= 1e-5

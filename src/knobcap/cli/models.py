@@ -182,9 +182,13 @@ def export(
             paths = exporting.export_nam_grid(loaded, output, grid, fixed=setting, layout=layout, force=force,
                                               max_files=max_files)
             console.print(f"Wrote {len(paths)} .nam snapshots into {output}.")
+            for note in exporting.export_notes(loaded, paths[0]) if paths else []:
+                console.print(f"[yellow]note:[/] {note} (each .nam has its own .ir.wav)")
         elif format == "nam":
             path = exporting.export_nam(loaded, output, setting, layout=layout, force=force)
             console.print(f"Wrote {path} (NAM {loaded.architecture} snapshot, {layout} layout).")
+            for note in exporting.export_notes(loaded, path):
+                console.print(f"[yellow]note:[/] {note}")
         elif format == "proteus":
             if grid is not None:
                 fail("--grid is for nam snapshots; Proteus keeps its knobs live.")

@@ -5,7 +5,14 @@ per channel, ``Mc c``, which folds into the conv bias, and its audio column beco
 with ``condition_size = 1``: an exact bake. With the ``product`` mixin (``[x; c; x c]``) the ``x c``
 columns add ``Mxc c`` to that audio column, still exact. With FiLM (``"film": true``) the conv is
 scaled per channel by ``g = 1 + F c``: ``g (W * h + b) = (g W) * h + g b``, so the baked conv weight is
-``g W`` and its bias ``g b + Mc c``, exact too.
+``g W`` and its bias ``g b + Mc c``, exact too. With ``cond_hidden`` the setting features
+``s = [c; tanh(A c + a)]`` take the place of ``c`` above (computed once, in float64): still exact.
+With ``post_fir`` the WaveNet goes out as the ``.nam`` and the FIR's taps at that setting as an impulse
+response WAV beside it (``<name>.ir.wav``, float32) for the NAM plugin's IR slot: exact, since the FIR
+is linear and time-invariant at a held setting. The plugin scales an IR by ``10^(-18/20) * 48000 /
+rate`` (AudioDSPTools ``ImpulseResponse::_SetWeights``), so the WAV holds the taps times the inverse:
+the chain .nam -> IR in the plugin is the model; other IR loaders play it 18 dB loud (the taps
+themselves are in the snapshot's metadata, ``knobcap.post_fir_taps``).
 LSTM: ``W_ih [x; c] + b = W_ih[:, 0] x + (b + W_ih[:, 1:] c)`` gives a NAM LSTM with
 ``input_size = 1`` and a zero initial state (as knobcap's LSTM starts).
 
@@ -35,7 +42,7 @@ import numpy as np
 
 from knobcap import limits
 from knobcap.controls import Setting
-from knobcap.fileio import OutputPathError, check_output_path, write_json_atomic
+from knobcap.fileio import OutputPathError, check_output_path, write_json_atomic, write_wav_atomic
 from knobcap.models.architectures import LEAKY_SLOPE
 from knobcap.models.modelfile import ModelFile
 
@@ -56,6 +63,50 @@ def bake_vector(model: ModelFile, setting: Mapping[str, object] | None) -> tuple
     return clean, model.controls.to_vector(clean).astype(np.float64)
 
 
+NAM_IR_GAIN_DB = -18.0
+"""The NAM plugin's fixed IR gain at 48 kHz (it also scales by ``48000 / rate``)."""
+
+
+def setting_features(model: ModelFile, c: np.ndarray) -> np.ndarray:
+    """What the mixins and FiLM see at ``c``: ``c``, or ``[c; tanh(A c + a)]`` with ``cond_hidden``."""
+    if not int(model.config.get("cond_hidden", 0)):
+        return c
+    w = np.asarray(model.weights["cond_mlp.weight"], np.float64)[:, :, 0]
+    return np.concatenate([c, np.tanh(w @ c + np.asarray(model.weights["cond_mlp.bias"], np.float64))])
+
+
+def post_fir_taps(model: ModelFile, c: np.ndarray) -> np.ndarray | None:
+    """The post FIR's taps at ``c`` (float64), or None for a model without one."""
+    if model.architecture != "wavenet" or not model.config.get("post_fir"):
+        return None
+    w = model.weights
+    hidden = np.tanh(np.asarray(w["post_fir.hidden.weight"], np.float64)[:, :, 0] @ c
+                     + np.asarray(w["post_fir.hidden.bias"], np.float64))
+    taps = (np.asarray(w["post_fir.taps.weight"], np.float64)[:, :, 0] @ hidden
+            + np.asarray(w["post_fir.taps.bias"], np.float64))
+    taps[0] += 1.0
+    return taps
+
+
+def nam_ir_samples(taps: np.ndarray, sample_rate: int) -> np.ndarray:
+    """The IR WAV samples that the NAM plugin turns back into ``taps`` (its gain law undone)."""
+    return np.asarray(taps, np.float64) / (10.0 ** (NAM_IR_GAIN_DB / 20.0) * 48_000 / sample_rate)
+
+
+def ir_path(nam_path: Path) -> Path:
+    """Where the post FIR's impulse response goes beside a ``.nam``: ``<stem>.ir.wav``."""
+    return nam_path.with_name(nam_path.stem + ".ir.wav")
+
+
+def export_notes(model: ModelFile, nam_path: Path) -> list[str]:
+    """What a user must know about an export of ``model`` (empty when the .nam alone is the model)."""
+    if post_fir_taps(model, np.zeros(model.controls.vector_size)) is None:
+        return []
+    return [f"this model ends in a setting-dependent FIR: load {ir_path(nam_path).name} in the NAM "
+            f"plugin's IR slot after {nam_path.name} (the WAV is pre-scaled for the plugin's -18 dB IR "
+            "gain; in other IR loaders turn it down 18 dB)."]
+
+
 def _flat(array: np.ndarray) -> list[np.ndarray]:
     return [np.asarray(array, np.float32).ravel()]
 
@@ -68,7 +119,7 @@ def _baked_layer(cfg: Mapping[str, Any], w: Mapping[str, np.ndarray], p: str, c:
     bias ``g b + Mc c`` and mixer ``mx`` (``+ Mxc c`` with the product mixin).
     """
     mixin = np.asarray(w[f"{p}.mixin.weight"], np.float64)[:, :, 0]
-    n_c = c.size
+    n_c = c.size  # the setting features (see setting_features)
     weight = np.asarray(w[f"{p}.conv.weight"], np.float64)
     bias = np.asarray(w[f"{p}.conv.bias"], np.float64)
     if cfg.get("film", False):
@@ -83,6 +134,7 @@ def _baked_layer(cfg: Mapping[str, Any], w: Mapping[str, np.ndarray], p: str, c:
 
 def _wavenet(model: ModelFile, c: np.ndarray, layout: str) -> tuple[dict[str, Any], np.ndarray]:
     cfg, w = model.config, model.weights
+    c = setting_features(model, c)
     activation = _ACTIVATIONS[cfg["activation"]]
     layers: list[dict[str, Any]] = []
     parts: list[np.ndarray] = []
@@ -165,6 +217,9 @@ def nam_snapshot(model: ModelFile, setting: Mapping[str, object] | None = None, 
         "input_level_dbu": None, "output_level_dbu": None,
         "knobcap": {"setting": clean, "architecture": model.architecture},
     }
+    taps = post_fir_taps(model, c)
+    if taps is not None:
+        meta["knobcap"]["post_fir_taps"] = [float(v) for v in taps]
     heldout = model.metadata.get("heldout_esr") if isinstance(model.metadata, dict) else None
     if isinstance(heldout, dict):
         meta["training"] = {"knobcap_heldout_esr": heldout}
@@ -187,10 +242,17 @@ def check_target(path: Path, force: bool) -> None:
 
 def export_nam(model: ModelFile, path: str | Path, setting: Mapping[str, object] | None = None,
                layout: str = "classic", force: bool = False) -> Path:
-    """Write a ``.nam`` snapshot atomically (an existing file is kept unless ``force``)."""
+    """Write a ``.nam`` snapshot atomically (an existing file is kept unless ``force``), and with a
+    ``post_fir`` its impulse response beside it (:func:`ir_path`; see :func:`export_notes`)."""
     path = Path(path)
     check_target(path, force)
-    return write_json_atomic(path, nam_snapshot(model, setting, layout))
+    snapshot = nam_snapshot(model, setting, layout)
+    taps = snapshot["metadata"]["knobcap"].get("post_fir_taps")
+    if taps is not None:
+        check_target(ir_path(path), force)
+        write_wav_atomic(ir_path(path), nam_ir_samples(np.asarray(taps), model.sample_rate),
+                         int(model.sample_rate))
+    return write_json_atomic(path, snapshot)
 
 
 def grid_size(model: ModelFile, steps: int, fixed: Mapping[str, object] | None = None) -> int:
@@ -236,8 +298,11 @@ def export_nam_grid(model: ModelFile, folder: str | Path, steps: int,
         raise ExportError(f"{folder} is a file; --grid writes a folder of .nam files. Choose a folder name.")
     settings = grid_settings(model, steps, fixed, max_files)
     paths = [folder / _file_name(s) for s in settings]
+    fir = model.architecture == "wavenet" and bool(model.config.get("post_fir"))
     for path in paths:
         check_target(path, force)
+        if fir:
+            check_target(ir_path(path), force)
     folder.mkdir(parents=True, exist_ok=True)
     return [export_nam(model, p, s, layout, force=True) for p, s in zip(paths, settings, strict=True)]
 
@@ -260,4 +325,5 @@ def classic_to_current(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 __all__: Sequence[str] = ["LAYOUTS", "ExportError", "bake_vector", "classic_to_current", "export_nam",
-                          "export_nam_grid", "grid_settings", "nam_snapshot"]
+                          "export_nam_grid", "export_notes", "grid_settings", "ir_path", "nam_snapshot",
+                          "post_fir_taps"]
