@@ -50,6 +50,11 @@ def sizes() -> list[tuple[str, str, dict]]:
     lstm = default_config("lstm", n)
     return [
         (f"wavenet default ({shape}, {layers} layers)", "wavenet", default),
+        # issue 12's conditioning options on the default (see benchmarks/conditioning.py)
+        ("  + cond_hidden 16", "wavenet", {**default, "cond_hidden": 16}),
+        ("  + post_fir 32 taps (hidden 16)", "wavenet", {**default, "post_fir": {"taps": 32, "hidden": 16}}),
+        ("  + cond_hidden 16 + post_fir 32", "wavenet",
+         {**default, "cond_hidden": 16, "post_fir": {"taps": 32, "hidden": 16}}),
         ("wavenet 12->6 (10+10)", "wavenet", wavenet(12, 6)),
         ("wavenet NAM standard (16->8)", "wavenet", wavenet(16, 8)),
         ("wavenet NAM feather (8->4)", "wavenet", wavenet(8, 4)),

@@ -1,0 +1,278 @@
+"""Conditioning designs (issue 12) on the same virtual-TS808 sessions and training budget, beside
+no-model baselines built from the recordings.
+
+Runtime: (takes sizes x seeds x designs) trainings of ``--minutes`` each, ``--jobs`` at a time (one
+thread each), plus about 1-2 minutes of reamp per session and of evaluation per model.
+
+    NUMBA_NUM_THREADS=1 .venv/bin/python benchmarks/conditioning.py [--takes 16 32] [--seeds 0 1]
+        [--minutes 10] [--jobs 2] [--grid 6] [--design NAME=JSON ...] [--out DIR]
+
+Designs (model configs as JSON overrides of today's default WaveNet): ``baseline`` ({}), ``A``
+(``cond_hidden`` 16: the mixins and FiLM see ``[c; tanh(A c + a)]``), ``B`` (``post_fir`` 32 taps from
+an MLP of 16), ``A+B``; ``--design NAME=JSON`` adds or replaces one. Every design trains on the same
+sessions (knobcap's design with ``--takes`` settings, 4 anchors, shared test signal and 2 held-out
+takes; true alignment) with the same ``--minutes``. Each model is scored on the dense grid
+(``--grid`` taper-aware levels per knob x 4 switch combinations, device vs model on the validation
+segment, points that coincide with a training setting left out): median / p90 / max, the median at
+the knob ends (any knob at its minimum or maximum) against the interior; and on held-out time (the
+takes at their own settings). Parameters and engine cores at block 64 (``benchmarks/cpu_cost.py``'s
+measurement, one thread, with its NAM-standard-size row measured in the same process for the ratio).
+
+No-model baselines on the same grid points: ``nearest take`` (the recorded take nearest in knob
+``u`` with the same switches) and ``crossfade 2`` / ``crossfade 4`` (inverse-distance blend of the
+two / four nearest). They use the recordings of the scored audio itself (the takes played the same
+validation segment): an oracle for blending snapshot captures, which a real snapshot blend would
+not have.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+DESIGNS: dict[str, dict] = {
+    "baseline": {},
+    "A": {"cond_hidden": 16},
+    "B": {"post_fir": {"taps": 32, "hidden": 16}},
+    "A+B": {"cond_hidden": 16, "post_fir": {"taps": 32, "hidden": 16}},
+}
+END_TOL = 1e-6
+
+
+def at_knob_end(controls, setting) -> bool:
+    """Any knob at its minimum or maximum."""
+    for knob in controls.knobs:
+        p = (float(setting[knob.name]) - knob.min) / (knob.max - knob.min)
+        if p <= END_TOL or p >= 1 - END_TOL:
+            return True
+    return False
+
+
+def grid_figures(controls, rows: list[dict]) -> dict[str, float]:
+    """Median / p90 / max over the grid points never trained on, and the medians at the ends / inside."""
+    fresh = [r for r in rows if not r.get("trained")]
+    esr = np.asarray([float(r["esr"]) for r in fresh])
+    ends = [float(r["esr"]) for r in fresh if at_knob_end(controls, r["setting"])]
+    inner = [float(r["esr"]) for r in fresh if not at_knob_end(controls, r["setting"])]
+    nan = float("nan")
+    return {"median": float(np.median(esr)), "p90": float(np.percentile(esr, 90)), "max": float(esr.max()),
+            "ends": float(np.median(ends)) if ends else nan,
+            "inner": float(np.median(inner)) if inner else nan, "count": len(fresh)}
+
+
+def make_sessions(args, out: Path) -> dict[tuple[int, int], Path]:
+    """One reamped session per (takes, seed), shared by every design."""
+    from data_efficiency import knobcap_design, make_session, write_true_alignment
+    from knobcap.capture.reamp import reamp_session
+    from knobcap.capture.screening import screen_device
+    from knobcap.capture.session import Session
+    from knobcap.capture.testsignal import generate_signal, write_signal
+    from knobcap.controls import round_setting
+    from knobcap.devices import get_device
+    from knobcap.evaluation.evaluate import random_settings
+
+    device = get_device("ts808")
+    controls = screen_device(device)  # as `knobcap init --device ts808` does
+    signal_path = out / "input.wav"
+    if not signal_path.is_file():
+        write_signal(signal_path, generate_signal(args.seconds))
+    holdouts = [round_setting(controls, s) for s in random_settings(controls, 2, seed=999)]
+    roots = {}
+    for n in args.takes:
+        for seed in args.seeds:
+            root = out / f"session-{n}-seed{seed}"
+            session = Session.open(root) if (root / "plan.csv").is_file() else make_session(
+                root, controls, knobcap_design(controls, n, seed), holdouts, signal_path)
+            reamp_session(session, device, seed=seed)
+            write_true_alignment(root)
+            roots[(n, seed)] = root
+            print(f"session {root.name}: {n} takes reamped", flush=True)
+    return roots
+
+
+def train_and_score(job: tuple[str, dict, str, int, float, int, str]) -> dict:
+    """One design on one session (runs in a worker process, one thread)."""
+    name, override, root_text, seed, minutes, grid, cache = job
+    import torch
+
+    from knobcap.capture.session import Session
+    from knobcap.evaluation.evaluate import evaluate_run
+    from knobcap.models.architectures import default_config
+    from knobcap.training.config import TrainConfig
+    from knobcap.training.loop import train_session
+    from knobcap.training.run import Run
+
+    torch.set_num_threads(1)
+    root = Path(root_text)
+    controls = Session.open(root).controls
+    model = {**default_config("wavenet", controls.vector_size), **override}
+    label = "run-" + "".join(ch if ch.isalnum() else "_" for ch in name)
+    run = Run.in_session(root, label)
+    if not run.summary_path.is_file():
+        config = TrainConfig.from_dict({"model": model, "seed": seed, "max_minutes": minutes, "threads": 1,
+                                        "val_max_seconds": 3.0})
+        train_session(root, config, run=label, progress=False, say=lambda _: None)
+    doc = evaluate_run(run.path, device="ts808", grid=grid, use_di=False, cache_dir=cache)
+    model_file = run.read_model()
+    return {"design": name, "root": root_text, "seed": seed, "params": model_file.n_parameters,
+            "heldout_time": float(doc["heldout_time"]["summary"]["median"]),  # type: ignore[index]
+            **grid_figures(controls, doc["grid"]["rows"])}  # type: ignore[index]
+
+
+def blend_baselines(root: Path, grid: int, cache: Path) -> dict[str, dict[str, float]]:
+    """Nearest take and inverse-distance crossfades of the 2 / 4 nearest takes, on the dense grid."""
+    from knobcap.capture.device_delay import delay_aligned
+    from knobcap.capture.session import Session
+    from knobcap.capture.session_device import open_device
+    from knobcap.evaluation.evaluate import (
+        VALIDATION_SEGMENT,
+        RenderCache,
+        dense_grid,
+        evaluate_against_device,
+        nearest_distance,
+    )
+
+    session = Session.open(root)
+    controls = session.controls
+    signal = session.input()
+    rate = signal.map.sample_rate
+    segment = signal.map.segment(VALIDATION_SEGMENT)
+    audio = np.asarray(signal.audio, np.float32)
+    takes = [(t.take, dict(t.setting)) for t in session.plan()
+             if t.role != "holdout" and session.take_path(t.take).is_file()]
+    recordings = {name: np.asarray(session.aligned_take(name), np.float64) for name, _ in takes}
+    device = delay_aligned(open_device("ts808", controls))
+    out = {}
+    for label, k in (("nearest take", 1), ("crossfade 2", 2), ("crossfade 4", 4)):
+        def predict(x: np.ndarray, settings, k: int = k) -> np.ndarray:
+            stop = segment.stop  # the grid's segment: x ends there
+            rows = []
+            for setting in settings:
+                near = sorted((nearest_distance(controls, setting, [s]), name) for name, s in takes)
+                near = [(d, n) for d, n in near if math.isfinite(d)][:k]
+                if near[0][0] < 1e-9:
+                    weights = np.asarray([1.0] + [0.0] * (len(near) - 1))
+                else:
+                    weights = np.asarray([1.0 / d for d, _ in near])
+                weights /= weights.sum()
+                mix = sum(w * recordings[n][stop - x.size:stop]
+                          for w, (_, n) in zip(weights, near, strict=True))
+                rows.append(mix)
+            return np.asarray(rows, np.float32)
+
+        rows = evaluate_against_device(predict, device, controls, audio, rate, dense_grid(controls, grid),
+                                       segment.start, segment.stop, [s for _, s in takes], RenderCache(cache))
+        out[label] = grid_figures(controls, [r.to_dict(controls) for r in rows])
+    return out
+
+
+def engine_cores(args) -> tuple[dict[str, float], float]:
+    """Engine cores at block 64 per design (one thread) and the NAM-standard-size row, same process."""
+    import cpu_cost
+    from knobcap.models.architectures import default_config
+    from knobcap.runtime.engine import Engine
+
+    x = (0.3 * np.random.default_rng(1).standard_normal(int(args.cost_seconds * cpu_cost.RATE))
+         ).astype(np.float32)
+
+    def cost(config: dict) -> float:
+        engine = Engine(cpu_cost.random_model("wavenet", config))
+        engine.process_block(x[:64], np.empty(64, np.float32))
+        return cpu_cost.engine_cost(engine, x, 64, args.cost_repeats)
+
+    n = cpu_cost.CONTROLS.vector_size
+    standard = cost(cpu_cost.wavenet(16, 8))
+    return {name: cost({**default_config("wavenet", n), **o}) for name, o in args.designs.items()}, standard
+
+
+def parse_designs(items: list[str]) -> dict[str, dict]:
+    designs = dict(DESIGNS)
+    for item in items:
+        name, sep, text = item.partition("=")
+        try:
+            override = json.loads(text) if sep else None
+        except json.JSONDecodeError as error:
+            raise SystemExit(f"--design {item!r}: the JSON after '=' does not parse ({error}).") from None
+        if not name or not isinstance(override, dict):
+            raise SystemExit(f"--design {item!r}: write NAME=JSON object, e.g. A='{{\"cond_hidden\": 16}}'.")
+        designs[name] = override
+    return designs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--takes", type=int, nargs="+", default=[16, 32])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--minutes", type=float, default=10.0, help="training budget per model")
+    parser.add_argument("--jobs", type=int, default=2, help="models trained at once (one thread each)")
+    parser.add_argument("--grid", type=int, default=6, help="dense-grid levels per knob")
+    parser.add_argument("--seconds", type=float, default=60.0, help="test signal length (30-180 s)")
+    parser.add_argument("--design", action="append", default=[], metavar="NAME=JSON",
+                        help="add or replace a design (a JSON override of the default WaveNet config)")
+    parser.add_argument("--only", nargs="+", default=None, help="run only these designs")
+    parser.add_argument("--cost-seconds", type=float, default=3.0)
+    parser.add_argument("--cost-repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=None, help="work folder (runs are reused)")
+    args = parser.parse_args(argv)
+    designs = parse_designs(args.design)
+    if args.only:
+        missing = [d for d in args.only if d not in designs]
+        if missing:
+            raise SystemExit(f"--only: unknown design(s) {', '.join(missing)}; known: {', '.join(designs)}.")
+        designs = {d: designs[d] for d in args.only}
+    args.designs = designs
+    out = args.out or Path(tempfile.mkdtemp(prefix="knobcap-conditioning-"))
+    out.mkdir(parents=True, exist_ok=True)
+    cache = out / "grid-cache"
+    print(f"output: {out}; {args.minutes:g} min per model, {args.jobs} at a time", flush=True)
+    roots = make_sessions(args, out)
+    jobs = [(name, o, str(root), seed, args.minutes, args.grid, str(cache))
+            for (n, seed), root in roots.items() for name, o in designs.items()]
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        results = list(pool.map(train_and_score, jobs))
+    for r in results:
+        print(f"  {Path(r['root']).name} {r['design']:>10}: median {r['median']:.5f} p90 {r['p90']:.5f} "
+              f"max {r['max']:.5f} ends {r['ends']:.5f} inner {r['inner']:.5f} held-out time "
+              f"{r['heldout_time']:.5f}", flush=True)
+    baselines = {key: blend_baselines(root, args.grid, cache) for key, root in roots.items()}
+    cores, standard = engine_cores(args)
+
+    keys = ("median", "p90", "max", "ends", "inner")
+    print()
+    print(f"Dense grid {args.grid}x{args.grid}x4, points never trained on; medians over seeds {args.seeds}; "
+          f"{args.minutes:g} min training each; cores = engine CPU s per s at block 64, one thread "
+          f"(NAM-standard-size row 16->8: {standard:.4f})")
+    print(f"{'takes':>5} {'design':>14} {'median':>8} {'p90':>8} {'max':>8} {'ends':>8} {'inner':>8} "
+          f"{'heldout':>8} {'params':>7} {'cores64':>8} {'x std':>6}")
+    for n in args.takes:
+        for name in designs:
+            runs = [r for r in results if r["design"] == name and r["root"] == str(roots[(n, r["seed"])])]
+            med = {k: float(np.median([r[k] for r in runs])) for k in (*keys, "heldout_time")}
+            print(f"{n:>5} {name:>14} " + " ".join(f"{med[k]:8.5f}" for k in keys)
+                  + f" {med['heldout_time']:8.5f} {runs[0]['params']:7d} {cores[name]:8.4f} "
+                  f"{cores[name] / standard:6.2f}")
+        for label in ("nearest take", "crossfade 2", "crossfade 4"):
+            rows = [baselines[(n, seed)][label] for seed in args.seeds]
+            med = {k: float(np.median([r[k] for r in rows])) for k in keys}
+            print(f"{n:>5} {label + '*':>14} " + " ".join(f"{med[k]:8.5f}" for k in keys)
+                  + f" {'-':>8} {'-':>7} {'-':>8} {'-':>6}")
+    print("* no model: blends of the recorded takes of the scored audio itself (an oracle for blending "
+          "snapshot captures)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
