@@ -45,7 +45,8 @@ def train(
              "0.998).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same data: same run).")] = 0,
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: cores, at most 8).")] = None,
-    accelerator: Annotated[str, typer.Option(help="Lightning accelerator: cpu, gpu, auto.")] = "cpu",
+    accelerator: Annotated[str, typer.Option(help="Lightning accelerator: auto (a GPU when there is "
+                                                  "one), cpu, gpu.")] = "auto",
     devices: Annotated[str, typer.Option(help="Lightning devices: a count or 'auto'.")] = "1",
     strategy: Annotated[str, typer.Option(help="Lightning strategy, e.g. ddp for several GPUs.")] = "auto",
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,

@@ -13,6 +13,7 @@ from knobcap import limits
 from knobcap.models.architectures import default_config
 
 LR_SCHEDULES = ("exponential", "cosine")
+SAMPLERS = ("tensor", "loader")
 
 
 class TrainingError(ValueError):
@@ -50,10 +51,12 @@ class TrainConfig:
     val_max_seconds: float | None = 2.0  # per take and epoch; the final report uses everything
     max_minutes: float | None = None
     threads: int | None = None  # CPU threads; None = min(cores, 8)
-    accelerator: str = "cpu"
+    accelerator: str = "auto"  # Lightning's: a GPU when there is one, else the CPU
     devices: int | str = 1
     strategy: str = "auto"
-    precision: str = "32-true"
+    precision: str = "32-true"  # "bf16-mixed" on a GPU: unmeasured (issue 13)
+    sampler: str = "tensor"  # "tensor": batches by tensor indexing; "loader": the former per-window path
+    compile: bool = False  # torch.compile (inductor) the model for training; see docs/results.md
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,6 +89,9 @@ class TrainConfig:
         if self.lr_schedule not in LR_SCHEDULES or not 0 <= self.lr_final <= 1:
             raise TrainingError(f"{source}: lr_schedule must be one of {', '.join(LR_SCHEDULES)} and "
                                 f"lr_final in [0, 1], got {self.lr_schedule!r} and {self.lr_final!r}.")
+        if self.sampler not in SAMPLERS or not isinstance(self.compile, bool):
+            raise TrainingError(f"{source}: sampler must be one of {', '.join(SAMPLERS)} and compile true "
+                                f"or false, got {self.sampler!r} and {self.compile!r}.")
         self._validate_run_options(source)
         if self.mrstft_weight > 0 and max(self.mrstft_fft_sizes) > self.segment_length:
             raise TrainingError(

@@ -53,6 +53,7 @@ from knobcap.training.data import (
 from knobcap.training.losses import TrainingLoss
 from knobcap.training.run import Run, RunError
 from knobcap.training.runlock import RunLock
+from knobcap.training.sampler import EpochBatches, make_sampler
 
 _HARMLESS_WARNINGS = (".*LeafSpec.*", ".*Checkpoint directory .* exists and is not empty.*",
                       ".*does not have many workers.*")
@@ -99,7 +100,10 @@ class ParametricModule(pl.LightningModule):
         self.fit_started = time.monotonic()
         self.last_esr: np.ndarray = np.full(n_takes, np.nan)
         self.history: list[dict[str, Any]] = []
-        self._train_losses: list[float] = []
+        self._train_losses: list[torch.Tensor] = []
+        self._compiled: Any = None
+        self._ema_params = [] if self.ema_model is None else list(self.ema_model.parameters())
+        self._live_params = list(self.model.parameters())
 
     # ---- training
     def configure_optimizers(self) -> Any:
@@ -123,30 +127,52 @@ class ParametricModule(pl.LightningModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    @classmethod
+    def for_data(cls, data: TrainingData, config: TrainConfig) -> tuple[ParametricModule, int]:
+        """The module for ``data`` (a fresh model seeded by the caller) and its window context."""
+        model = create_model(config.architecture, config.model_config(data.controls.vector_size))
+        recurrent = model.receptive_field == 1
+        context = model.receptive_field - 1 + (config.recurrent_warmup if recurrent else 0)
+        time_takes = [i for i, t in enumerate(data.takes) if t.role != "holdout"]
+        setting_takes = [i for i, t in enumerate(data.takes) if t.role == "holdout"]
+        return cls(model, config, len(data.takes), time_takes, setting_takes), context
+
     def on_train_epoch_start(self) -> None:
         loader = self.trainer.train_dataloader
         dataset = getattr(loader, "dataset", None)
-        if isinstance(dataset, WindowDataset):
+        if isinstance(dataset, WindowDataset | EpochBatches):
             dataset.epoch = self.current_epoch
+        if isinstance(dataset, EpochBatches):  # batches are drawn where the model trains
+            dataset.sampler.to(self.device)
         self._train_losses = []
+
+    def predict_batch(self, x: torch.Tensor, c: torch.Tensor, length: int) -> torch.Tensor:
+        """The training forward pass: the last ``length`` outputs (the compiled model if ``compile``)."""
+        if self.cfg.control_noise > 0:
+            c = c + self.cfg.control_noise * torch.randn_like(c)
+        if self.cfg.compile and self._compiled is None:  # kept out of the module's state_dict
+            object.__setattr__(self, "_compiled", torch.compile(self.model, dynamic=False))
+        forward = self._compiled if self._compiled is not None else self.model
+        return forward(x, c)[:, -length:]
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x, y, c = batch
-        if self.cfg.control_noise > 0:
-            c = c + self.cfg.control_noise * torch.randn_like(c)
-        y_hat = self.model(x, c)[:, -y.shape[-1]:]
+        y_hat = self.predict_batch(x, c, y.shape[-1])
         parts = self.loss(y_hat, y)
         self.log("loss", parts["loss"], prog_bar=True, on_step=True, on_epoch=False)
-        self._train_losses.append(float(parts["loss"].detach()))
+        self._train_losses.append(parts["loss"].detach())
         return parts["loss"]
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.update_ema(self.global_step)
+
+    def update_ema(self, step: int) -> None:
+        """Move the average toward the live weights (one foreach lerp over all parameters)."""
         if self.ema_model is None:
             return
-        decay = min(self.cfg.ema_decay, (1.0 + self.global_step) / (10.0 + self.global_step))
+        decay = min(self.cfg.ema_decay, (1.0 + step) / (10.0 + step))
         with torch.no_grad():
-            for ema, live in zip(self.ema_model.parameters(), self.model.parameters(), strict=True):
-                ema.lerp_(live.detach(), 1.0 - decay)
+            torch._foreach_lerp_(self._ema_params, self._live_params, 1.0 - decay)
 
     @property
     def scored_model(self) -> ParametricModel:
@@ -184,7 +210,8 @@ class ParametricModule(pl.LightningModule):
             self.best_epoch = self.current_epoch
             self.best_state = {k: v.detach().cpu().clone()
                                for k, v in self.scored_model.state_dict().items()}
-        train_loss = float(np.mean(self._train_losses)) if self._train_losses else float("nan")
+        train_loss = (float(torch.stack(self._train_losses).mean()) if self._train_losses
+                      else float("nan"))
         self.history.append({"epoch": self.current_epoch + 1, "train_loss": train_loss,
                              "val_time_esr": time_esr, "esr": ratio.tolist(),
                              "lr": self.trainer.optimizers[0].param_groups[0]["lr"],
@@ -304,9 +331,33 @@ class TrainingRun:
         return save_model_file(self.run.model_path, file, overwrite=True)
 
 
+def validation_set(data: TrainingData, context: int, config: TrainConfig) -> Dataset:
+    """The validation items of an epoch (held-out time of training takes, held-out takes)."""
+    max_samples = None if config.val_max_seconds is None else int(config.val_max_seconds * data.sample_rate)
+    return _ValidationSet(data, context, validation_items(data, context, max_samples))
+
+
+def validation_batches(data: TrainingData, context: int, config: TrainConfig,
+                       device: Any = "cpu") -> Any:
+    """The validation set's ``(x, y, c, take)`` batches on ``device`` (for benchmarks)."""
+    for x, y, c, index in DataLoader(validation_set(data, context, config), batch_size=1):
+        yield x.to(device), y.to(device), c.to(device), index
+
+
 def _threads(config: TrainConfig) -> None:
     if config.accelerator == "cpu":
         torch.set_num_threads(max(1, config.threads or min(os.cpu_count() or 1, 8)))
+
+
+def training_device(trainer: pl.Trainer, config: TrainConfig) -> str:
+    """Where ``trainer`` trains, in words ("cpu (2 threads)", "cuda:0"); sets the CPU threads when the
+    accelerator (``auto`` included) chose the CPU."""
+    device = trainer.strategy.root_device
+    if device.type != "cpu":
+        return str(device) + (f" (and {trainer.num_devices - 1} more)" if trainer.num_devices > 1 else "")
+    torch.set_num_threads(max(1, config.threads or min(os.cpu_count() or 1, 8)))
+    threads = torch.get_num_threads()
+    return f"cpu ({threads} thread{'s' * (threads > 1)})"
 
 
 def final_evaluation(model: ParametricModel, data: TrainingData, context: int) -> dict[str, Any]:
@@ -367,18 +418,11 @@ def _train(data: TrainingData, config: TrainConfig, run_dir: Path, *, resume: bo
                             "choose another run name.")
     _threads(config)
     pl.seed_everything(config.seed, workers=True, verbose=False)
-    model = create_model(config.architecture, config.model_config(data.controls.vector_size))
-    recurrent = model.receptive_field == 1
-    context = model.receptive_field - 1 + (config.recurrent_warmup if recurrent else 0)
+    module, context = ParametricModule.for_data(data, config)
+    model = module.model
     data.check(context, config.segment_length)
 
-    windows = WindowDataset(data, context, config.segment_length,
-                            config.steps_per_epoch * config.batch_size, config.seed)
-    max_samples = None if config.val_max_seconds is None else int(config.val_max_seconds * data.sample_rate)
-    items = validation_items(data, context, max_samples)
-    time_takes = [i for i, t in enumerate(data.takes) if t.role != "holdout"]
-    setting_takes = [i for i, t in enumerate(data.takes) if t.role == "holdout"]
-    module = ParametricModule(model, config, len(data.takes), time_takes, setting_takes)
+    windows = EpochBatches(make_sampler(data, context, config), config.steps_per_epoch)
     run = TrainingRun(data, config, run_dir)
 
     from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
@@ -406,11 +450,11 @@ def _train(data: TrainingData, config: TrainConfig, run_dir: Path, *, resume: bo
         raise TrainingError(
             f"cannot train with accelerator={config.accelerator!r}, devices={config.devices!r}, "
             f"strategy={config.strategy!r}: {error}. On a CPU-only machine use --accelerator cpu.") from None
+    say(f"training on {training_device(trainer, config)}")
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(folder.config_path, config.to_dict())
-    train_loader = DataLoader(windows, batch_size=config.batch_size, shuffle=False, num_workers=0,
-                              drop_last=True)
-    val_loader = DataLoader(_ValidationSet(data, context, items), batch_size=1, shuffle=False)
+    train_loader = DataLoader(windows, batch_size=None, shuffle=False, num_workers=0)
+    val_loader = DataLoader(validation_set(data, context, config), batch_size=1, shuffle=False)
     if resume:
         run.truncate_log(point.epoch + 1)  # rows are 1-based epochs
     with warnings.catch_warnings():

@@ -1,0 +1,106 @@
+"""Training throughput (issue 13): the tensor window sampler, compiled training, accelerator auto."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from knobcap.training.config import TrainConfig
+from knobcap.training.data import Take, TrainingData, window_input
+from knobcap.training.loop import ParametricModule, train
+from knobcap.training.sampler import LoaderSampler, TensorSampler
+from playkit import tiny_controls, tiny_wavenet_config
+
+CONTROLS = tiny_controls()
+
+
+def clipped_data() -> TrainingData:
+    """Takes with clips (silent context before each clip's start, a skipped start) and one take with
+    its own, longer input."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(6000).astype(np.float32)
+    own = rng.standard_normal(9000).astype(np.float32)
+    settings = [{"drive": float(d), "tone": 5.0, "diodes": "silicon"} for d in (0, 4, 8)]
+    takes = [Take(f"take{i}", s, CONTROLS.to_vector(s), "train", np.tanh((1 + i) * x)) for i, s in
+             enumerate(settings[:2])]
+    takes.append(Take("own", settings[2], CONTROLS.to_vector(settings[2]), "anchor", np.tanh(3 * own),
+                      x=own, spans=((0, 8000), (8000, 9000)), clips=((0, 4500), (4500, 9000))))
+    return TrainingData(CONTROLS, 48000, x, takes, (0, 5000), (5000, 6000), clips=((0, 2500), (2500, 6000)),
+                        skip=50)
+
+
+def test_tensor_sampler_windows_are_the_former_windows_of_the_starts_it_draws() -> None:
+    data = clipped_data()
+    context, length = 300, 256
+    sampler = TensorSampler(data, context, length, batch_size=64, seed=3)
+    takes = data.train_takes
+    seen_takes, seen_regions = set(), set()
+    for step in range(4):
+        x, y, c = sampler.batch(epoch=2, step=step)
+        take, start, rest = sampler.draw(2, step)
+        assert x.shape == (64, context + length) and y.shape == (64, length) and c.shape == (64, 3)
+        for i in range(64):
+            t = takes[int(take[i])]
+            s = int(start[i])
+            spans = data.regions(t, "train", context, length)
+            region = [r for r in spans if r[0] <= s <= r[1]]
+            assert len(region) == 1 and region[0][2] == int(rest[i])  # a legal start, its clip's rest
+            seen_takes.add(t.name)
+            seen_regions.add((t.name, spans.index(region[0])))
+            expected = window_input(data.input_of(t), s, s + length, context, region[0][2])
+            assert np.array_equal(x[i].numpy(), expected)
+            assert np.array_equal(y[i].numpy(), t.audio[s:s + length])
+            assert np.array_equal(c[i].numpy(), t.vector.astype(np.float32))
+    assert seen_takes == {"take0", "take1", "own"} and len(seen_regions) == 6
+    again = TensorSampler(data, context, length, batch_size=64, seed=3).batch(epoch=2, step=1)
+    assert torch.equal(again[0], sampler.batch(2, 1)[0])  # resumable: the same batch for (seed, epoch, step)
+    assert not torch.equal(sampler.batch(3, 1)[0], sampler.batch(2, 1)[0])
+
+
+def test_loader_sampler_is_the_former_window_dataset_path() -> None:
+    data = clipped_data()
+    batch = LoaderSampler(data, 300, 256, batch_size=4, seed=0, items=40).batch(1, 2)
+    assert batch[0].shape == (4, 556) and batch[1].shape == (4, 256)
+
+
+def tiny(**changes: object) -> TrainConfig:
+    options: dict = {"model": dict(tiny_wavenet_config(CONTROLS.vector_size)), "epochs": 1,
+                     "steps_per_epoch": 2, "batch_size": 2, "segment_length": 512, "mrstft_weight": 1e-3,
+                     "mrstft_fft_sizes": [256, 128], "val_max_seconds": None, "threads": 1, "warmup_steps": 1}
+    options.update(changes)
+    return TrainConfig.from_dict(options)
+
+
+@pytest.mark.skipif(not os.environ.get("KNOBCAP_SLOW_TESTS"),
+                    reason="torch.compile takes about a minute on the 2-core CPU; set KNOBCAP_SLOW_TESTS=1")
+def test_compiled_and_eager_training_give_the_same_loss() -> None:
+    data = clipped_data()
+    losses = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        module, context = ParametricModule.for_data(data, tiny(compile=compiled))
+        x, y, c = TensorSampler(data, context, 512, 2, 0).batch(0, 0)
+        optimizer = torch.optim.Adam(module.model.parameters(), lr=1e-3)
+        run = []
+        for _ in range(3):
+            loss = module.loss(module.predict_batch(x, c, 512), y)["loss"]
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            run.append(float(loss))
+        losses.append(run)
+    assert np.allclose(losses[0], losses[1], rtol=1e-4, atol=1e-6)
+
+
+def test_auto_accelerator_trains_on_the_cpu_without_a_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    said: list[str] = []
+    config = tiny(accelerator="auto")
+    result = train(clipped_data(), config, tmp_path / "run", progress=False, say=said.append)
+    assert result.epochs == 1
+    assert any(line.startswith("training on cpu") for line in said), said
