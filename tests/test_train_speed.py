@@ -104,3 +104,21 @@ def test_auto_accelerator_trains_on_the_cpu_without_a_gpu(tmp_path: Path, monkey
     result = train(clipped_data(), config, tmp_path / "run", progress=False, say=said.append)
     assert result.epochs == 1
     assert any(line.startswith("training on cpu") for line in said), said
+
+
+def test_spectral_term_equals_auraloss_and_its_gradient() -> None:
+    auraloss = pytest.importorskip("auraloss")
+    from knobcap.training.losses import MultiResolutionSTFT
+
+    torch.manual_seed(0)
+    y = torch.randn(3, 4096)
+    y_hat = (0.7 * y + 0.1 * torch.randn(3, 4096)).requires_grad_(True)
+    sizes = [1024, 2048, 512]
+    reference = auraloss.freq.MultiResolutionSTFTLoss(fft_sizes=sizes, hop_sizes=[n // 4 for n in sizes],
+                                                      win_lengths=sizes)
+    expected = reference(y_hat[:, None], y[:, None])
+    (grad_expected,) = torch.autograd.grad(expected, y_hat)
+    got = MultiResolutionSTFT(sizes)(y_hat, y)
+    (grad_got,) = torch.autograd.grad(got, y_hat)
+    assert torch.allclose(got, expected, rtol=1e-5)
+    assert torch.allclose(grad_got, grad_expected, rtol=1e-3, atol=1e-9)
