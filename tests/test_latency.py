@@ -209,3 +209,39 @@ def test_bipolar_blips_are_not_guessed_without_the_music(signal: TestSignal) -> 
     y[v1.start:v1.stop + 300] = 0.05 * np.random.default_rng(4).standard_normal(v1.length + 300)
     lat = calibrate_latency(y, signal.audio, signal.map)
     assert not lat.confident and "too unlike the input" in lat.reason
+
+
+def test_music_smeared_by_dark_distortion_defers_to_the_sharp_blips(signal: TestSignal) -> None:
+    """tanh(300x) into a 200 Hz low-pass (as GxTubeScreamer at drive 1, tone 100) smears the music's
+    whitened correlation: its onset reads 0. The blips stay sharp and the music's strongest peak agrees
+    with them, so their reading is kept (it used to be refused), and the reason says why."""
+    from scipy.signal import butter
+
+    head = signal.map.segment("validation_1").stop
+    wet = lfilter(*butter(2, 200 / (RATE / 2)), np.tanh(300 * signal.audio[:head].astype(np.float64)))
+    lat = calibrate_latency(recording(wet, len(signal.audio), 300, noise_dbfs=-80.0), signal.audio,
+                            signal.map)
+    assert lat.confident and lat.polarity == 1 and 0 <= lat.samples - 300 <= 6, lat
+    assert "smeared" in lat.reason and "blips' is far sharper" in lat.reason
+
+
+def test_sharp_blips_contradicted_by_the_music_s_peak_are_still_refused(signal: TestSignal) -> None:
+    """A high-pass before the distortion makes the blips read inverted and late; the music is smeared
+    but its strongest peak says otherwise, so the take is refused rather than aligned wrongly."""
+    from scipy.signal import butter
+
+    head = signal.map.segment("validation_1").stop
+    x = lfilter(*butter(1, 100 / (RATE / 2), "high"), signal.audio[:head].astype(np.float64))
+    wet = lfilter(*butter(2, 200 / (RATE / 2)), np.tanh(100 * x))
+    lat = calibrate_latency(recording(wet, len(signal.audio), 300, noise_dbfs=-80.0), signal.audio,
+                            signal.map)
+    assert not lat.confident and "neither correlation is clearly sharper" in lat.reason
+
+
+def test_clarity_reads_a_spike_high_and_noise_low() -> None:
+    from knobcap.capture.latency import SMEARED, _clarity
+
+    spike = np.zeros(4000)
+    spike[100] = 1.0
+    noise = np.random.default_rng(0).standard_normal(4000)
+    assert _clarity(spike + 1e-3 * noise) > 100 > SMEARED > _clarity(noise)

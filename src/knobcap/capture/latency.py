@@ -55,7 +55,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from itertools import pairwise
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 from scipy.fft import irfft, next_fast_len, rfft
@@ -73,6 +73,10 @@ WHITEN_EPS = 1e-4           # regularisation of the whitened cross-correlation, 
 XCORR_SECONDS = 8.0       # length of each chunk cross-correlated without blips
 XCORR_SAFETY = 2          # samples by which a latency from cross-correlation alone is moved earlier
 _LOBE_LIMIT = 256         # how far back from the peak an onset may lie, in samples
+CLARITY_GUARD = 64        # samples either side of a correlation's peak left out of its background
+SMEARED = 10.0            # a correlation whose peak stands less than this over its background is smeared
+SHARPER = 3.0             # how many times clearer than a smeared estimate the other must be to overrule it
+MIN_CLARITY = 20.0        # and it must stand at least this far above its own background
 
 Method = Literal["blips", "xcorr"]
 
@@ -141,6 +145,22 @@ def _arrival(r: np.ndarray, auto: np.ndarray, fraction: float, floor: float = 0.
     return min(onset + offset, peak), peak, (1 if sign >= 0 else -1), height
 
 
+def _clarity(r: np.ndarray) -> float:
+    """How sharply the strongest peak of ``r`` stands out: |peak| over the rms of r away from it.
+
+    The background leaves out ``CLARITY_GUARD`` samples either side of the peak. A blip's matched
+    filter in silence, or a clean device's whitened music correlation, reads in the hundreds; a
+    correlation smeared by distortion or noise over many lags reads near 1.
+    """
+    magnitude = np.abs(r)
+    peak = int(np.argmax(magnitude))
+    background = np.concatenate([r[:max(0, peak - CLARITY_GUARD)], r[peak + CLARITY_GUARD + 1:]])
+    if len(background) == 0:
+        return float("inf")
+    rms = float(np.sqrt(np.mean(background * background)))
+    return float(magnitude[peak]) / rms if rms > 0 else float("inf")
+
+
 def _padded(x: np.ndarray, start: int, n: int) -> np.ndarray:
     """x[start:start + n] as float64, zero-padded past the end."""
     out = np.zeros(n)
@@ -159,19 +179,22 @@ def calibrate_latency(recorded: np.ndarray, reference: np.ndarray, signal_map: S
     if max_lag < 0:
         raise ValueError("max_seconds must not be negative.")
     if signal_map.blips:
-        readings = _from_blips(recorded, np.asarray(reference), signal_map, max_lag)
+        readings, peaks, clarity = _from_blips(recorded, np.asarray(reference), signal_map, max_lag)
         if any(r.confident for r in readings):
-            return _cross_check(readings, recorded, np.asarray(reference), signal_map, max_lag)
+            return _cross_check(readings, (peaks, clarity), recorded, np.asarray(reference), signal_map,
+                                max_lag)
         return readings[0]
     return _from_xcorr(recorded, np.asarray(reference), max_lag, signal_map.sample_rate)
 
 
 def _from_blips(recorded: np.ndarray, reference: np.ndarray, signal_map: SignalMap,
-                max_lag: int) -> list[Latency]:
+                max_lag: int) -> tuple[list[Latency], list[int], float]:
     """The blips' reading by the first lobe of ``FIRST_LOBE``; then, when it differs, by ``EARLY_LOBE``.
 
     A second reading means the blips' response is bipolar with an earlier lobe too weak for the first
-    rule but too strong to be noise or a filter's pre-ringing: the validation music decides.
+    rule but too strong to be noise or a filter's pre-ringing: the validation music decides. Also
+    returned: each reading's earliest lobe peak, and the least :func:`_clarity` of the blips' matched
+    filter outputs.
     """
     blips = signal_map.blips
     size = signal_map.blip_length
@@ -190,11 +213,13 @@ def _from_blips(recorded: np.ndarray, reference: np.ndarray, signal_map: SignalM
     least = 1e-4 * float(np.dot(pulse, pulse))  # -80 dB below the pulse's own energy: a digital zero
     found: list[tuple[int, int, int]] = []
     early: list[tuple[int, int, int]] = []
+    clarity = float("inf")
     for onset in blips:
         window = _padded(recorded, onset, max_lag + size) - dc
         r = np.correlate(window, pulse, mode="valid")
         lag, peak, polarity, height = _arrival(r, auto, BLIP_ONSET_FRACTION, floor / 2)
         if height > floor and height > least:
+            clarity = min(clarity, _clarity(r))
             found.append((lag, peak, polarity))
             early.append(_arrival(r, auto, BLIP_ONSET_FRACTION, floor / 2, EARLY_LOBE)[:3])
     if len(found) < len(blips):
@@ -202,11 +227,12 @@ def _from_blips(recorded: np.ndarray, reference: np.ndarray, signal_map: SignalM
         lag, polarity = (found[0][0], found[0][2]) if found else (0, 1)
         return [Latency(lag, polarity, "blips", 0, False,
                         f"{missing} of the {len(blips)} calibration blips did not stand out of the noise "
-                        f"within {max_lag} samples of where they were played")]
-    readings = [_combine(found)]
+                        f"within {max_lag} samples of where they were played")], [0], 0.0
+    readings, peaks = [_combine(found)], [min(f[1] for f in found)]
     if early != found:
         readings.append(_combine(early))
-    return readings
+        peaks.append(min(f[1] for f in early))
+    return readings, peaks, clarity
 
 
 def _combine(found: list[tuple[int, int, int]]) -> Latency:
@@ -227,8 +253,8 @@ def _words(samples: int, sign: int) -> str:
     return f"{samples} samples{'' if sign > 0 else ', inverted'}"
 
 
-def _cross_check(readings: list[Latency], recorded: np.ndarray, reference: np.ndarray,
-                 signal_map: SignalMap, max_lag: int) -> Latency:
+def _cross_check(readings: list[Latency], blips_seen: tuple[list[int], float], recorded: np.ndarray,
+                 reference: np.ndarray, signal_map: SignalMap, max_lag: int) -> Latency:
     """Hold the blips' readings against the music of ``validation_1`` (whitened cross-correlation).
 
     When the music resembles the input (normalised correlation >= ``MIN_XCORR``) a confident reading
@@ -236,12 +262,15 @@ def _cross_check(readings: list[Latency], recorded: np.ndarray, reference: np.nd
     is kept, and the earlier of its onset and the music's (each can read a low-passing device's onset
     a little late, and early costs nothing). When the music says nothing (no ``validation_1``, or a
     lower correlation), a single reading stands and two readings (a bipolar response) are not confident.
+    When no reading agrees with the music, the clearly sharper correlation decides (:func:`_sharper`).
     """
     lag, polarity, rho = 0, 1, 0.0
+    music: _Estimate | None = None
     if signal_map.has("validation_1"):
         seg = signal_map.segment("validation_1")
         ref = np.asarray(reference[seg.start:seg.stop], dtype=np.float64)
-        lag, _, polarity, rho = _xcorr_estimate(recorded, ref, seg.start, max_lag)
+        music = _xcorr_estimate(recorded, ref, seg.start, max_lag)
+        lag, polarity, rho = music.onset, music.polarity, music.rho
     if rho < MIN_XCORR:
         if len(readings) == 1:
             return readings[0]
@@ -250,18 +279,74 @@ def _cross_check(readings: list[Latency], recorded: np.ndarray, reference: np.nd
             f"the calibration blips' response is bipolar ({options}) and the validation music is too "
             f"unlike the input to tell which is the arrival"))
     usable = sorted((r for r in readings if r.confident), key=lambda r: r.samples)
+    peaks = {r.samples: p for r, p in zip(readings, blips_seen[0], strict=True)}
+    blip_clarity = blips_seen[1]
     for reading in usable:
         if reading.polarity == polarity and abs(lag - reading.samples) <= MUSIC_TOLERANCE:
             return replace(reading, samples=min(lag, reading.samples))
+    assert music is not None  # rho >= MIN_XCORR needs the music's estimate
+    decided = _sharper(usable, [peaks[r.samples] for r in usable], blip_clarity, music)
+    if decided is not None:
+        return decided
     blips = " or ".join(_words(r.samples, r.polarity) for r in usable)
     bipolar = " (their response is bipolar)" if len(usable) > 1 else ""
     return replace(usable[0], confident=False, reason=(
-        f"the blips give {blips}{bipolar} but the validation music gives {_words(lag, polarity)}"))
+        f"the blips give {blips}{bipolar} but the validation music gives {_words(lag, polarity)}, and "
+        f"neither correlation is clearly sharper {_clarities(blip_clarity, music)}"))
 
 
-def _xcorr_estimate(recorded: np.ndarray, ref: np.ndarray, start: int, max_lag: int
-                    ) -> tuple[int, int, int, float]:
-    """(onset lag, peak lag, polarity, normalised correlation) of ``ref``, played at ``start``.
+def _clarities(blips: float, music: _Estimate) -> str:
+    return f"(peak over background: blips {blips:.0f}, music {music.clarity:.0f})"
+
+
+def _sharper(usable: list[Latency], peaks: list[int], blip_clarity: float, music: _Estimate
+             ) -> Latency | None:
+    """The blips' or the music's reading, whichever correlation is ``SHARPER`` times clearer; or None.
+
+    Clarity is :func:`_clarity`: the peak over the correlation's rms away from it. Distortion into a
+    dark tone smears the music's whitened correlation over hundreds of lags (its onset then reads far
+    early, or on a noise lobe) while the blips' matched filter stays sharp; a ringing device can do
+    the opposite to the blips. Only a smeared estimate (clarity under ``SMEARED``) is overruled, by one
+    at least ``SHARPER`` times and ``MIN_CLARITY`` clear: two sharp estimates that disagree (a take
+    edited or glitched between the blips and the music) stay not confident. The blips win only with
+    the reading the music's strongest lobe confirms (same sign, within ``MUSIC_TOLERANCE`` of the
+    reading's lobe peak, ``peaks``): a
+    smeared correlation's onset is unreliable but its peak still is; a bipolar response that reads
+    inverted and late from the blips alone is so refused, not accepted. ``reason`` says what was
+    overruled.
+    """
+    figures = _clarities(blip_clarity, music)
+    if music.clarity < SMEARED and blip_clarity >= max(MIN_CLARITY, SHARPER * music.clarity):
+        chosen = [r for r, p in zip(usable, peaks, strict=True) if r.polarity == music.strongest_sign
+                  and abs(music.strongest - p) <= MUSIC_TOLERANCE]
+        if len(chosen) != 1:
+            return None
+        return replace(chosen[0], reason=(
+            f"the validation music's onset reads {_words(music.onset, music.polarity)}, but its "
+            f"correlation is smeared; the blips' is far sharper {figures} and the music's strongest "
+            f"peak ({_words(music.strongest, music.strongest_sign)}) agrees with them: kept"))
+    if blip_clarity < SMEARED and music.clarity >= max(MIN_CLARITY, SHARPER * blip_clarity):
+        blips = " or ".join(_words(r.samples, r.polarity) for r in usable)
+        return replace(usable[0], samples=music.onset, polarity=music.polarity, reason=(
+            f"the blips give {blips}, but their correlation is smeared; the validation music's is far "
+            f"sharper {figures} and was kept"))
+    return None
+
+
+class _Estimate(NamedTuple):
+    """A whitened cross-correlation's reading (see :func:`_xcorr_estimate`)."""
+
+    onset: int        # the first strong lobe's onset (as for a blip)
+    peak: int         # that lobe's peak
+    polarity: int     # that lobe's sign
+    rho: float        # the plain correlation's normalised peak: how alike input and recording are
+    clarity: float    # :func:`_clarity` of the whitened correlation
+    strongest: int    # lag of the strongest lobe's peak (may differ from ``peak``)
+    strongest_sign: int
+
+
+def _xcorr_estimate(recorded: np.ndarray, ref: np.ndarray, start: int, max_lag: int) -> _Estimate:
+    """(onset lag, peak lag, polarity, normalised correlation, ...) of ``ref``, played at ``start``.
 
     The cross-spectrum is whitened by the input's power spectrum (regularised by ``WHITEN_EPS`` times
     its mean), h = IFFT(Y conj(X) / (|X|^2 + eps)): an estimate of the device's impulse response, whose
@@ -282,7 +367,9 @@ def _xcorr_estimate(recorded: np.ndarray, ref: np.ndarray, start: int, max_lag: 
     r = irfft(cross, size)[:max_lag + 1]
     best = int(np.argmax(np.abs(r)))
     energy = float(np.dot(ref, ref)) * float(np.dot(rec[best:best + len(ref)], rec[best:best + len(ref)]))
-    return lag, peak, polarity, abs(float(r[best])) / np.sqrt(energy) if energy > 0 else 0.0
+    rho = abs(float(r[best])) / np.sqrt(energy) if energy > 0 else 0.0
+    strongest = int(np.argmax(np.abs(h)))
+    return _Estimate(lag, peak, polarity, rho, _clarity(h), strongest, 1 if h[strongest] >= 0 else -1)
 
 
 def _loudest_chunk(ref: np.ndarray, start: int, stop: int, size: int) -> int:
