@@ -256,3 +256,24 @@ def test_ts808_dark_high_gain_takes_pass_with_the_true_latency(tmp_path: Path, s
     for take in ("take01", "take02"):
         assert data[take]["polarity"] == truth[take]["polarity"]
         assert -3 <= data[take]["latency"] - truth[take]["latency"] <= 0
+
+
+def test_float_take_above_full_scale_without_flat_tops_is_not_clipped(tmp_path: Path,
+                                                                      signal: TestSignal) -> None:
+    """A virtual device's float WAV may peak above 1.0 (GxTubeScreamer at level 4: +3.8 dBFS) without
+    clipping: a level note, not a failure."""
+    root = make_session(tmp_path / "s", signal, n_takes=1)
+    y = clean_take(signal, 0)
+    record(root, "take01", 1.5 * y / np.abs(y).max())
+    result = check_take(root / "takes" / "take01.wav", signal)
+    assert [p.code for p in result.problems] == ["hot"] and result.status == "warn"
+    assert "+3.52 dBFS" in result.problems[0].message and "nothing clipped" in result.problems[0].message
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "FLOAT"])
+def test_flat_tops_at_full_scale_still_fail(tmp_path: Path, signal: TestSignal, subtype: str) -> None:
+    root = make_session(tmp_path / "s", signal, n_takes=1)
+    record(root, "take01", np.clip(4 * clean_take(signal, 0), -1, 1), subtype=subtype)
+    result = check_take(root / "takes" / "take01.wav", signal)
+    clipped = [p for p in result.problems if p.code == "clipped"]
+    assert clipped and clipped[0].severity == "fail" and "in a row stuck at the peak" in clipped[0].message

@@ -24,7 +24,9 @@ not_finite     NaN or infinite samples (nothing else is checked then)           
 too_short      fewer samples than input.wav                                                fail
 too_long       more than 1 s longer than input.wav                                         warn
 silent         peak below -70 dBFS                                                         fail
-clipped        peak at or above -0.01 dBFS (0.999)                                         fail
+clipped        integer WAV: peak at or above -0.01 dBFS (0.999); float WAV: also flat tops,  fail
+               ``CLIP_RUN`` samples in a row stuck at that peak (a float take can exceed 1.0)
+hot            a float WAV peaking at or above -0.01 dBFS without flat tops                warn
 latency        the blips (or, without blips, the cross-correlation) give no confident     fail
                latency within 0.5 s (see knobcap.capture.latency)
 dead           the playing section is less than 10 dB above the noise floor                fail
@@ -65,6 +67,7 @@ CHECK_FORMAT = "knobcap-check"
 CHECK_VERSION = 1
 MAX_LATENCY_SECONDS = 0.5
 CLIP_LEVEL = 0.999            # -0.01 dBFS
+CLIP_RUN = 3                  # samples in a row stuck at a float take's peak: a flat top, so clipping
 SILENT_DBFS = -70.0
 DEAD_SNR_DB = 10.0
 NOISE_FLOOR_DBFS = -50.0
@@ -227,7 +230,7 @@ def check_take(path: str | Path, signal: TestSignal, *, take: str | None = None,
             f"recording again, as 24-bit PCM if the problem stays.", "NaN samples"))
         return result
     _check_length(result, path, len(recorded), m)
-    _check_levels(result, path, recorded)
+    _check_levels(result, path, recorded, _is_float(path))
     if any(p.code == "silent" for p in problems):
         return result
     latency = calibrate_latency(recorded, signal.audio, m, MAX_LATENCY_SECONDS)
@@ -269,7 +272,21 @@ def _check_length(result: TakeCheck, path: Path, n: int, m: SignalMap) -> None:
             f"trim it to input.wav's length plus a second.", f"{extra:.1f} s too long"))
 
 
-def _check_levels(result: TakeCheck, path: Path, recorded: np.ndarray) -> None:
+def _is_float(path: Path) -> bool:
+    """Whether the file stores floating-point samples (which may exceed full scale unclipped)."""
+    return sf.info(str(path)).subtype in ("FLOAT", "DOUBLE")
+
+
+def _flat_top(recorded: np.ndarray, peak: float) -> int:
+    """The longest run of consecutive samples whose magnitude equals ``peak`` (a flat top)."""
+    at_peak = (np.abs(recorded) >= peak).astype(np.int8)
+    if not at_peak.any():
+        return 0
+    edges = np.diff(np.concatenate([[0], at_peak, [0]]))
+    return int((np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)).max())
+
+
+def _check_levels(result: TakeCheck, path: Path, recorded: np.ndarray, is_float: bool = False) -> None:
     peak = float(np.max(np.abs(recorded))) if len(recorded) else 0.0
     result.peak_dbfs = _dbfs(peak)
     result.dc_offset = float(np.mean(recorded, dtype=np.float64)) if len(recorded) else 0.0
@@ -280,11 +297,20 @@ def _check_levels(result: TakeCheck, path: Path, recorded: np.ndarray) -> None:
             f"that the device is on, the cables and the input the DAW records from, then record again.",
             "silent"))
         return
-    if peak >= CLIP_LEVEL:
+    flat = _flat_top(recorded, peak) if peak >= CLIP_LEVEL else 0
+    if peak >= CLIP_LEVEL and is_float and flat < CLIP_RUN:
+        result.problems.append(Problem(
+            "hot", "warn",
+            f"{path} peaks at {result.peak_dbfs:+.2f} dBFS, above full scale, but it is a float WAV with no "
+            f"flat tops (at most {flat} sample(s) in a row at the peak), so nothing clipped. The model "
+            f"learns this level; played through a fixed-point output it would clip: lower the device's "
+            f"output level if that matters.", f"peak {result.peak_dbfs:+.1f} dBFS, float, not clipped"))
+    elif peak >= CLIP_LEVEL:
+        tops = f", {flat} samples in a row stuck at the peak" if flat >= CLIP_RUN else ""
         result.problems.append(Problem(
             "clipped", "fail",
-            f"{path} clips (peak {result.peak_dbfs:+.2f} dBFS): a model would learn the clipping. Lower "
-            f"the interface's input gain (or the device's output level, the same for every take) and "
+            f"{path} clips (peak {result.peak_dbfs:+.2f} dBFS{tops}): a model would learn the clipping. "
+            f"Lower the interface's input gain (or the device's output level, the same for every take) and "
             f"record it again; if you cannot, accept it: 'knobcap check DIR --accept clipped:{path.stem}'.",
             "clipped"))
     if abs(result.dc_offset) > DC_LIMIT:
