@@ -91,7 +91,7 @@ def test_compiled_and_eager_training_give_the_same_loss() -> None:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            run.append(float(loss))
+            run.append(float(loss.detach()))
         losses.append(run)
     assert np.allclose(losses[0], losses[1], rtol=1e-4, atol=1e-6)
 
@@ -122,3 +122,33 @@ def test_spectral_term_equals_auraloss_and_its_gradient() -> None:
     (grad_got,) = torch.autograd.grad(got, y_hat)
     assert torch.allclose(got, expected, rtol=1e-5)
     assert torch.allclose(grad_got, grad_expected, rtol=1e-3, atol=1e-9)
+
+
+def test_cli_default_accelerator_is_auto_and_lr_schedule_is_an_option(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the CPU path, on any machine
+
+    from typer.testing import CliRunner
+
+    from knobcap.cli import app
+    from playkit import make_session
+
+    plan = [("take01", {"drive": 0.0, "tone": 5.0, "diodes": "silicon"}, "train"),
+            ("take02", {"drive": 10.0, "tone": 5.0, "diodes": "led"}, "anchor")]
+    session = make_session(tmp_path / "s", CONTROLS, plan,
+                           device=lambda x, s: np.tanh((1 + s["drive"]) * x).astype(np.float32))
+    model = tmp_path / "tiny.json"
+    model.write_text(json.dumps(tiny_wavenet_config(CONTROLS.vector_size)), encoding="utf-8")
+    common = [str(session), "--steps", "2", "--batch-size", "2", "--threads", "1", "--no-progress",
+              "--epochs", "1", "--model-config", str(model)]
+    runner = CliRunner()
+    bad = runner.invoke(app, ["train", *common, "--run", "bad", "--lr-schedule", "linear"])
+    assert bad.exit_code == 1 and "lr_schedule" in bad.output and "cosine" in bad.output
+    result = runner.invoke(app, ["train", *common, "--run", "r1", "--lr-schedule", "exponential"])
+    assert result.exit_code == 0, result.output
+    assert "training on cpu (1 thread)" in result.output
+    saved = json.loads((session / "runs" / "r1" / "config.json").read_text(encoding="utf-8"))
+    assert saved["lr_schedule"] == "exponential" and saved["accelerator"] == "auto"
+    assert TrainConfig().lr_schedule == "cosine" and TrainConfig().accelerator == "auto"

@@ -43,22 +43,27 @@ def train(
     ema_decay: Annotated[float | None, typer.Option(
         help="Decay of the moving average of the weights that is scored and saved (0: off; default "
              "0.998).")] = None,
+    lr_schedule: Annotated[str | None, typer.Option(
+        help="Learning-rate schedule: cosine (default: decays over the budget you give, --minutes or "
+             "--epochs, whichever ends first) or exponential (0.9 an epoch).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same data: same run).")] = 0,
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: cores, at most 8).")] = None,
     accelerator: Annotated[str, typer.Option(help="Lightning accelerator: auto (a GPU when there is "
                                                   "one), cpu, gpu.")] = "auto",
     devices: Annotated[str, typer.Option(help="Lightning devices: a count or 'auto'.")] = "1",
     strategy: Annotated[str, typer.Option(help="Lightning strategy, e.g. ddp for several GPUs.")] = "auto",
+    compile: Annotated[bool, typer.Option(help="torch.compile the model (a minute or more to start; not "
+                                               "faster on a 2-core CPU, unmeasured on a GPU).")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Train a parametric model on a checked session; writes DIR/runs/<run>/model.knobcap."""
     warnings.filterwarnings("ignore", module="lightning")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     options: dict[str, object] = {"architecture": architecture, "seed": seed, "threads": threads,
-                                  "accelerator": accelerator, "strategy": strategy,
+                                  "accelerator": accelerator, "strategy": strategy, "compile": compile,
                                   "devices": int(devices) if devices.isdigit() else devices}
     for key, value in (("epochs", epochs), ("steps_per_epoch", steps), ("batch_size", batch_size),
-                       ("ema_decay", ema_decay), ("max_minutes", minutes)):
+                       ("ema_decay", ema_decay), ("max_minutes", minutes), ("lr_schedule", lr_schedule)):
         if value is not None:
             options[key] = value
     try:
