@@ -5,10 +5,11 @@ Training writes the run folder (:class:`knobcap.training.run.Run`, which names i
 ``--resume``), the training log (one row an epoch: losses and ESR per take), the user-facing model file
 (rewritten each epoch from the best weights so far) and the summary.
 
-Recipe: batches of random windows from random training takes (settings mix in every batch); loss
-= ESR with pre-emphasis + a small multi-resolution STFT term (both optional); Adam with a short warm-up
-and an exponential decay per epoch, or a cosine decay to ``lr_final * lr`` over the training budget
-(the epochs, or ``max_minutes`` of wall time if that ends first). With ``ema_decay`` (default) an
+Recipe: batches of random windows from random training takes (settings mix in every batch; drawn
+by tensor indexing, :mod:`knobcap.training.sampler`); loss = ESR with pre-emphasis + a small
+multi-resolution STFT term (both optional); fused Adam with a short warm-up and, by default, a cosine
+decay to ``lr_final * lr`` over the training budget (the epochs, or ``max_minutes`` of wall time if that
+ends first), or an exponential decay per epoch. With ``ema_decay`` (default) an
 exponential moving average of the weights is what is validated, selected and saved.
 
 **Model selection** uses held-out *time* (the ``validation_2`` segment of every training take), never
