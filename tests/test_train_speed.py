@@ -146,9 +146,9 @@ def test_cli_default_accelerator_is_auto_and_lr_schedule_is_an_option(
     runner = CliRunner()
     bad = runner.invoke(app, ["train", *common, "--run", "bad", "--lr-schedule", "linear"])
     assert bad.exit_code == 1 and "lr_schedule" in bad.output and "cosine" in bad.output
-    result = runner.invoke(app, ["train", *common, "--run", "r1", "--lr-schedule", "exponential"])
+    result = runner.invoke(app, ["train", *common, "--run", "r1", "--lr-schedule", "cosine"])
     assert result.exit_code == 0, result.output
     assert "training on cpu (1 thread)" in result.output
     saved = json.loads((session / "runs" / "r1" / "config.json").read_text(encoding="utf-8"))
-    assert saved["lr_schedule"] == "exponential" and saved["accelerator"] == "auto"
-    assert TrainConfig().lr_schedule == "cosine" and TrainConfig().accelerator == "auto"
+    assert saved["lr_schedule"] == "cosine" and saved["accelerator"] == "auto"
+    assert TrainConfig().lr_schedule == "exponential" and TrainConfig().accelerator == "auto"

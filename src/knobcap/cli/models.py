@@ -44,8 +44,8 @@ def train(
         help="Decay of the moving average of the weights that is scored and saved (0: off; default "
              "0.998).")] = None,
     lr_schedule: Annotated[str | None, typer.Option(
-        help="Learning-rate schedule: cosine (default: decays over the budget you give, --minutes or "
-             "--epochs, whichever ends first) or exponential (0.9 an epoch).")] = None,
+        help="Learning-rate schedule: exponential (default, 0.9 an epoch) or cosine (decays over the "
+             "budget you give, --minutes or --epochs, whichever ends first).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same data: same run).")] = 0,
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: cores, at most 8).")] = None,
     accelerator: Annotated[str, typer.Option(help="Lightning accelerator: auto (a GPU when there is "
