@@ -28,11 +28,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import soundfile as sf
 from scipy.signal import resample_poly
 
 from knobcap.controls import Controls, parse_setting_args, settings_from_args
-from knobcap.fileio import check_output_path, write_wav_atomic
+from knobcap.fileio import AudioFileError, check_output_path, read_wav, write_wav_atomic
 from knobcap.runtime.automation import Move, load_automation
 from knobcap.runtime.automation import render as render_moves
 
@@ -188,12 +187,10 @@ def open_render(model_path: str | Path, input_wav: str | Path, output_wav: str |
 
 def read_input(path: Path) -> tuple[np.ndarray, int]:
     """A mono or stereo audio file as float32 ``(time, channels)`` and its rate; clear errors otherwise."""
-    if not path.is_file():
-        raise RenderFileError(f"{path}: no such file.")
     try:
-        audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError) as error:
-        raise RenderFileError(f"{path}: not a readable audio file ({error}). Export it as WAV.") from None
+        audio, rate = read_wav(path, mono=False)
+    except AudioFileError as error:
+        raise RenderFileError(str(error)) from None
     if audio.shape[0] == 0:
         raise RenderFileError(f"{path}: holds no samples.")
     if audio.shape[1] > 2:
