@@ -224,15 +224,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def per_level_medians(controls: Controls, rows: list[dict], levels: int) -> dict[str, list[float]]:
-    """Median grid ESR at each of the ``levels`` grid levels of every knob (rows never trained on)."""
+    """Median grid ESR at each grid level of every knob (rows never trained on); a level is the rank of
+    the knob's value among the grid's values (the grid is in taper coordinates, so not even in the dial)."""
     out: dict[str, list[float]] = {}
     for knob in controls.knobs:
-        by_level: list[list[float]] = [[] for _ in range(levels)]
+        values = sorted({round(float(row["setting"][knob.name]), 9) for row in rows})
+        by_level: list[list[float]] = [[] for _ in values]
         for row in rows:
-            if row.get("trained"):
-                continue
-            p = (float(row["setting"][knob.name]) - knob.min) / (knob.max - knob.min)
-            by_level[min(levels - 1, max(0, round(p * (levels - 1))))].append(float(row["esr"]))
+            if not row.get("trained"):
+                by_level[values.index(round(float(row["setting"][knob.name]), 9))].append(float(row["esr"]))
         out[knob.name] = [float(np.median(v)) if v else float("nan") for v in by_level]
     return out
 
