@@ -127,3 +127,26 @@ def test_plan_more_on_the_command_line(tmp_path: Path, signal) -> None:
     refused = runner.invoke(app, ["plan", str(root), "--more", "2"])
     assert refused.exit_code == 1 and "no trained model to refine from" in " ".join(refused.output.split())
     assert len(read_plan(root / "plan.csv", ts_like())) == 14
+
+
+def test_plan_again_after_more_keeps_the_extended_plan(tmp_path: Path) -> None:
+    """Re-running the first 'knobcap plan' once takes are recorded and '--more' rows were appended keeps
+    plan.csv as it is (designed rows + added rows) and reports every take; a different plan is still
+    refused."""
+    from knobcap.capture.session import SessionError, init_session, make_plan
+
+    root = tmp_path / "s"
+    init_session(root, ts_like())
+    make_plan(root, n=9, quick=True)
+    (root / "takes" / "take01.wav").write_bytes(b"recorded")          # a recording now depends on it
+    plan_path = root / "plan.csv"
+    first = read_plan(plan_path, ts_like())
+    extra = first[0].setting | {"drive": 3.3}
+    row = "take10," + ",".join(str(extra[name]) for name in ts_like().names) + ",train\n"
+    plan_path.write_text(plan_path.read_text() + row)                  # as 'plan --more 1' appends
+    before = plan_path.read_bytes()
+    again = make_plan(root, n=9, quick=True)
+    assert plan_path.read_bytes() == before and not again.wrote_plan
+    assert [t.take for t in again.takes] == [t.take for t in first] + ["take10"]
+    with pytest.raises(SessionError, match="already holds 1 recording"):
+        make_plan(root, n=10, quick=True)

@@ -471,6 +471,9 @@ def make_plan(root: str | Path, *, n: int | None = None, minutes: float | None =
         except SessionError:
             old_text = plan_path.read_text(encoding="utf-8", errors="replace")
     plan_changes = old_text != text
+    if plan_changes and old_text is not None and old_text.startswith(text):
+        # the designed plan followed by rows added later ('knobcap plan --more'): keep it as it is
+        takes, plan_changes = read_plan(plan_path, controls), False
     input_exists = input_path.is_file() or map_path(input_path).is_file()
     if recordings and plan_changes:
         raise SessionError(
@@ -493,8 +496,8 @@ def make_plan(root: str | Path, *, n: int | None = None, minutes: float | None =
     if plan_changes:
         write_text_atomic(plan_path, text)
     (root / TAKES_DIR).mkdir(exist_ok=True)
-    return PlanResult(takes, design.time(signal_seconds), costs, signal_seconds, plan_changes,
-                      wrote_input, len(recordings))
+    time = session_time(controls, [t.setting for t in takes], signal_seconds, costs)
+    return PlanResult(takes, time, costs, signal_seconds, plan_changes, wrote_input, len(recordings))
 
 
 # ------------------------------------------------------------------------------------------ init
