@@ -41,7 +41,7 @@ import numpy as np
 from scipy.stats import qmc
 
 from knobcap.capture import design as dsg
-from knobcap.controls import Controls, Knob, Switch, round_value
+from knobcap.controls import Controls, Knob, Switch, setting_from_units
 
 SIGNAL_SECONDS = 90.0
 
@@ -54,12 +54,6 @@ def ts808() -> Controls:
 def seven_knobs() -> Controls:
     return Controls(knobs=(Knob("gain", taper="audio"), *(Knob(f"k{i}") for i in range(2, 8))),
                     switches=(Switch("bright", ("off", "on")),))
-
-
-def from_units(controls: Controls, units: np.ndarray, combos: list[dict[str, str]]) -> list[dict]:
-    names = controls.knobs
-    return [{k.name: round_value(k, k.from_unit(float(u))) for k, u in zip(names, row, strict=True)}
-            | combo for row, combo in zip(units, combos, strict=True)]
 
 
 def fill_distance(controls: Controls, settings: list[dict], rng: np.random.Generator) -> tuple[float, float]:
@@ -111,14 +105,15 @@ def grid_subset(controls: Controls, n: int, rng: np.random.Generator) -> list[di
 
 def random_design(controls: Controls, n: int, rng: np.random.Generator) -> list[dict]:
     combos = controls.switch_combinations()
-    return from_units(controls, rng.uniform(size=(n, len(controls.knobs))),
-                      [combos[i] for i in rng.integers(len(combos), size=n)])
+    units = rng.uniform(size=(n, len(controls.knobs)))
+    picks = rng.integers(len(combos), size=n)
+    return [setting_from_units(controls, u, combos[i]) for u, i in zip(units, picks, strict=True)]
 
 
 def scipy_lhs(controls: Controls, n: int, rng: np.random.Generator) -> list[dict]:
     combos = controls.switch_combinations()
     units = qmc.LatinHypercube(len(controls.knobs), optimization="random-cd", seed=rng).random(n)
-    return from_units(controls, units, [combos[i % len(combos)] for i in range(n)])
+    return [setting_from_units(controls, u, combos[i % len(combos)]) for i, u in enumerate(units)]
 
 
 def knobcap_design(controls: Controls, n_train: int, anchors: int, seed: int) -> list[dict]:

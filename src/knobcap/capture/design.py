@@ -59,7 +59,7 @@ from typing import Literal
 import numpy as np
 
 from knobcap import limits
-from knobcap.controls import Controls, Setting, round_value
+from knobcap.controls import Controls, Setting, setting_from_units
 
 Role = Literal["train", "anchor", "holdout"]
 ROLES: tuple[str, ...] = ("train", "anchor", "holdout")
@@ -567,13 +567,6 @@ def _anchor_units(k: int, count: int, rng: np.random.Generator) -> np.ndarray:
     return np.array(corners[:count])
 
 
-def _knob_setting(controls: Controls, u: np.ndarray, combo: Mapping[str, str]) -> Setting:
-    setting: Setting = {knob.name: round_value(knob, knob.from_unit(float(v)))
-                        for knob, v in zip(controls.knobs, u, strict=True)}
-    setting.update(combo)
-    return setting
-
-
 def _same_combo(controls: Controls, a: Mapping[str, object], b: Mapping[str, object]) -> bool:
     return all(a[s.name] == b[s.name] for s in controls.switches)
 
@@ -608,7 +601,7 @@ def _holdouts(controls: Controls, train: list[Setting], count: int, rng: np.rand
                 knob = int(rng.integers(k))
                 edge = rng.uniform(0.02, _EDGE - 0.015)  # still within 10 % once dialled
                 u[knob] = edge if rng.random() < 0.5 else 1.0 - edge
-            setting = _knob_setting(controls, u, combo)
+            setting = setting_from_units(controls, u, combo)
             su = controls.unit_knobs(setting)
             others = [t for t in (*train, *chosen) if _same_combo(controls, setting, t)]
             gap = min((float(np.linalg.norm(controls.unit_knobs(t) - su)) for t in others),
@@ -675,7 +668,7 @@ def initial_design(controls: Controls, size: DesignSize | int | None = None, see
     first_seen = {key: i for i, key in reversed(list(enumerate(tuple(c.values()) for c in anchor_combos)))}
     anchor_combos.sort(key=lambda c: first_seen[tuple(c.values())])
     anchor_units = _anchor_units(k, size.anchor, rng)
-    anchors = [_knob_setting(controls, u, combo)
+    anchors = [setting_from_units(controls, u, combo)
                for u, combo in zip(anchor_units, anchor_combos, strict=True)]
     anchor_slices = [distinct.index(key) if key in distinct else len(distinct)
                      for key in (tuple(c.values()) for c in anchor_combos)]
@@ -688,7 +681,7 @@ def initial_design(controls: Controls, size: DesignSize | int | None = None, see
             score = _fill(other, slice_of, anchor_units, anchor_slices, reference)
             if score < best:
                 x, best = other, score
-    train = [_knob_setting(controls, x[i], dict(zip(combos[0], distinct[slice_of[i]], strict=True)))
+    train = [setting_from_units(controls, x[i], dict(zip(combos[0], distinct[slice_of[i]], strict=True)))
              for i in range(len(x))]
     held = _holdouts(controls, train + anchors, size.holdout, rng)
     settings = train + anchors + held

@@ -13,6 +13,7 @@ from knobcap.controls.dial import (
     parse_setting_args,
     round_setting,
     round_value,
+    setting_from_units,
     setting_label,
     settings_from_args,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "round_setting",
     "round_value",
     "save_controls",
+    "setting_from_units",
     "setting_label",
     "settings_from_args",
     "warps_into_toml",

@@ -32,6 +32,15 @@ def round_value(knob: Knob, value: float) -> float:
     return min(max(rounded, knob.min), knob.max)
 
 
+def setting_from_units(controls: Controls, u: Iterable[float], combo: Mapping[str, str]) -> Setting:
+    """The setting at knob coordinates ``u`` (one per knob, in order) rounded to the dial, with the
+    switch positions of ``combo``."""
+    setting: Setting = {knob.name: round_value(knob, knob.from_unit(float(v)))
+                        for knob, v in zip(controls.knobs, u, strict=True)}
+    setting.update(combo)
+    return setting
+
+
 def format_value(knob: Knob, value: float) -> str:
     """The text of a knob value in plan.csv and tables (no float noise: ``7.3``, ``1200``)."""
     text = np.format_float_positional(round_value(knob, value), precision=6, trim="-")

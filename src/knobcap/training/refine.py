@@ -36,9 +36,16 @@ from pathlib import Path
 
 import numpy as np
 
-from knobcap.capture.design import DEFAULT_COSTS, MoveCosts, SessionTime, cost_matrix, session_time
+from knobcap.capture.design import (
+    DEFAULT_COSTS,
+    MoveCosts,
+    SessionTime,
+    cost_matrix,
+    knob_units,
+    session_time,
+)
 from knobcap.capture.session import PlannedTake, Session, SessionError, plan_csv_text, take_name
-from knobcap.controls import Controls, Setting, round_value
+from knobcap.controls import Controls, Setting, setting_from_units
 from knobcap.fileio import write_text_atomic
 from knobcap.limits import MAX_TAKES
 from knobcap.training.run import Run, RunError
@@ -110,18 +117,6 @@ def _combo_key(controls: Controls, setting: Mapping[str, object]) -> tuple[str, 
     return tuple(str(setting[s.name]) for s in controls.switches)
 
 
-def _units(controls: Controls, settings: Sequence[Mapping[str, object]]) -> np.ndarray:
-    return np.array([controls.unit_knobs(s) for s in settings], float).reshape(
-        len(settings), len(controls.knobs))
-
-
-def _dial(controls: Controls, u: np.ndarray, combo: Mapping[str, str]) -> Setting:
-    setting: Setting = {k.name: round_value(k, k.from_unit(float(v)))
-                        for k, v in zip(controls.knobs, u, strict=True)}
-    setting.update(combo)
-    return setting
-
-
 def candidates(controls: Controls, rng: np.random.Generator) -> list[Setting]:
     """Corners, edge and face centres, random face points and random points of every combination."""
     k = len(controls.knobs)
@@ -136,7 +131,7 @@ def candidates(controls: Controls, rng: np.random.Generator) -> list[Setting]:
             faces.append(face)
         units = np.vstack([lattice, *faces, rng.uniform(size=(64 * k, k))])
         for u in units:
-            setting = _dial(controls, u, combo)
+            setting = setting_from_units(controls, u, combo)
             key = tuple(sorted((name, str(v)) for name, v in setting.items()))
             if key not in seen:
                 seen.add(key)
@@ -149,7 +144,7 @@ class Surrogate:
 
     def __init__(self, controls: Controls, settings: Sequence[Setting], errors: Sequence[float]) -> None:
         self.controls = controls
-        self.u = _units(controls, settings)
+        self.u = knob_units(controls, settings)
         self.keys = [_combo_key(controls, s) for s in settings]
         self.log_e = np.log(np.maximum(np.asarray(errors, float), _ESR_FLOOR))
         self.mean = float(np.mean(self.log_e))
@@ -173,11 +168,11 @@ def pick(controls: Controls, planned: Sequence[Setting], surrogate: Surrogate, p
          count: int) -> tuple[list[Setting], list[float]]:
     """Greedily the ``count`` candidates of highest predicted ESR x distance to the planned settings."""
     k = len(controls.knobs)
-    pool_u = _units(controls, pool)
+    pool_u = knob_units(controls, pool)
     error = np.exp([surrogate.log_esr(s) for s in pool])
     pool_keys = [_combo_key(controls, s) for s in pool]
     distance = np.full(len(pool), math.sqrt(k))
-    planned_u = _units(controls, planned)
+    planned_u = knob_units(controls, planned)
     for key in set(pool_keys):
         rows = [i for i, s in enumerate(planned) if _combo_key(controls, s) == key]
         mine = [i for i, other in enumerate(pool_keys) if other == key]
