@@ -353,14 +353,20 @@ def _table_list(data: Mapping[str, object], key: str, where: str) -> list[Mappin
     return entries  # type: ignore[return-value]
 
 
-def _knob_from_dict(entry: Mapping[str, object], where: str) -> Knob:
+def _table_label(entry: Mapping[str, object], kind: str, plural: str, allowed: set[str],
+                 where: str) -> tuple[str, str]:
+    """The control's name and how messages call it; a key outside ``allowed`` is refused."""
     name = str(entry.get("name", ""))
-    label = f"knob {name!r}" if name else "a knob"
+    label = f"{kind} {name!r}" if name else f"a {kind}"
     for key in entry:
-        if key not in _KNOB_KEYS:
-            raise ControlsError(
-                f"{where}: {label} has unknown key {key!r}; knobs take "
-                f"{', '.join(sorted(_KNOB_KEYS))}. Remove or rename it.")
+        if key not in allowed:
+            raise ControlsError(f"{where}: {label} has unknown key {key!r}; {plural} take "
+                                f"{', '.join(sorted(allowed))}. Remove or rename it.")
+    return name, label
+
+
+def _knob_from_dict(entry: Mapping[str, object], where: str) -> Knob:
+    name, label = _table_label(entry, "knob", "knobs", _KNOB_KEYS, where)
     numbers: dict[str, float | None] = {}
     for key in ("min", "max", "default"):
         raw = entry.get(key)
@@ -423,13 +429,7 @@ def check_position(switch: str, position: object, where: str) -> str:
 
 
 def _switch_from_dict(entry: Mapping[str, object], where: str) -> Switch:
-    name = str(entry.get("name", ""))
-    label = f"switch {name!r}" if name else "a switch"
-    for key in entry:
-        if key not in _SWITCH_KEYS:
-            raise ControlsError(
-                f"{where}: {label} has unknown key {key!r}; switches take "
-                f"{', '.join(sorted(_SWITCH_KEYS))}. Remove or rename it.")
+    name, label = _table_label(entry, "switch", "switches", _SWITCH_KEYS, where)
     positions = entry.get("positions")
     if not isinstance(positions, list) or not all(isinstance(p, str) for p in positions):
         raise ControlsError(
