@@ -85,6 +85,16 @@ def test_dense_grid_spans_every_knob_in_taper_aware_steps_and_every_switch(contr
         ev.dense_grid(controls, 1)
 
 
+def test_dense_grid_is_bounded_before_any_setting_is_made(controls, monkeypatch):
+    from knobcap.limits import LimitError
+
+    combos = len(controls.switch_combinations())
+    monkeypatch.setenv("KNOBCAP_MAX_GRID_SETTINGS", str(9 * combos))
+    assert len(ev.dense_grid(controls, 3)) == 9 * combos  # at the limit: allowed
+    with pytest.raises(LimitError, match=rf"^--grid 4: the number of grid settings is {16 * combos}, above"):
+        ev.dense_grid(controls, 4)
+
+
 def test_random_settings_are_seeded_valid_and_balanced_over_switches(controls):
     a = ev.random_settings(controls, 6, seed=3)
     assert a == ev.random_settings(controls, 6, seed=3)

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from knobcap import limits
 from knobcap.controls import Controls, Knob, Setting, setting_label
 from knobcap.fileio import read_wav, write_json_atomic, write_wav_atomic
 from knobcap.metrics import VERDICTS, EvaluationError, esr, verdict
@@ -67,6 +68,8 @@ def dense_grid(controls: Controls, levels: int = 6) -> list[Setting]:
     switch combination (knob-major order, switches varying slowest)."""
     if levels < 2:
         raise EvaluationError(f"a grid needs at least 2 levels per knob (got {levels}).")
+    size = levels ** len(controls.knobs) * len(controls.switch_combinations())
+    limits.MAX_GRID_SETTINGS.check(size, f"--grid {levels}")  # before a setting is made
     units = np.linspace(0.0, 1.0, levels)
     knob_values = [[unwarped(k).from_unit(u) for u in units] for k in controls.knobs]
     grid: list[Setting] = []
