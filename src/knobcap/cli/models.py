@@ -46,6 +46,8 @@ def train(
     lr_schedule: Annotated[str | None, typer.Option(
         help="Learning-rate schedule: exponential (default, 0.9 an epoch) or cosine (decays over the "
              "budget you give, --minutes or --epochs, whichever ends first).")] = None,
+    init_from: Annotated[str | None, typer.Option(help="Start from the weights of this run (or model file) "
+                                                   "instead of fresh ones; it is only read.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same data: same run).")] = 0,
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: cores, at most 8).")] = None,
     accelerator: Annotated[str, typer.Option(help="Lightning accelerator: auto (a GPU when there is "
@@ -63,7 +65,8 @@ def train(
                                   "accelerator": accelerator, "strategy": strategy, "compile": compile,
                                   "devices": int(devices) if devices.isdigit() else devices}
     for key, value in (("epochs", epochs), ("steps_per_epoch", steps), ("batch_size", batch_size),
-                       ("ema_decay", ema_decay), ("max_minutes", minutes), ("lr_schedule", lr_schedule)):
+                       ("ema_decay", ema_decay), ("max_minutes", minutes), ("lr_schedule", lr_schedule),
+                       ("init_from", init_from)):
         if value is not None:
             options[key] = value
     try:
