@@ -12,7 +12,7 @@ from typing import Any
 from knobcap import limits
 from knobcap.models.architectures import default_config
 
-LR_SCHEDULES = ("exponential", "cosine")
+LR_SCHEDULES = ("exponential", "cosine", "wsd")
 SAMPLERS = ("tensor", "loader")
 
 
@@ -39,7 +39,8 @@ class TrainConfig:
     # (docs/results.md, issue 13); the long-budget case is unmeasured. Earlier (training_recipe.py, 8 min):
     # cosine + lr 1e-2 + plain ESR halved held-out-time ESR but did not help held-out settings.
     lr_schedule: str = "exponential"
-    lr_final: float = 0.05  # the cosine schedule's last lr, as a fraction of lr
+    lr_final: float = 0.05  # the last lr of cosine and wsd, as a fraction of lr
+    lr_cooldown: float = 0.25  # wsd: the last fraction of the budget, where lr falls linearly to lr_final
     warmup_steps: int = 10
     pre_emphasis: float = 0.85  # as NAM; 0 = plain ESR, the figure evaluation reports
     mrstft_weight: float = 2e-3  # 0: no spectral term (about 15% cheaper a step)
@@ -94,6 +95,10 @@ class TrainConfig:
         if self.lr_schedule not in LR_SCHEDULES or not 0 <= self.lr_final <= 1:
             raise TrainingError(f"{source}: lr_schedule must be one of {', '.join(LR_SCHEDULES)} and "
                                 f"lr_final in [0, 1], got {self.lr_schedule!r} and {self.lr_final!r}.")
+        cooldown = self.lr_cooldown
+        if isinstance(cooldown, bool) or not isinstance(cooldown, int | float) or not 0 < cooldown <= 1:
+            raise TrainingError(f"{source}: lr_cooldown must be a fraction of the budget in (0, 1], "
+                                f"got {self.lr_cooldown!r}.")
         if self.sampler not in SAMPLERS or not isinstance(self.compile, bool):
             raise TrainingError(f"{source}: sampler must be one of {', '.join(SAMPLERS)} and compile true "
                                 f"or false, got {self.sampler!r} and {self.compile!r}.")

@@ -55,6 +55,7 @@ from knobcap.training.losses import TrainingLoss
 from knobcap.training.run import Run, RunError
 from knobcap.training.runlock import RunLock
 from knobcap.training.sampler import EpochBatches, make_sampler
+from knobcap.training.schedule import budget_progress, lr_factor
 from knobcap.training.warmstart import initial_weights, load_into, resolve_init
 
 _HARMLESS_WARNINGS = (".*LeafSpec.*", ".*Checkpoint directory .* exists and is not empty.*",
@@ -100,6 +101,8 @@ class ParametricModule(pl.LightningModule):
         self.best_epoch = -1
         self.elapsed_before = 0.0
         self.fit_started = time.monotonic()
+        self.train_seconds_before = 0.0  # training time of earlier runs of a resumed run
+        self.train_started: float | None = None  # set at the first training step
         self.last_esr: np.ndarray = np.full(n_takes, np.nan)
         self.history: list[dict[str, Any]] = []
         self._train_losses: list[torch.Tensor] = []
@@ -111,21 +114,9 @@ class ParametricModule(pl.LightningModule):
     def configure_optimizers(self) -> Any:
         # fused: one kernel for every parameter (CPU and CUDA; 4.8 -> 0.9 ms a step on the default model)
         optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr, fused=True)
-        gamma = self.cfg.lr_decay ** (1.0 / self.cfg.steps_per_epoch)
-        warmup = max(self.cfg.warmup_steps, 1)
 
-        def factor(step: int) -> float:
-            ramp = min(1.0, (step + 1) / warmup)
-            if self.cfg.lr_schedule == "exponential":
-                return ramp * gamma ** step
-            # cosine: lr_final + (1 - lr_final) (1 + cos(pi p)) / 2, with p the fraction spent of the
-            # budget that ends first (the steps of all epochs, or max_minutes of wall time)
-            progress = step / (self.cfg.epochs * self.cfg.steps_per_epoch)
-            if self.cfg.max_minutes:
-                progress = max(progress, self.elapsed_minutes() / self.cfg.max_minutes)
-            progress = min(max(progress, 0.0), 1.0)
-            final = self.cfg.lr_final
-            return ramp * (final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * progress)))
+        def factor(step: int) -> float:  # training/schedule.py; progress counts training time only
+            return lr_factor(self.cfg, step, budget_progress(self.cfg, step, self.training_minutes()))
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
@@ -226,11 +217,21 @@ class ParametricModule(pl.LightningModule):
     def on_fit_start(self) -> None:
         self.fit_started = time.monotonic()
 
+    def on_train_start(self) -> None:  # where Lightning's max_time clock starts too
+        self.train_started = time.monotonic()
+
+    def training_minutes(self) -> float:
+        """Minutes of training spent on the budget, earlier runs of a resumed run included: counted from
+        the first training step, so start-up, imports and data loading do not count."""
+        now = 0.0 if self.train_started is None else time.monotonic() - self.train_started
+        return (self.train_seconds_before + now) / 60.0
+
     # ---- checkpoints carry the best weights and the time spent
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["knobcap"] = {
             "best_state": self.best_state, "best_score": self.best_score, "best_epoch": self.best_epoch,
-            "elapsed": self.elapsed_before + time.monotonic() - self.fit_started}
+            "elapsed": self.elapsed_before + time.monotonic() - self.fit_started,
+            "training_seconds": 60.0 * self.training_minutes()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         extra = checkpoint.get("knobcap", {})
@@ -238,6 +239,7 @@ class ParametricModule(pl.LightningModule):
         self.best_score = float(extra.get("best_score", math.inf))
         self.best_epoch = int(extra.get("best_epoch", -1))
         self.elapsed_before = float(extra.get("elapsed", 0.0))
+        self.train_seconds_before = float(extra.get("training_seconds", self.elapsed_before))
 
 
 class _RunWriter(pl.Callback):
