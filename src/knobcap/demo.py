@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -22,6 +23,9 @@ from knobcap.training.run import Run
 MARKER = ".knobcap-demo"
 DEVICE = "ts808"
 RUN_NAME = "demo"
+FIRST_RUN = "first-model"  # with refinement: the model that 'plan --more' refines from
+#: marker keys added after demo folders existed; an older marker without them means these values
+_ADDED_KEYS = {"refine_takes": 0, "refine_share": 0.4}
 
 
 class DemoError(ValueError):
@@ -36,6 +40,13 @@ class DemoConfig:
     :class:`knobcap.training.config.TrainConfig` (``max_minutes`` bounds the training time on any machine).
     Training uses one thread: on a 2-core machine shared with anything else, two torch threads were
     measured 5x slower per step (7.98 s against 1.57 s for 16 windows of 8192 samples).
+
+    ``refine_takes`` > 0: one ``plan --more`` round within the same takes and training budget. The plan
+    starts with ``takes - refine_takes`` takes; a first model trains for ``refine_share`` of the budget
+    (``max_minutes`` and ``epochs``); ``plan --more refine_takes`` adds takes where it is least
+    trustworthy; they are recorded and checked; the final model starts from the first one's weights
+    and trains for the rest of the budget, its learning rate going on from where the first one's
+    exponential decay ended (``lr x lr_decay^epochs``).
     """
 
     signal_seconds: float = 60.0
@@ -49,6 +60,8 @@ class DemoConfig:
     di: str | None = None  # a DI WAV or folder for the evaluation (None: the bundled clip)
     seed: int = 0
     device: str = DEVICE  # the device captured: "ts808" or "lv2:<plugin URI>" (all its controls)
+    refine_takes: int = 0  # takes added by one 'plan --more' round (0: no refinement)
+    refine_share: float = 0.4  # of the training budget, for the first model
 
     @classmethod
     def full(cls, seed: int = 0) -> DemoConfig:
@@ -67,6 +80,12 @@ class DemoConfig:
         """These sizes, capturing ``device`` (``"ts808"`` or ``"lv2:<URI>"``)."""
         return DemoConfig(**{**asdict(self), "device": device})
 
+    def with_refinement(self, takes: int) -> DemoConfig:
+        """These sizes with one ``plan --more`` round of ``takes`` takes (0: none)."""
+        if isinstance(takes, bool) or not isinstance(takes, int) or takes < 0:
+            raise DemoError(f"--refine {takes!r}: give a number of takes >= 0 (0: no refinement round).")
+        return replace(self, refine_takes=takes)
+
 
 # ------------------------------------------------------------------------------------------ folder
 def prepare_folder(directory: Path, config: DemoConfig) -> bool:
@@ -83,9 +102,12 @@ def prepare_folder(directory: Path, config: DemoConfig) -> bool:
             earlier = json.loads(marker.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
             earlier = None
+        if isinstance(earlier, dict):
+            earlier = {**_ADDED_KEYS, **earlier}
         if earlier != config.to_dict():
             raise DemoError(
-                f"{directory} holds a knobcap demo made with other sizes (another --quick or --seed); "
+                f"{directory} holds a knobcap demo made with other sizes (another --quick, --seed or "
+                "--refine); "
                 "remove the folder or choose another one.")
         return True
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
@@ -109,6 +131,7 @@ class DemoResult:
     metrics: dict[str, object]
     resumed: bool
     report_path: Path | None = None
+    refinement: str | None = None  # what the 'plan --more' round did, in words
 
 
 Say = Callable[[str], None]
@@ -145,31 +168,40 @@ def run_demo(directory: str | Path, config: DemoConfig, console: Console | None 
         init_session(directory, controls, name)
 
     step(2, "plan: settings by experimental design, and the test signal")
-    plan = make_plan(directory, n=config.takes, seconds=config.signal_seconds, seed=config.seed)
+    total = planned_takes(directory, config)
+    first_n = total - config.refine_takes if config.refine_takes else config.takes
+    plan = make_plan(directory, n=first_n, seconds=config.signal_seconds, seed=config.seed)
     roles = {r: sum(t.role == r for t in plan.takes) for r in ("train", "anchor", "holdout")}
     console.print(f"      {len(plan.takes)} takes of {plan.signal_seconds:.0f} s: {roles['train']} "
                   f"space-filling, {roles['anchor']} anchors, {roles['holdout']} held out", highlight=False)
 
-    session = Session.open(directory)
-    missing = len(session.missing_takes())
-    step(3, f"reamp: {missing} take(s) through {name}" if missing else
-         "reamp: every take is recorded already")
-    if missing:
+    def record() -> None:
+        """reamp (steps 3) and check (4) every take of the plan not recorded yet."""
+        session = Session.open(directory)
+        missing = len(session.missing_takes())
+        step(3, f"reamp: {missing} take(s) through {name}" if missing else
+             "reamp: every take is recorded already")
+        if missing:
+            with progress_bar(console) as update:
+                reamp_session(session, device, seed=config.seed,
+                              progress=lambda row, i, n: update("reamp", i, n))
+                update("reamp", missing, missing)
+        step(4, "check: latency, levels, noise and drift of every take")
         with progress_bar(console) as update:
-            reamp_session(session, device, seed=config.seed,
-                          progress=lambda row, i, n: update("reamp", i, n))
-            update("reamp", missing, missing)
+            report = check_session(session, progress=lambda take, i, n: update("check", i + 1, n))
+        if not report.ok:
+            failed = [f"{t.take}: {p.message}" for t in report.takes for p in t.problems
+                      if p.severity == "fail"]
+            failed += [p.message for p in report.problems if p.severity == "fail"]
+            raise DemoError("the check failed, so the demo cannot train (details in "
+                            f"{directory / 'check.json'}):\n  " + "\n  ".join(failed))
 
-    step(4, "check: latency, levels, noise and drift of every take")
-    with progress_bar(console) as update:
-        report = check_session(session, progress=lambda take, i, n: update("check", i + 1, n))
-    if not report.ok:
-        failed = [f"{t.take}: {p.message}" for t in report.takes for p in t.problems if p.severity == "fail"]
-        failed += [p.message for p in report.problems if p.severity == "fail"]
-        raise DemoError("the check failed, so the demo cannot train (details in "
-                        f"{directory / 'check.json'}):\n  " + "\n  ".join(failed))
-
-    run_dir = train_step(directory, config, lambda text: step(5, text))
+    record()
+    refinement = None
+    if config.refine_takes:
+        run_dir, refinement = refine_step(directory, config, total, lambda text: step(5, text), record)
+    else:
+        run_dir = train_step(directory, config, lambda text: step(5, text))
 
     step(6, "eval: held-out settings, a dense grid of the control space and real DI guitar")
     with progress_bar(console) as update:
@@ -182,17 +214,76 @@ def run_demo(directory: str | Path, config: DemoConfig, console: Console | None 
 
     report_path = write_report(run_dir)
     run = Run(run_dir)
-    return DemoResult(directory, run_dir, run.model_path, run.metrics_path, metrics, resumed, report_path)
+    return DemoResult(directory, run_dir, run.model_path, run.metrics_path, metrics, resumed, report_path,
+                      refinement)
 
 
-def train_step(directory: Path, config: DemoConfig, say: Say) -> Path:
-    """Train the demo's run (``runs/demo``): reuse a finished one, resume an interrupted one."""
+def planned_takes(directory: Path, config: DemoConfig) -> int | None:
+    """The takes of the whole demo: ``config.takes``, else (with refinement) the design's default size."""
+    if config.takes is not None or not config.refine_takes:
+        return config.takes
+    from knobcap.capture.design import default_size
+    from knobcap.controls import CONTROLS_FILE, load_controls
+
+    return default_size(load_controls(directory / CONTROLS_FILE)).total
+
+
+def refine_step(directory: Path, config: DemoConfig, total: int | None, say: Say,
+                record: Callable[[], None]) -> tuple[Path, str]:
+    """A first model, ``plan --more``, reamp and check of the added takes, and the final model that
+    continues from the first one; each part is reused when an earlier run of the demo did it."""
+    from knobcap.capture.session import Session
+    from knobcap.training.refine import plan_more
+
+    training = dict(config.training)
+    epochs, minutes = int(training.get("epochs", 100)), training.get("max_minutes")
+    first_epochs = max(1, round(config.refine_share * epochs))
+    first_training = {**training, "epochs": first_epochs}
+    rest_training = {**training, "epochs": max(1, epochs - first_epochs)}
+    if isinstance(minutes, int | float):
+        first_training["max_minutes"] = config.refine_share * minutes
+        rest_training["max_minutes"] = minutes - first_training["max_minutes"]
+    first = train_step(directory, replace(config, training=first_training), say, name=FIRST_RUN,
+                       what="train: a first model, to find where it is weakest")
+    plan = Session.open(directory).plan()
+    added = [row.take for row in plan[len(plan) - config.refine_takes:]]
+    if total is None or len(plan) < total:
+        done = plan_more(directory, config.refine_takes, seed=config.seed, run=first.name)
+        added = [row.take for row in done.added]
+        time = f"; added session time: {done.time.describe()}"
+        say(f"refine: 'plan --more {config.refine_takes}' added {added[0]} to {added[-1]} where the first "
+            f"model is least trustworthy{time}")
+    else:
+        time = ""
+        say(f"refine: the plan holds its {config.refine_takes} added takes already ({added[0]} to "
+            f"{added[-1]})")
+    record()
+    summary = Run(first).read_summary()
+    done_epochs = int(summary.get("epochs", 0)) if isinstance(summary, dict) else 0
+    if training.get("lr_schedule", "exponential") == "exponential" and done_epochs:
+        lr, decay = float(training.get("lr", 6e-3)), float(training.get("lr_decay", 0.9))
+        rest_training["lr"] = lr * decay ** done_epochs
+    rest_training["init_from"] = str(Run(first).model_path)
+    final = train_step(directory, replace(config, training=rest_training), say,
+                       what="train: the final model, from the first one's weights, on every take")
+    budgets = [f" ({t['max_minutes']:.3g} min)" if isinstance(t.get("max_minutes"), float) else ""
+               for t in (first_training, rest_training)]
+    words = (f"one 'plan --more {config.refine_takes}' round: {added[0]} to {added[-1]} added{time}; first "
+             f"model {first.name}{budgets[0]}, final model from its weights{budgets[1]}")
+    return final, words
+
+
+def train_step(directory: Path, config: DemoConfig, say: Say, name: str = RUN_NAME,
+               what: str = "train: one parametric WaveNet for every setting") -> Path:
+    """Train the demo's run (``runs/<name>``): reuse a finished one, resume an interrupted one."""
     from knobcap.training.config import TrainConfig
     from knobcap.training.loop import train_session
 
     runs = Run.runs_dir(directory)
-    earlier = sorted((p for p in runs.glob(f"{RUN_NAME}*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
-    run_dir = earlier[-1] if earlier else runs / RUN_NAME
+    pattern = re.compile(re.escape(name) + r"(-\d+)?")
+    earlier = sorted((p for p in runs.glob(f"{name}*") if p.is_dir() and pattern.fullmatch(p.name)),
+                     key=lambda p: p.stat().st_mtime)
+    run_dir = earlier[-1] if earlier else runs / name
     if Run(run_dir).is_trained():
         say(f"train: reusing the trained model in {run_dir}")
         return run_dir
@@ -202,14 +293,14 @@ def train_step(directory: Path, config: DemoConfig, say: Say) -> Path:
     budget = f" (at most {minutes:g} min)" if minutes else ""
     if last.is_file():
         say(f"train: resuming the interrupted training in {run_dir}{budget}")
-        train_session(directory, train_config, run=RUN_NAME, resume=True)
+        train_session(directory, train_config, run=run_dir.name, resume=True)
         return run_dir
     if run_dir.exists():  # an earlier attempt stopped before its first checkpoint: keep it, start anew
         index = 2
-        while (runs / f"{RUN_NAME}-{index}").exists():
+        while (runs / f"{name}-{index}").exists():
             index += 1
-        run_dir = runs / f"{RUN_NAME}-{index}"
-    say(f"train: one parametric WaveNet for every setting{budget}")
+        run_dir = runs / f"{name}-{index}"
+    say(f"{what}{budget}")
     train_session(directory, train_config, run=run_dir.name)
     return run_dir
 
@@ -237,6 +328,8 @@ def print_result(console: Console, result: DemoResult) -> None:
 
     console.print(rows_table(result.metrics, "heldout_settings", "held-out settings (never trained on)"))
     console.print(summary_table(result.metrics))
+    if result.refinement:
+        console.print(f"refinement: {result.refinement}", highlight=False)
     console.print(f"model:   [bold]{result.model_path}[/]", highlight=False)
     console.print(f"metrics: [bold]{result.metrics_path}[/]", highlight=False)
     if result.report_path is not None:

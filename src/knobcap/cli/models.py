@@ -239,6 +239,9 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the design, the recordings and the training.")] = 0,
     device: Annotated[str, typer.Option(help="The device to capture: ts808 or lv2:<plugin URI> (all "
                                              "its controls).")] = "ts808",
+    refine: Annotated[int | None, typer.Option(help="Takes added by one 'plan --more' round after a first "
+                                                    "model, within the same takes and training time "
+                                                    "(0: none; default: the demo's).")] = None,
 ) -> None:
     """Capture a device end to end (the built-in virtual TS808 by default): init, plan, reamp, check,
     train, eval, report."""
@@ -246,6 +249,8 @@ def demo(
     config = config.for_device(device)
     started = time.monotonic()
     try:
+        if refine is not None:
+            config = config.with_refinement(refine)
         result = demos.run_demo(directory, config, console)
     except (ValueError, KeyError) as error:
         fail(str(error).strip("'\""))
