@@ -1,17 +1,23 @@
 """Conditioning designs (issue 12) on the same virtual-TS808 sessions and training budget, beside
 no-model baselines built from the recordings.
 
-Runtime: (takes sizes x seeds x designs) trainings of ``--minutes`` each, ``--jobs`` at a time (one
-thread each), plus about 1-2 minutes of reamp per session and of evaluation per model.
+Runtime: (takes sizes x seeds x designs) trainings of ``--minutes`` each (or of ``--steps`` steps),
+``--jobs`` at a time (one thread each), plus about 1-2 minutes of reamp per session and of evaluation
+per model.
 
     NUMBA_NUM_THREADS=1 .venv/bin/python benchmarks/conditioning.py [--takes 16 32] [--seeds 0 1]
-        [--minutes 10] [--jobs 2] [--grid 6] [--design NAME=JSON ...] [--out DIR]
+        [--minutes 10 | --steps 1500] [--jobs 2] [--grid 6] [--design NAME=JSON ...] [--out DIR]
+
+``--steps N`` gives every model exactly N training steps (N / 100 epochs of 100 steps, no time limit),
+the same budget whatever the machine's load; ``--minutes`` gives each the same wall time, so its steps
+depend on the load and the design's speed. Runs in ``--out`` are reused only for the same budget (the
+run folder is named after the design and the budget).
 
 Designs (model configs as JSON overrides of today's default WaveNet): ``baseline`` ({}), ``A``
 (``cond_hidden`` 16: the mixins and FiLM see ``[c; tanh(A c + a)]``), ``B`` (``post_fir`` 32 taps from
 an MLP of 16), ``A+B``; ``--design NAME=JSON`` adds or replaces one. Every design trains on the same
 sessions (knobcap's design with ``--takes`` settings, 4 anchors, shared test signal and 2 held-out
-takes; true alignment) with the same ``--minutes``. Each model is scored on the dense grid
+takes; true alignment) with the same budget. Each model is scored on the dense grid
 (``--grid`` taper-aware levels per knob x 4 switch combinations, device vs model on the validation
 segment, points that coincide with a training setting left out): median / p90 / max, the median at
 the knob ends (any knob at its minimum or maximum) against the interior; and on held-out time (the
@@ -103,13 +109,22 @@ def make_sessions(args, out: Path) -> dict[tuple[int, int], Path]:
     return roots
 
 
-def train_and_score(job: tuple[str, dict, str, int, float, int, str]) -> dict:
+STEPS_PER_EPOCH = 100
+
+
+def budget_label(minutes: float | None, steps: int | None) -> str:
+    """The budget as a run-folder suffix: ``1500steps`` or ``5min``."""
+    return f"{steps}steps" if steps else f"{minutes:g}min".replace(".", "_")
+
+
+def train_and_score(job: tuple[str, dict, str, int, float | None, int | None, int, str]) -> dict:
     """One design on one session (runs in a worker process, one thread)."""
-    name, override, root_text, seed, minutes, grid, cache = job
+    name, override, root_text, seed, minutes, steps, grid, cache = job
     import torch
 
     from knobcap.capture.session import Session
     from knobcap.evaluation.evaluate import evaluate_run
+    from knobcap.fileio import write_json_atomic
     from knobcap.models.architectures import default_config
     from knobcap.training.config import TrainConfig
     from knobcap.training.loop import train_session
@@ -119,17 +134,26 @@ def train_and_score(job: tuple[str, dict, str, int, float, int, str]) -> dict:
     root = Path(root_text)
     controls = Session.open(root).controls
     model = {**default_config("wavenet", controls.vector_size), **override}
-    label = "run-" + "".join(ch if ch.isalnum() else "_" for ch in name)
+    label = "run-" + "".join(ch if ch.isalnum() else "_" for ch in name) + "-" + budget_label(minutes, steps)
     run = Run.in_session(root, label)
     if not run.summary_path.is_file():
-        config = TrainConfig.from_dict({"model": model, "seed": seed, "max_minutes": minutes, "threads": 1,
+        budget = ({"epochs": steps // STEPS_PER_EPOCH, "steps_per_epoch": STEPS_PER_EPOCH,
+                   "max_minutes": None} if steps else {"max_minutes": minutes})
+        config = TrainConfig.from_dict({"model": model, "seed": seed, **budget, "threads": 1,
                                         "val_max_seconds": 3.0})
         train_session(root, config, run=label, progress=False, say=lambda _: None)
+    scored = run.path / f"conditioning-grid{grid}.json"  # this benchmark's scores, kept for a rerun
+    if scored.is_file():
+        return {**json.loads(scored.read_text()), "design": name, "root": root_text, "seed": seed}
+    summary = json.loads(run.summary_path.read_text())
     doc = evaluate_run(run.path, device="ts808", grid=grid, use_di=False, cache_dir=cache)
     model_file = run.read_model()
-    return {"design": name, "root": root_text, "seed": seed, "params": model_file.n_parameters,
-            "heldout_time": float(doc["heldout_time"]["summary"]["median"]),  # type: ignore[index]
-            **grid_figures(controls, doc["grid"]["rows"])}  # type: ignore[index]
+    result = {"design": name, "root": root_text, "seed": seed, "params": model_file.n_parameters,
+              "epochs": int(summary["epochs"]), "minutes": float(summary["minutes"]),
+              "heldout_time": float(doc["heldout_time"]["summary"]["median"]),  # type: ignore[index]
+              **grid_figures(controls, doc["grid"]["rows"])}  # type: ignore[index]
+    write_json_atomic(scored, result)
+    return result
 
 
 def blend_baselines(root: Path, grid: int, cache: Path) -> dict[str, dict[str, float]]:
@@ -216,7 +240,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--takes", type=int, nargs="+", default=[16, 32])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--minutes", type=float, default=10.0, help="training budget per model")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="training budget per model in wall-clock minutes (default 10)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="training budget per model in steps, a multiple of 100 (instead of --minutes)")
     parser.add_argument("--jobs", type=int, default=2, help="models trained at once (one thread each)")
     parser.add_argument("--grid", type=int, default=6, help="dense-grid levels per knob")
     parser.add_argument("--seconds", type=float, default=60.0, help="test signal length (30-180 s)")
@@ -227,6 +254,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cost-repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None, help="work folder (runs are reused)")
     args = parser.parse_args(argv)
+    if args.steps is not None and args.minutes is not None:
+        raise SystemExit("--steps and --minutes: give one training budget, not both.")
+    if args.steps is not None and (args.steps < STEPS_PER_EPOCH or args.steps % STEPS_PER_EPOCH):
+        raise SystemExit(f"--steps {args.steps}: give a positive multiple of {STEPS_PER_EPOCH} "
+                         f"(whole epochs of {STEPS_PER_EPOCH} steps).")
+    if args.minutes is not None and not args.minutes > 0:
+        raise SystemExit(f"--minutes {args.minutes:g}: give a number of minutes above 0.")
+    if args.steps is None and args.minutes is None:
+        args.minutes = 10.0
+    budget = f"{args.steps} steps" if args.steps else f"{args.minutes:g} min"
     designs = parse_designs(args.design)
     if args.only:
         missing = [d for d in args.only if d not in designs]
@@ -237,23 +274,26 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path(tempfile.mkdtemp(prefix="knobcap-conditioning-"))
     out.mkdir(parents=True, exist_ok=True)
     cache = out / "grid-cache"
-    print(f"output: {out}; {args.minutes:g} min per model, {args.jobs} at a time", flush=True)
+    print(f"output: {out}; {budget} per model, {args.jobs} at a time", flush=True)
     roots = make_sessions(args, out)
-    jobs = [(name, o, str(root), seed, args.minutes, args.grid, str(cache))
-            for (n, seed), root in roots.items() for name, o in designs.items()]
+    # design-major (in --only's order, then every session), so that a run cut short has whole designs
+    jobs = [(name, o, str(root), seed, args.minutes, args.steps, args.grid, str(cache))
+            for name, o in designs.items() for (n, seed), root in roots.items()]
+    results = []
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        results = list(pool.map(train_and_score, jobs))
-    for r in results:
-        print(f"  {Path(r['root']).name} {r['design']:>10}: median {r['median']:.5f} p90 {r['p90']:.5f} "
-              f"max {r['max']:.5f} ends {r['ends']:.5f} inner {r['inner']:.5f} held-out time "
-              f"{r['heldout_time']:.5f}", flush=True)
+        for r in pool.map(train_and_score, jobs):
+            results.append(r)
+            print(f"  {Path(r['root']).name} {r['design']:>10}: median {r['median']:.5f} "
+                  f"p90 {r['p90']:.5f} max {r['max']:.5f} ends {r['ends']:.5f} inner {r['inner']:.5f} "
+                  f"held-out time {r['heldout_time']:.5f} ({r['epochs']} epochs, {r['minutes']:.1f} min)",
+                  flush=True)
     baselines = {key: blend_baselines(root, args.grid, cache) for key, root in roots.items()}
     cores, standard = engine_cores(args)
 
     keys = ("median", "p90", "max", "ends", "inner")
     print()
     print(f"Dense grid {args.grid}x{args.grid}x4, points never trained on; medians over seeds {args.seeds}; "
-          f"{args.minutes:g} min training each; cores = engine CPU s per s at block 64, one thread "
+          f"{budget} of training each; cores = engine CPU s per s at block 64, one thread "
           f"(NAM-standard-size row 16->8: {standard:.4f})")
     print(f"{'takes':>5} {'design':>14} {'median':>8} {'p90':>8} {'max':>8} {'ends':>8} {'inner':>8} "
           f"{'heldout':>8} {'params':>7} {'cores64':>8} {'x std':>6}")
