@@ -40,6 +40,7 @@ import os
 import sys
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import fields
 from pathlib import Path
 
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
@@ -139,8 +140,11 @@ def train_and_score(job: tuple[str, dict, str, int, float | None, int | None, in
     if not run.summary_path.is_file():
         budget = ({"epochs": steps // STEPS_PER_EPOCH, "steps_per_epoch": STEPS_PER_EPOCH,
                    "max_minutes": None} if steps else {"max_minutes": minutes})
+        # every design on autograd: a faster training kernel where one applies would not change the
+        # budget (steps), but would leave the designs on different code paths
+        pinned = {"kernel": "torch"} if "kernel" in {f.name for f in fields(TrainConfig)} else {}
         config = TrainConfig.from_dict({"model": model, "seed": seed, **budget, "threads": 1,
-                                        "val_max_seconds": 3.0})
+                                        "val_max_seconds": 3.0, **pinned})
         train_session(root, config, run=label, progress=False, say=lambda _: None)
     scored = run.path / f"conditioning-grid{grid}.json"  # this benchmark's scores, kept for a rerun
     if scored.is_file():
