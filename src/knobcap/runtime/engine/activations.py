@@ -1,6 +1,7 @@
 """Activations of the streaming engine, as numba kernels that vectorise.
 
-``tanh`` is a rational approximation, odd and clamped, fitted by knobcap (weighted least squares
+``tanh`` (:func:`knobcap.models.rational_tanh.fast_tanh`, shared with the training kernel) is a rational
+approximation, odd and clamped, fitted by knobcap (weighted least squares
 towards minimax on [0, 9], then checked in float32 arithmetic):
 
     tanh(x) ~= x P(x^2) / Q(x^2),   |x| <= 9;   +-1 beyond,
@@ -21,36 +22,14 @@ import numpy as np
 from numba import njit
 
 from knobcap.models.architectures import LEAKY_SLOPE
+from knobcap.models.rational_tanh import fast_tanh
 
 TANH, HARDTANH, LEAKY_RELU = 0, 1, 2
 ACTIVATION_CODES: dict[str, int] = {"tanh": TANH, "hardtanh": HARDTANH, "leaky_relu": LEAKY_RELU}
 
-_CLAMP = np.float32(9.0)
-_P0 = np.float32(0.9999999063286007)
-_P1 = np.float32(0.13373205694495707)
-_P2 = np.float32(0.0034865915589356515)
-_P3 = np.float32(2.047199653154848e-05)
-_P4 = np.float32(1.3184467175530786e-08)
-_Q1 = np.float32(0.46706502550875284)
-_Q2 = np.float32(0.025842015534607292)
-_Q3 = np.float32(0.0003271401489159873)
-_Q4 = np.float32(7.70276026843712e-07)
 _ONE = np.float32(1.0)
 _HALF = np.float32(0.5)
 _SLOPE = np.float32(LEAKY_SLOPE)
-
-
-@njit(cache=True, inline="always", error_model="numpy")
-def fast_tanh(x: float) -> float:
-    """Rational tanh (see the module docstring); float32 in, float32 out."""
-    x = _CLAMP if x > _CLAMP else x  # selects, not branches: the loops stay vectorised
-    x = -_CLAMP if x < -_CLAMP else x
-    s = x * x
-    p = (((_P4 * s + _P3) * s + _P2) * s + _P1) * s + _P0
-    q = (((_Q4 * s + _Q3) * s + _Q2) * s + _Q1) * s + _ONE
-    y = x * p / q
-    y = _ONE if y > _ONE else y
-    return -_ONE if y < -_ONE else y
 
 
 @njit(cache=True, inline="always", error_model="numpy")

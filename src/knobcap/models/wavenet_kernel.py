@@ -1,0 +1,478 @@
+"""A fused numba forward and backward of :class:`~knobcap.models.wavenet.ConditionedWaveNet` for training
+on the CPU (issue 13): held setting, linear mixin, tanh, FiLM on or off, no ``cond_hidden``.
+
+Every signal is kept at the input's full length ``L`` on one global time axis: a layer whose output has
+``L_out`` samples owns positions ``[L - L_out, L)``, so the residual, the head sum and the audio's mixin
+all read the same ``t``. Per batch item ``n`` (setting ``s``), per layer (channels ``ch``, kernel ``k``,
+dilation ``d``), for ``t >= start_out``:
+
+    u[o, t] = b[o] + sum_{i, m} W[o, i, m] h[i, t - (k - 1 - m) d]
+    z[o, t] = g[o] u[o, t] + Mx[o] x[t] + (Mc s)[o],   g = 1 + F s   (g = 1 without FiLM)
+    a = tanh(z);   h'[o, t] = h[o, t] + ob[o] + sum_i O[o, i] a[i, t];   head[o, t] += a[o, t]
+
+The forward saves ``h`` (every layer's input), ``u`` and ``a``, and each array's head sum. The backward
+walks the layers in reverse with ``dh`` (gradient of the layer's output ``h'``) and ``dhead`` (of the
+head sum, the same for every layer of an array: ``H^T dHout`` where the head reaches the output, 0
+elsewhere):
+
+    da = O^T dh + dhead,   dz = da (1 - a^2),   du = g dz
+    dO += dh a^T,  dob += sum_t dh,  dF += (sum_t dz u) s^T,  dMx += sum_t dz x,  dMc += (sum_t dz) s^T
+    db += sum_t du,  dW[o, i, m] += sum_t du[o, t] h[i, t - (k - 1 - m) d]
+    dh_in[i, t] = dh[i, t] + sum_{o, m} W[o, i, m] du[o, t + (k - 1 - m) d]
+
+Parameters travel as one flat float32 vector (``pack``'s order), sizes and offsets in int64 tables. The
+batch items run in parallel (``prange``; numba's thread count follows torch's); loops run over time
+innermost on contiguous rows, and nothing is allocated inside them. ``tanh`` is the engine's rational
+approximation (:mod:`knobcap.models.rational_tanh`, within 3.4e-7 of the exact value).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from itertools import pairwise
+from typing import Any, ClassVar
+
+import numba
+import numpy as np
+import torch
+from numba import njit, prange
+
+from knobcap.models.rational_tanh import fast_tanh
+
+_JIT: dict[str, Any] = {"cache": True, "error_model": "numpy",
+                        "fastmath": {"contract", "reassoc", "nsz", "arcp"}}
+_BLOCK = 256  # samples per time block of the convolution (the rows stay in L1)
+
+# Layer table columns, array table columns.
+L_CH, L_K, L_D, L_CONVW, L_CONVB, L_FILM, L_MIX, L_OUTW, L_OUTB, L_START_IN, L_START_OUT = range(11)
+L_COLS = 11
+A_CIN, A_CH, A_HS, A_RECH, A_HEADW, A_HEADB, A_FIRST, A_LAYERS, A_SLOT, A_START, A_END = range(11)
+A_COLS = 11
+
+
+def supported(config: Mapping[str, Any]) -> bool:
+    """Whether the kernel runs this WaveNet config (otherwise the model's torch path does)."""
+    arrays = config.get("arrays", [])
+    if (config.get("activation") != "tanh" or config.get("mixin", "linear") != "linear"
+            or int(config.get("cond_hidden", 0)) or not arrays):
+        return False
+    return all(spec["channels"] == previous["head_size"] for previous, spec in pairwise(arrays))
+
+
+def parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The WaveNet's parameters in the kernel's order (per array: rechannel, per layer conv weight and
+    bias, FiLM, mixin, out weight and bias, then head_rechannel weight and bias)."""
+    out: list[torch.nn.Parameter] = []
+    for array in model.arrays:  # type: ignore[attr-defined]
+        out.append(array.rechannel.weight)
+        for layer in array.layers:
+            out += [layer.conv.weight, layer.conv.bias]
+            if hasattr(layer, "film"):
+                out.append(layer.film.weight)
+            out += [layer.mixin.weight, layer.out.weight, layer.out.bias]
+        out += [array.head_rechannel.weight, array.head_rechannel.bias]
+    return out
+
+
+def tables(config: Mapping[str, Any], length: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """The layer and array tables for inputs of ``length`` samples, and the flat parameter count."""
+    n_controls = int(config["n_controls"])
+    film = bool(config.get("film", False))
+    layers: list[list[int]] = []
+    arrays: list[list[int]] = []
+    offset, start, slot, cin = 0, 0, 0, 1
+    for spec in config["arrays"]:
+        ch, k = int(spec["channels"]), int(spec["kernel_size"])
+        rech = offset
+        offset += ch * cin
+        first, array_start = len(layers), start
+        for d in spec["dilations"]:
+            row = [ch, k, int(d), offset, offset + ch * ch * k, -1, 0, 0, 0, start, start + (k - 1) * int(d)]
+            offset += ch * ch * k + ch
+            if film:
+                row[L_FILM] = offset
+                offset += ch * n_controls
+            row[L_MIX] = offset
+            offset += ch * (1 + n_controls)
+            row[L_OUTW], row[L_OUTB] = offset, offset + ch * ch
+            offset += ch * ch + ch
+            start = row[L_START_OUT]
+            layers.append(row)
+        hs = int(spec["head_size"])
+        arrays.append([cin, ch, hs, rech, offset, offset + hs * ch, first, len(spec["dilations"]), slot,
+                       array_start, start])
+        offset += hs * ch + hs
+        slot += len(spec["dilations"]) + 1
+        cin = ch
+    if start >= length:
+        raise ValueError(f"input of {length} samples is shorter than the receptive field ({start + 1}).")
+    return np.array(layers, np.int64), np.array(arrays, np.int64), offset
+
+
+@njit(**_JIT)
+def _fill(dst: np.ndarray, value: float) -> None:
+    for t in range(dst.shape[0]):
+        dst[t] = value
+
+
+@njit(**_JIT)
+def _axpy(dst: np.ndarray, w: float, src: np.ndarray) -> None:
+    """``dst += w src`` (rows of equal length)."""
+    for t in range(dst.shape[0]):
+        dst[t] += w * src[t]
+
+
+@njit(**_JIT)
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    acc = np.float32(0.0)
+    for t in range(a.shape[0]):
+        acc += a[t] * b[t]
+    return acc
+
+
+@njit(**_JIT)
+def _total(a: np.ndarray) -> float:
+    acc = np.float32(0.0)
+    for t in range(a.shape[0]):
+        acc += a[t]
+    return acc
+
+
+@njit(**_JIT)
+def _conv_block(ub: np.ndarray, h_in: np.ndarray, theta: np.ndarray, q: int, ch: int, k: int, d: int,
+                t0: int, t1: int) -> None:
+    """``ub += sum_{i, m} W[o, i, m] h[i, t - (k - 1 - m) d]`` for ``t`` in ``[t0, t1)``; ``q`` = W[o]."""
+    n = t1 - t0
+    for i in range(ch):
+        if k == 3:
+            s0 = h_in[i, t0 - 2 * d:t1 - 2 * d]
+            s1 = h_in[i, t0 - d:t1 - d]
+            s2 = h_in[i, t0:t1]
+            w0, w1, w2 = theta[q + i * 3], theta[q + i * 3 + 1], theta[q + i * 3 + 2]
+            for t in range(n):
+                ub[t] += w0 * s0[t] + w1 * s1[t] + w2 * s2[t]
+        else:
+            for m in range(k):
+                shift = (k - 1 - m) * d
+                _axpy(ub, theta[q + i * k + m], h_in[i, t0 - shift:t1 - shift])
+
+
+@njit(**_JIT)
+def _forward_item(x: np.ndarray, s: np.ndarray, theta: np.ndarray, ltab: np.ndarray, atab: np.ndarray,
+                  scale: float, hs: np.ndarray, us: np.ndarray, acts: np.ndarray, heads: np.ndarray,
+                  y: np.ndarray) -> None:
+    length = x.shape[0]
+    n_c = s.shape[0]
+    n_arrays = atab.shape[0]
+    cmax = hs.shape[1]
+    gain = np.empty(cmax, np.float32)
+    const = np.empty(cmax, np.float32)
+    for a in range(n_arrays):
+        cin, ch, n_head = atab[a, A_CIN], atab[a, A_CH], atab[a, A_HS]
+        rech, slot, start0, end = atab[a, A_RECH], atab[a, A_SLOT], atab[a, A_START], atab[a, A_END]
+        h0 = hs[slot]
+        for o in range(ch):
+            row = h0[o, start0:]
+            _fill(row, 0.0)
+            for i in range(cin):
+                src = x[start0:] if a == 0 else hs[slot - 1, i, start0:]
+                _axpy(row, theta[rech + o * cin + i], src)
+        head = heads[a]
+        for j in range(atab[a, A_LAYERS]):
+            layer = atab[a, A_FIRST] + j
+            k, d = ltab[layer, L_K], ltab[layer, L_D]
+            cw, cb, film = ltab[layer, L_CONVW], ltab[layer, L_CONVB], ltab[layer, L_FILM]
+            mix, ow, ob = ltab[layer, L_MIX], ltab[layer, L_OUTW], ltab[layer, L_OUTB]
+            begin = ltab[layer, L_START_OUT]
+            h_in, h_out, u, act = hs[slot + j], hs[slot + j + 1], us[layer], acts[layer]
+            for o in range(ch):
+                g = np.float32(1.0)
+                if film >= 0:
+                    for q in range(n_c):
+                        g += theta[film + o * n_c + q] * s[q]
+                gain[o] = g
+                cst = np.float32(0.0)
+                for q in range(n_c):
+                    cst += theta[mix + o * (1 + n_c) + 1 + q] * s[q]
+                const[o] = cst
+            for t0 in range(begin, length, _BLOCK):
+                t1 = min(t0 + _BLOCK, length)
+                n = t1 - t0
+                xb = x[t0:t1]
+                for o in range(ch):
+                    ub = u[o, t0:t1]
+                    _fill(ub, theta[cb + o])
+                    _conv_block(ub, h_in, theta, cw + o * ch * k, ch, k, d, t0, t1)
+                    ab = act[o, t0:t1]
+                    g, wx, cst = gain[o], theta[mix + o * (1 + n_c)], const[o]
+                    for t in range(n):
+                        ab[t] = fast_tanh(g * ub[t] + wx * xb[t] + cst)
+                for o in range(ch):
+                    hb_out, hb_in = h_out[o, t0:t1], h_in[o, t0:t1]
+                    bias = theta[ob + o]
+                    for t in range(n):
+                        hb_out[t] = hb_in[t] + bias
+                    for i in range(ch):
+                        _axpy(hb_out, theta[ow + o * ch + i], act[i, t0:t1])
+                    hd, ab = head[o, t0:t1], act[o, t0:t1]
+                    if a == 0 and j == 0:
+                        for t in range(n):
+                            hd[t] = ab[t]
+                    else:
+                        for t in range(n):
+                            hd[t] += ab[t]
+        hw, hb = atab[a, A_HEADW], atab[a, A_HEADB]
+        if a == n_arrays - 1:  # the output: head_scale * (head_rechannel(head))[0]
+            _fill(y, theta[hb])
+            for i in range(ch):
+                _axpy(y, theta[hw + i], head[i, end:])
+            for t in range(y.shape[0]):
+                y[t] *= scale
+        else:  # the next array's head sum starts from this array's head output
+            for o in range(n_head):
+                row = heads[a + 1, o, end:]
+                _fill(row, theta[hb + o])
+                for i in range(ch):
+                    _axpy(row, theta[hw + o * ch + i], head[i, end:])
+
+
+@njit(parallel=True, **_JIT)
+def forward(x: np.ndarray, c: np.ndarray, theta: np.ndarray, ltab: np.ndarray, atab: np.ndarray,
+            scale: float, hs: np.ndarray, us: np.ndarray, acts: np.ndarray, heads: np.ndarray,
+            y: np.ndarray) -> None:
+    """``y`` (B, L - R + 1) for audio ``x`` (B, L) and held settings ``c`` (B, C); fills the saved
+    planes ``hs`` (B, slots, Cmax, L), ``us`` and ``acts`` (B, layers, Cmax, L), ``heads`` (B, arrays,
+    Cmax, L)."""
+    for n in prange(x.shape[0]):
+        _forward_item(x[n], c[n], theta, ltab, atab, scale, hs[n], us[n], acts[n], heads[n], y[n])
+
+
+@njit(**_JIT)
+def forward_serial(x: np.ndarray, c: np.ndarray, theta: np.ndarray, ltab: np.ndarray, atab: np.ndarray,
+                   scale: float, hs: np.ndarray, us: np.ndarray, acts: np.ndarray, heads: np.ndarray,
+                   y: np.ndarray) -> None:
+    """:func:`forward` on one thread (no thread pool: it would keep spinning beside torch's)."""
+    for n in range(x.shape[0]):
+        _forward_item(x[n], c[n], theta, ltab, atab, scale, hs[n], us[n], acts[n], heads[n], y[n])
+
+
+@njit(**_JIT)
+def _backward_layer(x: np.ndarray, s: np.ndarray, theta: np.ndarray, ltab: np.ndarray, layer: int,
+                    h_in: np.ndarray, u: np.ndarray, act: np.ndarray, dh: np.ndarray, dhead: np.ndarray,
+                    row: np.ndarray, grad: np.ndarray) -> None:
+    """One layer's gradients; ``dh`` (of its output) becomes the gradient of its input, in place."""
+    length = x.shape[0]
+    n_c = s.shape[0]
+    ch, k, d = ltab[layer, L_CH], ltab[layer, L_K], ltab[layer, L_D]
+    cw, cb, film, mix = ltab[layer, L_CONVW], ltab[layer, L_CONVB], ltab[layer, L_FILM], ltab[layer, L_MIX]
+    ow, ob = ltab[layer, L_OUTW], ltab[layer, L_OUTB]
+    begin, start_in = ltab[layer, L_START_OUT], ltab[layer, L_START_IN]
+    for o in range(ch):  # out 1x1: dO, dob
+        dho = dh[o, begin:]
+        grad[ob + o] += _total(dho)
+        for i in range(ch):
+            grad[ow + o * ch + i] += _dot(dho, act[i, begin:])
+    rb = row[begin:]
+    for i in range(ch):  # dz = (O^T dh + dhead) (1 - a^2), into act
+        rb[:] = dhead[i, begin:]
+        for o in range(ch):
+            _axpy(rb, theta[ow + o * ch + i], dh[o, begin:])
+        ab = act[i, begin:]
+        for t in range(ab.shape[0]):
+            v = ab[t]
+            ab[t] = rb[t] * (np.float32(1.0) - v * v)
+    xb = x[begin:]
+    for o in range(ch):  # FiLM and mixin; du = g dz, into u
+        g = np.float32(1.0)
+        if film >= 0:
+            for q in range(n_c):
+                g += theta[film + o * n_c + q] * s[q]
+        dg = np.float32(0.0)
+        dx = np.float32(0.0)
+        dc = np.float32(0.0)
+        ub, dz = u[o, begin:], act[o, begin:]
+        for t in range(ub.shape[0]):
+            z = dz[t]
+            dg += z * ub[t]
+            dx += z * xb[t]
+            dc += z
+            ub[t] = g * z
+        if film >= 0:
+            for q in range(n_c):
+                grad[film + o * n_c + q] += dg * s[q]
+        grad[mix + o * (1 + n_c)] += dx
+        for q in range(n_c):
+            grad[mix + o * (1 + n_c) + 1 + q] += dc * s[q]
+        grad[cb + o] += g * dc
+    for o in range(ch):  # conv weights
+        ub = u[o, begin:]
+        for i in range(ch):
+            for m in range(k):
+                shift = (k - 1 - m) * d
+                grad[cw + (o * ch + i) * k + m] += _dot(ub, h_in[i, begin - shift:length - shift])
+    for i in range(ch):  # dh_in = dh (residual) + the conv's transpose, in place
+        _fill(dh[i, start_in:begin], 0.0)
+        for o in range(ch):
+            for m in range(k):
+                shift = (k - 1 - m) * d
+                _axpy(dh[i, begin - shift:length - shift], theta[cw + (o * ch + i) * k + m], u[o, begin:])
+
+
+@njit(**_JIT)
+def _backward_item(x: np.ndarray, s: np.ndarray, theta: np.ndarray, ltab: np.ndarray, atab: np.ndarray,
+                   scale: float, hs: np.ndarray, us: np.ndarray, acts: np.ndarray, heads: np.ndarray,
+                   dy: np.ndarray, grad: np.ndarray) -> None:
+    length = x.shape[0]
+    n_arrays = atab.shape[0]
+    cmax = hs.shape[1]
+    dh = np.zeros((cmax, length), np.float32)  # gradient of the current layer's output h'
+    dprev = np.zeros((cmax, length), np.float32)  # of the previous array's output
+    dhead = np.zeros((cmax, length), np.float32)  # of the array's head sum
+    dhout = np.zeros((cmax, length), np.float32)  # of the array's head output
+    row = np.empty(length, np.float32)
+    last = n_arrays - 1
+    end = atab[last, A_END]
+    top = dhout[0, end:]
+    for t in range(top.shape[0]):
+        top[t] = scale * dy[t]
+    for a in range(last, -1, -1):
+        cin, ch, n_head = atab[a, A_CIN], atab[a, A_CH], atab[a, A_HS]
+        rech, slot, start0, end = atab[a, A_RECH], atab[a, A_SLOT], atab[a, A_START], atab[a, A_END]
+        hw, hb = atab[a, A_HEADW], atab[a, A_HEADB]
+        head = heads[a]
+        rows_out = 1 if a == last else n_head
+        if a != last:  # this array's head output fed the next array's head sum, its h the next rechannel
+            for o in range(n_head):
+                dhout[o, end:] = dhead[o, end:]
+            for o in range(ch):
+                _fill(dh[o, :end], 0.0)
+                dh[o, end:] = dprev[o, end:]
+        else:
+            for o in range(ch):
+                _fill(dh[o], 0.0)
+        for o in range(rows_out):
+            dho = dhout[o, end:]
+            grad[hb + o] += _total(dho)
+            for i in range(ch):
+                grad[hw + o * ch + i] += _dot(dho, head[i, end:])
+        for i in range(ch):
+            _fill(dhead[i], 0.0)
+            for o in range(rows_out):
+                _axpy(dhead[i, end:], theta[hw + o * ch + i], dhout[o, end:])
+        for j in range(atab[a, A_LAYERS] - 1, -1, -1):
+            layer = atab[a, A_FIRST] + j
+            _backward_layer(x, s, theta, ltab, layer, hs[slot + j], us[layer], acts[layer], dh, dhead, row,
+                            grad)
+        # dh: the gradient of the rechannel's output (the first layer's input)
+        for o in range(ch):
+            dho = dh[o, start0:]
+            for i in range(cin):
+                src = x[start0:] if a == 0 else hs[slot - 1, i, start0:]
+                grad[rech + o * cin + i] += _dot(dho, src)
+        if a > 0:
+            for i in range(cin):
+                _fill(dprev[i, start0:], 0.0)
+                for o in range(ch):
+                    _axpy(dprev[i, start0:], theta[rech + o * cin + i], dh[o, start0:])
+
+
+@njit(parallel=True, **_JIT)
+def backward(x: np.ndarray, c: np.ndarray, theta: np.ndarray, ltab: np.ndarray, atab: np.ndarray,
+             scale: float, hs: np.ndarray, us: np.ndarray, acts: np.ndarray, heads: np.ndarray,
+             dy: np.ndarray, grads: np.ndarray) -> None:
+    """Each item's parameter gradient into ``grads[n]`` (B, P) float64; overwrites ``us`` and ``acts``."""
+    for n in prange(x.shape[0]):
+        _backward_item(x[n], c[n], theta, ltab, atab, scale, hs[n], us[n], acts[n], heads[n], dy[n],
+                       grads[n])
+
+
+@njit(**_JIT)
+def backward_serial(x: np.ndarray, c: np.ndarray, theta: np.ndarray, ltab: np.ndarray, atab: np.ndarray,
+                    scale: float, hs: np.ndarray, us: np.ndarray, acts: np.ndarray, heads: np.ndarray,
+                    dy: np.ndarray, grads: np.ndarray) -> None:
+    """:func:`backward` on one thread."""
+    for n in range(x.shape[0]):
+        _backward_item(x[n], c[n], theta, ltab, atab, scale, hs[n], us[n], acts[n], heads[n], dy[n],
+                       grads[n])
+
+
+class _Planes:
+    """The forward's saved planes for one input shape, reused between steps (a step allocates nothing
+    large once its shape has been seen)."""
+
+    pool: ClassVar[dict[tuple[int, ...], list[tuple[np.ndarray, ...]]]] = {}
+
+    @classmethod
+    def take(cls, batch: int, slots: int, layers: int, arrays: int, cmax: int, length: int
+             ) -> tuple[np.ndarray, ...]:
+        key = (batch, slots, layers, arrays, cmax, length)
+        free = cls.pool.get(key)
+        if free:
+            return free.pop()
+        return (np.empty((batch, slots, cmax, length), np.float32),
+                np.empty((batch, layers, cmax, length), np.float32),
+                np.empty((batch, layers, cmax, length), np.float32),
+                np.empty((batch, arrays, cmax, length), np.float32))
+
+    @classmethod
+    def give(cls, planes: tuple[np.ndarray, ...]) -> None:
+        batch, slots, cmax, length = planes[0].shape
+        key = (batch, slots, planes[1].shape[1], planes[3].shape[1], cmax, length)
+        free = cls.pool.setdefault(key, [])
+        if len(free) < 2:
+            free.append(planes)
+
+
+def _threads() -> int:
+    """Numba's thread count, following torch's (the training's ``threads``)."""
+    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    if threads > 1:
+        numba.set_num_threads(threads)
+    return threads
+
+
+class WaveNetKernel(torch.autograd.Function):
+    """``y = wavenet(x, c)`` by the numba kernels: ``apply(x, c, config, *parameters(model))``."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, c: torch.Tensor, config: Mapping[str, Any],
+                *params: torch.Tensor) -> torch.Tensor:
+        length = x.shape[-1]
+        ltab, atab, count = tables(config, length)
+        theta = torch.cat([p.detach().reshape(-1) for p in params]).numpy()
+        if theta.size != count:
+            raise ValueError(f"the WaveNet kernel expected {count} parameters, got {theta.size}.")
+        xs = np.ascontiguousarray(x.detach().numpy(), dtype=np.float32)
+        cs = np.ascontiguousarray(c.detach().numpy(), dtype=np.float32)
+        cmax = int(max(atab[:, A_CH].max(), atab[:, A_HS].max()))
+        planes = _Planes.take(xs.shape[0], len(ltab) + len(atab), len(ltab), len(atab), cmax, length)
+        y = np.empty((xs.shape[0], length - int(atab[-1, A_END])), np.float32)
+        run_forward = forward if _threads() > 1 else forward_serial
+        run_forward(xs, cs, theta, ltab, atab, np.float32(config["head_scale"]), *planes, y)
+        ctx.saved = (xs, cs, theta, ltab, atab, np.float32(config["head_scale"]), planes)
+        ctx.shapes = [p.shape for p in params]
+        return torch.from_numpy(y)
+
+    @staticmethod
+    def backward(ctx: Any, dy: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        xs, cs, theta, ltab, atab, scale, planes = ctx.saved
+        ctx.saved = None
+        grads = np.zeros((xs.shape[0], theta.size), np.float64)
+        dys = np.ascontiguousarray(dy.detach().numpy(), dtype=np.float32)
+        run_backward = backward if _threads() > 1 else backward_serial
+        run_backward(xs, cs, theta, ltab, atab, scale, *planes, dys, grads)
+        _Planes.give(planes)
+        flat = torch.from_numpy(grads.sum(axis=0).astype(np.float32))
+        out: list[torch.Tensor | None] = [None, None, None]
+        offset = 0
+        for shape in ctx.shapes:
+            size = int(np.prod(shape))
+            out.append(flat[offset:offset + size].reshape(shape))
+            offset += size
+        return tuple(out)
+
+
+def run(model: torch.nn.Module, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """The model's output head (before ``post_fir``) for ``x`` (B, L) and held ``c`` (B, C), by the kernel."""
+    config = model.config  # type: ignore[attr-defined]
+    return WaveNetKernel.apply(x, c.to(x.dtype), config, *parameters(model))  # type: ignore[no-any-return]
