@@ -127,6 +127,10 @@ class ConditionedWaveNet(ParametricModel):
     """The default parametric model: a conditioned, bakeable WaveNet (see the module docstring)."""
 
     architecture = "wavenet"
+    #: Training forward + backward: "torch" (autograd), "numba" (:mod:`knobcap.models.wavenet_kernel`,
+    #: an error if the config is unsupported) or "auto" (numba where it applies). Either way the kernel
+    #: runs only on the CPU, in float32, with gradients enabled and a held setting ``c`` (B, C).
+    kernel: str = "torch"
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         clean = check_config("wavenet", config)
@@ -149,11 +153,33 @@ class ConditionedWaveNet(ParametricModel):
     def receptive_field(self) -> int:
         return self._receptive_field
 
+    def _use_kernel(self, x: torch.Tensor, c: torch.Tensor) -> bool:
+        """Whether this call runs the numba training kernel (see :attr:`kernel`)."""
+        if self.kernel == "torch":
+            return False
+        from knobcap.models import wavenet_kernel
+
+        if not wavenet_kernel.supported(self.config):
+            if self.kernel == "numba":
+                raise ModelConfigError(
+                    "kernel 'numba' runs WaveNets with tanh, the linear mixin, no cond_hidden and each "
+                    "array's channels equal to the previous head_size; this config is not one: use "
+                    "kernel 'auto' or 'torch'.")
+            return False
+        return (x.ndim == 2 and tuple(c.shape) == (x.shape[0], self.n_controls)  # else torch says why
+                and x.device.type == "cpu" and x.dtype == torch.float32
+                and torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()))
+
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] < self._receptive_field:
             raise ValueError(
                 f"input of {x.shape[-1]} samples is shorter than the receptive field "
                 f"({self._receptive_field}); pad it with zeros in front.")
+        if self._use_kernel(x, c):
+            from knobcap.models import wavenet_kernel
+
+            y = wavenet_kernel.run(self, x, c)
+            return y if self.post_fir is None else self.post_fir(y, c)
         cond = self.condition(x, c)
         setting = c.to(x.dtype)[:, :, None] if c.ndim == 2 else cond[:, 1:1 + self.n_controls]
         if self.cond_mlp is not None:  # the features [c; tanh(A c + a)] replace c

@@ -14,6 +14,7 @@ from knobcap.models.architectures import default_config
 
 LR_SCHEDULES = ("exponential", "cosine", "wsd")
 SAMPLERS = ("tensor", "loader")
+KERNELS = ("auto", "torch", "numba")
 
 
 class TrainingError(ValueError):
@@ -60,6 +61,9 @@ class TrainConfig:
     precision: str = "32-true"  # "bf16-mixed" on a GPU: unmeasured (issue 13)
     sampler: str = "tensor"  # "tensor": batches by tensor indexing; "loader": the former per-window path
     compile: bool = False  # torch.compile (inductor) the model for training; see docs/results.md
+    # WaveNet training forward + backward on the CPU: "numba" (models/wavenet_kernel.py), "torch"
+    # (autograd), "auto" (numba where the config and call allow it; torch with compile); docs/results.md
+    kernel: str = "auto"
     # the model file whose weights a new run starts from (``--init-from RUN``; training/warmstart.py);
     # None: fresh weights from ``seed``. Only read, never written; ignored on --resume.
     init_from: str | None = None
@@ -102,6 +106,8 @@ class TrainConfig:
         if self.sampler not in SAMPLERS or not isinstance(self.compile, bool):
             raise TrainingError(f"{source}: sampler must be one of {', '.join(SAMPLERS)} and compile true "
                                 f"or false, got {self.sampler!r} and {self.compile!r}.")
+        if self.kernel not in KERNELS:
+            raise TrainingError(f"{source}: kernel must be one of {', '.join(KERNELS)}, got {self.kernel!r}.")
         self._validate_run_options(source)
         if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from):
             raise TrainingError(f"{source}: init_from must name a run or model file, got {self.init_from!r}.")

@@ -86,6 +86,8 @@ class ParametricModule(pl.LightningModule):
     def __init__(self, model: ParametricModel, config: TrainConfig, n_takes: int,
                  time_takes: list[int], setting_takes: list[int]) -> None:
         super().__init__()
+        if hasattr(model, "kernel"):  # the WaveNet's training kernel; a compiled model stays in torch
+            model.kernel = "torch" if config.compile and config.kernel == "auto" else config.kernel
         self.model = model
         self.cfg = config
         self.ema_model: ParametricModel | None = None

@@ -1,0 +1,142 @@
+"""The numba training kernel of the WaveNet (models/wavenet_kernel.py): the same output and the same
+parameter gradients as PyTorch's autograd, a torch fallback where it does not apply, and training with it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from knobcap.models import wavenet_kernel
+from knobcap.models.base import ModelConfigError
+from knobcap.models.wavenet import ConditionedWaveNet
+from knobcap.training.config import TrainConfig, TrainingError
+from knobcap.training.loop import train
+from playkit import tiny_wavenet_config
+from test_training import make_data, tiny_config
+
+N_CONTROLS = 3
+
+
+def model_for(kernel_size: int = 3, film: bool = True, seed: int = 0, **changes: object
+              ) -> ConditionedWaveNet:
+    """A tiny two-array WaveNet with every weight (FiLM included, zero at start) random."""
+    config = tiny_wavenet_config(N_CONTROLS, film=film, **changes)
+    for spec in config["arrays"]:
+        spec["kernel_size"] = kernel_size
+    torch.manual_seed(seed)
+    model = ConditionedWaveNet(config)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return model
+
+
+def inputs(model: ConditionedWaveNet, batch: int = 3, scored: int = 300) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    x = 0.5 * torch.randn(batch, model.receptive_field - 1 + scored, generator=generator)
+    return x, torch.rand(batch, N_CONTROLS, generator=generator)
+
+
+def output_and_grads(model: ConditionedWaveNet, kernel: str, x: torch.Tensor, c: torch.Tensor,
+                     dy: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    model.kernel = kernel
+    model.zero_grad(set_to_none=True)
+    y = model(x, c)
+    if dy is None:
+        dy = torch.rand(y.shape, generator=torch.Generator().manual_seed(2)) - 0.3  # little cancellation
+    (y * dy).sum().backward()
+    grads = {n: torch.zeros_like(p) if p.grad is None else p.grad.clone()
+             for n, p in model.named_parameters()}
+    return y.detach(), grads
+
+
+def assert_same(model: ConditionedWaveNet, x: torch.Tensor, c: torch.Tensor) -> None:
+    y_torch, g_torch = output_and_grads(model, "torch", x, c)
+    y_numba, g_numba = output_and_grads(model, "numba", x, c)
+    scale = y_torch.abs().max()
+    assert (y_numba - y_torch).abs().max() <= 1e-5 * scale
+    for name, expected in g_torch.items():
+        size = expected.abs().max()
+        error = (g_numba[name] - expected).abs().max()
+        assert error <= 1e-4 * size + 1e-9, f"{name}: {error} against {size}"
+
+
+@pytest.mark.parametrize("kernel_size", [3, 2])
+@pytest.mark.parametrize("film", [True, False])
+def test_output_and_every_gradient_match_autograd(kernel_size: int, film: bool) -> None:
+    model = model_for(kernel_size, film)
+    x, c = inputs(model)
+    assert_same(model, x, c)
+
+
+def test_a_wrong_gradient_is_caught() -> None:
+    """The comparison can fail: a gradient from a perturbed upstream gradient does not pass."""
+    model = model_for()
+    x, c = inputs(model)
+    y, g_torch = output_and_grads(model, "torch", x, c)
+    dy = torch.rand(y.shape, generator=torch.Generator().manual_seed(2)) - 0.3
+    dy[0, -1] += 0.5  # one sample's gradient off
+    _, g_numba = output_and_grads(model, "numba", x, c, dy)
+    worst = max(float((g_numba[n] - g).abs().max() / g.abs().max().clamp_min(1e-12))
+                for n, g in g_torch.items())
+    assert worst > 1e-3
+
+
+def test_post_fir_stays_in_torch_after_the_kernel() -> None:
+    model = model_for(post_fir={"taps": 4, "hidden": 3})
+    with torch.no_grad():
+        for p in model.post_fir.parameters():  # type: ignore[union-attr]
+            p.add_(0.2 * torch.randn_like(p))
+    x, c = inputs(model)
+    assert_same(model, x, c)
+
+
+def test_unsupported_configs_and_calls_fall_back_to_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object) -> torch.Tensor:
+        raise AssertionError("the kernel ran")
+
+    monkeypatch.setattr(wavenet_kernel, "run", refuse)
+    for changes in ({"activation": "hardtanh"}, {"cond_hidden": 2}, {"mixin": "product"}):
+        model = model_for(**changes)
+        model.kernel = "auto"
+        x, c = inputs(model)
+        model(x, c).sum().backward()  # torch's path
+        model.kernel = "numba"
+        with pytest.raises(ModelConfigError, match="kernel 'numba'"):
+            model(x, c)
+    model = model_for()
+    model.kernel = "auto"
+    x, c = inputs(model)
+    with torch.no_grad():
+        model(x, c)  # no gradients: torch
+    model(x, c[:, :, None].expand(-1, -1, x.shape[-1])).sum().backward()  # automated setting: torch
+    with pytest.raises(AssertionError, match="the kernel ran"):
+        model(x, c)
+
+
+def test_supported_needs_matching_heads() -> None:
+    config = tiny_wavenet_config(N_CONTROLS)
+    assert wavenet_kernel.supported(config)
+    config["arrays"][1]["channels"] = 3  # the first head (2 rows) would broadcast into 3 channels
+    assert not wavenet_kernel.supported(config)
+
+
+def test_the_kernel_option_is_checked() -> None:
+    assert TrainConfig().kernel == "auto"
+    with pytest.raises(TrainingError, match="kernel must be one of auto, torch, numba"):
+        TrainConfig.from_dict({"kernel": "fast"})
+
+
+def test_training_with_the_kernel_resumes_and_matches_torch(tmp_path: Path) -> None:
+    data = make_data()
+    run = tmp_path / "run"
+    first = train(data, tiny_config(kernel="numba"), run, progress=False)
+    assert json.loads((run / "config.json").read_text())["kernel"] == "numba"
+    second = train(data, tiny_config(kernel="numba", epochs=2), run, resume=True, progress=False)
+    assert first.epochs == 1 and second.epochs == 2
+    reference = train(data, tiny_config(kernel="torch", epochs=2), tmp_path / "torch", progress=False)
+    for take, value in reference.heldout_esr.items():  # the same batches and maths: close figures
+        assert second.heldout_esr[take] == pytest.approx(value, rel=1e-2)
