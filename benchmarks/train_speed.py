@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/train_speed.py [--threads 1 2] [--sizes default nam] [--steps 12]
         [--repeats 3] [--loop-steps 20] [--config '{"compile": true}'] [--no-loop]
+        [--kernels torch numba]
 
 For each model size (knobcap's default FiLM WaveNet; NAM's standard size, 16 -> 8 channels) and each
 CPU thread count (``torch.set_num_threads``), and on ``cuda`` when ``torch.cuda.is_available()``:
@@ -16,7 +17,8 @@ CPU thread count (``torch.set_num_threads``), and on ``cuda`` when ``torch.cuda.
 
 Data: 8 synthetic takes (a one-pole tone filter and a tanh drive, settings on a small grid) of 30 s of
 knobcap's test signal; the rates do not depend on what the takes hold. The machine is shared: compare
-ratios measured in one run, never figures from different runs.
+ratios measured in one run, never figures from different runs. ``--kernels torch numba`` times the
+WaveNet's training kernels (``TrainConfig.kernel``) in the same run, repeats alternating between them.
 """
 
 from __future__ import annotations
@@ -154,6 +156,9 @@ def main() -> None:
     parser.add_argument("--loop-only", action="store_true",
                         help="time the loop only (also runs on an older knobcap, for a before figure)")
     parser.add_argument("--no-cuda", action="store_true")
+    parser.add_argument("--kernels", nargs="+", default=None, choices=["auto", "torch", "numba"],
+                        help="compare TrainConfig.kernel values in one run, alternating (the WaveNet's "
+                             "training kernel; not passed to an older knobcap when omitted)")
     args = parser.parse_args()
 
     import torch
@@ -182,21 +187,33 @@ def main() -> None:
             where = f"{device}" + (f" {threads} thread{'s' * (threads > 1)}" if device == "cpu" else "")
             print(f"\n{size} model on {where}, batch {config.batch_size} x {config.segment_length} "
                   "scored samples:", flush=True)
-            if not args.loop_only:
-                runs = [time_parts(data, config, device, args.steps) for _ in range(args.repeats)]
-                parts = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-                total = sum(parts.values())
-                print("  parts (ms/step): " + ", ".join(f"{k} {1e3 * v:.1f}" for k, v in parts.items())
-                      + f"; sum {1e3 * total:.1f} -> {scored / total:,.0f} scored samples/s, "
-                      f"{1 / total:.2f} steps/s", flush=True)
+            kernels = args.kernels or [None]
+            label = {k: "" if k is None else f" [kernel {k}]" for k in kernels}
+            with_kernel = {k: options if k is None else {**options, "kernel": k} for k in kernels}
+            if not args.loop_only:  # repeats alternate between the kernels
+                runs: dict[Any, list[dict[str, float]]] = {k: [] for k in kernels}
+                for _ in range(args.repeats):
+                    for k in kernels:
+                        runs[k].append(time_parts(data, TrainConfig.from_dict(with_kernel[k], "--config"),
+                                                  device, args.steps))
+                for k in kernels:
+                    parts = {p: statistics.median(r[p] for r in runs[k]) for p in runs[k][0]}
+                    total = sum(parts.values())
+                    print(f"  parts{label[k]} (ms/step): "
+                          + ", ".join(f"{p} {1e3 * v:.1f}" for p, v in parts.items())
+                          + f"; sum {1e3 * total:.1f} -> {scored / total:,.0f} scored samples/s, "
+                          f"{1 / total:.2f} steps/s", flush=True)
             if not args.no_loop:
-                loops = [time_loop(data, TrainConfig.from_dict(options, "--config"))
-                         for _ in range(max(1, args.repeats - 1))]
-                per_step = statistics.median(loops)
-                print(f"  loop (Lightning, {args.loop_steps} steps an epoch, validation included): "
-                      f"{scored / per_step:,.0f} scored samples/s, {1 / per_step:.2f} steps/s "
-                      f"(runs: {', '.join(f'{1 / s:.2f}' for s in loops)} steps/s)", flush=True)
-
+                loops: dict[Any, list[float]] = {k: [] for k in kernels}
+                for _ in range(max(1, args.repeats - 1)):
+                    for k in kernels:
+                        loops[k].append(time_loop(data, TrainConfig.from_dict(with_kernel[k], "--config")))
+                for k in kernels:
+                    per_step = statistics.median(loops[k])
+                    print(f"  loop{label[k]} (Lightning, {args.loop_steps} steps an epoch, validation "
+                          f"included): {scored / per_step:,.0f} scored samples/s, {1 / per_step:.2f} "
+                          f"steps/s (runs: {', '.join(f'{1 / s:.2f}' for s in loops[k])} steps/s)",
+                          flush=True)
 
 if __name__ == "__main__":
     main()
