@@ -28,6 +28,7 @@ approximation (:mod:`knobcap.models.rational_tanh`, within 3.4e-7 of the exact v
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from itertools import pairwise
 from typing import Any, ClassVar
@@ -42,6 +43,8 @@ from knobcap.models.rational_tanh import fast_tanh
 _JIT: dict[str, Any] = {"cache": True, "error_model": "numpy",
                         "fastmath": {"contract", "reassoc", "nsz", "arcp"}}
 _BLOCK = 256  # samples per time block of the convolution (the rows stay in L1)
+if "NUMBA_THREADING_LAYER" not in os.environ:  # measured: after a kernel on numba's OpenMP pool,
+    numba.config.THREADING_LAYER = "workqueue"  # torch's own 1-thread forward ran 30x slower
 
 # Layer table columns, array table columns.
 L_CH, L_K, L_D, L_CONVW, L_CONVB, L_FILM, L_MIX, L_OUTW, L_OUTB, L_START_IN, L_START_OUT = range(11)
