@@ -44,8 +44,9 @@ def train(
         help="Decay of the moving average of the weights that is scored and saved (0: off; default "
              "0.998).")] = None,
     lr_schedule: Annotated[str | None, typer.Option(
-        help="Learning-rate schedule: exponential (default, 0.9 an epoch) or cosine (decays over the "
-             "budget you give, --minutes or --epochs, whichever ends first).")] = None,
+        help="Learning-rate schedule: exponential (default, 0.9 an epoch), cosine (decays over the budget "
+             "you give, --minutes or --epochs x --steps, whichever ends first) or wsd (the full rate, then "
+             "a decay over the budget's last quarter).")] = None,
     init_from: Annotated[str | None, typer.Option(help="Start from the weights of this run (or model file) "
                                                    "instead of fresh ones; it is only read.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same data: same run).")] = 0,

@@ -7,10 +7,11 @@ Training writes the run folder (:class:`knobcap.training.run.Run`, which names i
 
 Recipe: batches of random windows from random training takes (settings mix in every batch; drawn
 by tensor indexing, :mod:`knobcap.training.sampler`); loss = ESR with pre-emphasis + a small
-multi-resolution STFT term (both optional); fused Adam with a short warm-up and, by default, a cosine
-decay to ``lr_final * lr`` over the training budget (the epochs, or ``max_minutes`` of wall time if that
-ends first), or an exponential decay per epoch. With ``ema_decay`` (default) an
-exponential moving average of the weights is what is validated, selected and saved.
+multi-resolution STFT term (both optional); fused Adam with a short warm-up and, by default, an
+exponential decay per epoch, or a decay to ``lr_final * lr`` tied to the training budget (cosine, or wsd:
+the full rate, then a decay over its last ``lr_cooldown``; :mod:`knobcap.training.schedule`): the steps of
+all epochs, or ``max_minutes`` of training from the first step if that ends first. With ``ema_decay``
+(default) an exponential moving average of the weights is what is validated, selected and saved.
 
 **Model selection** uses held-out *time* (the ``validation_2`` segment of every training take), never
 the held-out *settings*: those are reported each epoch and at the end (over the whole signal), but
