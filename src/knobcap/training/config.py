@@ -35,10 +35,10 @@ class TrainConfig:
     recurrent_warmup: int = 2048  # unscored leading samples for a recurrent model
     lr: float = 6e-3
     lr_decay: float = 0.9  # per epoch (lr_schedule "exponential")
-    # "cosine": to lr * lr_final over the budget given, the epochs or max_minutes, whichever ends first.
-    # Not the default: measured worse than "exponential" at 800 steps (2 seeds) and in demo --quick
-    # (docs/results.md, issue 13); the long-budget case is unmeasured. Earlier (training_recipe.py, 8 min):
-    # cosine + lr 1e-2 + plain ESR halved held-out-time ESR but did not help held-out settings.
+    # "cosine", "wsd": to lr * lr_final over the budget given, the epochs or max_minutes, whichever ends
+    # first (training/schedule.py). Not the default: at 800 and 2,400 steps both gave a lower held-out-time
+    # ESR but a higher held-out-settings ESR than "exponential" (docs/results.md, issue 13). Earlier
+    # (training_recipe.py, 8 min): cosine + lr 1e-2 + plain ESR halved held-out time, not held-out settings.
     lr_schedule: str = "exponential"
     lr_final: float = 0.05  # the last lr of cosine and wsd, as a fraction of lr
     lr_cooldown: float = 0.25  # wsd: the last fraction of the budget, where lr falls linearly to lr_final
