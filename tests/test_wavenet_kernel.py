@@ -140,3 +140,29 @@ def test_training_with_the_kernel_resumes_and_matches_torch(tmp_path: Path) -> N
     reference = train(data, tiny_config(kernel="torch", epochs=2), tmp_path / "torch", progress=False)
     for take, value in reference.heldout_esr.items():  # the same batches and maths: close figures
         assert second.heldout_esr[take] == pytest.approx(value, rel=1e-2)
+
+
+@pytest.mark.parametrize(("changes", "part"), [
+    ({"architecture": "lstm"}, "only the 'wavenet' architecture"),
+    ({"model": {"cond_hidden": 2}}, "cond_hidden 2"),
+    ({"model": {"activation": "hardtanh"}}, "activation 'hardtanh'"),
+    ({"model": {"mixin": "product"}}, "mixin 'product'")])
+def test_kernel_numba_is_refused_at_validation_where_it_would_not_run(changes: dict[str, object],
+                                                                      part: str) -> None:
+    """Refused when the config is read, naming the part, not silently ignored or at the first step."""
+    data = dict(changes)
+    if "model" in data:
+        data["model"] = {**tiny_wavenet_config(N_CONTROLS), **data["model"]}  # type: ignore[dict-item]
+    TrainConfig.from_dict({**data, "kernel": "auto"})  # accepted: auto falls back to torch
+    with pytest.raises(TrainingError, match=f"kernel 'numba'.*{part}.*set kernel to 'auto' or 'torch'"):
+        TrainConfig.from_dict({**data, "kernel": "numba"})
+    TrainConfig.from_dict({"kernel": "numba"})  # the default WaveNet runs
+    TrainConfig.from_dict({"kernel": "numba", "model": tiny_wavenet_config(N_CONTROLS)})
+
+
+def test_the_model_names_the_part_the_kernel_does_not_run() -> None:
+    model = model_for(cond_hidden=2)
+    model.kernel = "numba"
+    x, c = inputs(model)
+    with pytest.raises(ModelConfigError, match="kernel 'numba' does not run this WaveNet's cond_hidden 2"):
+        model(x, c)

@@ -39,6 +39,7 @@ from knobcap.models.architectures import (
     setting_size,
 )
 from knobcap.models.base import ModelConfigError, ParametricModel
+from knobcap.models.kernel_support import unsupported_part
 
 
 def activation(name: str, z: torch.Tensor) -> torch.Tensor:
@@ -157,14 +158,11 @@ class ConditionedWaveNet(ParametricModel):
         """Whether this call runs the numba training kernel (see :attr:`kernel`)."""
         if self.kernel == "torch":
             return False
-        from knobcap.models import wavenet_kernel
-
-        if not wavenet_kernel.supported(self.config):
+        part = unsupported_part(self.config)
+        if part is not None:
             if self.kernel == "numba":
-                raise ModelConfigError(
-                    "kernel 'numba' runs WaveNets with tanh, the linear mixin, no cond_hidden and each "
-                    "array's channels equal to the previous head_size; this config is not one: use "
-                    "kernel 'auto' or 'torch'.")
+                raise ModelConfigError(f"kernel 'numba' does not run this WaveNet's {part}; use kernel "
+                                       "'auto' or 'torch'.")
             return False
         return (x.ndim == 2 and tuple(c.shape) == (x.shape[0], self.n_controls)  # else torch says why
                 and x.device.type == "cpu" and x.dtype == torch.float32

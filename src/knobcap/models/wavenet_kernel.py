@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from itertools import pairwise
 from typing import Any, ClassVar
 
 import numba
@@ -38,6 +37,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
+from knobcap.models.kernel_support import unsupported_part
 from knobcap.models.rational_tanh import fast_tanh
 
 _JIT: dict[str, Any] = {"cache": True, "error_model": "numpy",
@@ -55,11 +55,7 @@ A_COLS = 11
 
 def supported(config: Mapping[str, Any]) -> bool:
     """Whether the kernel runs this WaveNet config (otherwise the model's torch path does)."""
-    arrays = config.get("arrays", [])
-    if (config.get("activation") != "tanh" or config.get("mixin", "linear") != "linear"
-            or int(config.get("cond_hidden", 0)) or not arrays):
-        return False
-    return all(spec["channels"] == previous["head_size"] for previous, spec in pairwise(arrays))
+    return unsupported_part(config) is None
 
 
 def parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:

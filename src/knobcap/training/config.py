@@ -11,6 +11,7 @@ from typing import Any
 
 from knobcap import limits
 from knobcap.models.architectures import default_config
+from knobcap.models.kernel_support import unsupported_part
 
 LR_SCHEDULES = ("exponential", "cosine", "wsd")
 SAMPLERS = ("tensor", "loader")
@@ -108,6 +109,8 @@ class TrainConfig:
                                 f"or false, got {self.sampler!r} and {self.compile!r}.")
         if self.kernel not in KERNELS:
             raise TrainingError(f"{source}: kernel must be one of {', '.join(KERNELS)}, got {self.kernel!r}.")
+        if self.kernel == "numba":
+            self._validate_numba_kernel(source)
         self._validate_run_options(source)
         if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from):
             raise TrainingError(f"{source}: init_from must name a run or model file, got {self.init_from!r}.")
@@ -115,6 +118,17 @@ class TrainConfig:
             raise TrainingError(
                 f"{source}: segment_length {self.segment_length} is shorter than the largest STFT "
                 f"size {max(self.mrstft_fft_sizes)}; lengthen it or set mrstft_weight to 0.")
+
+    def _validate_numba_kernel(self, source: str) -> None:
+        """``kernel "numba"`` runs only what models/wavenet_kernel.py implements: refused here, before
+        any data is read, rather than at the first training step."""
+        if self.architecture != "wavenet":
+            raise TrainingError(f"{source}: kernel 'numba' trains only the 'wavenet' architecture, not "
+                                f"{self.architecture!r}; set kernel to 'auto' or 'torch'.")
+        part = unsupported_part(self.model_config(1))
+        if part is not None:
+            raise TrainingError(f"{source}: kernel 'numba' does not run the model's {part}; set kernel to "
+                                f"'auto' or 'torch'.")
 
     def _validate_run_options(self, source: str) -> None:
         """Time budget, threads and devices: options that are accepted by Lightning and torch but mean
