@@ -166,3 +166,11 @@ def test_the_model_names_the_part_the_kernel_does_not_run() -> None:
     x, c = inputs(model)
     with pytest.raises(ModelConfigError, match="kernel 'numba' does not run this WaveNet's cond_hidden 2"):
         model(x, c)
+
+
+def test_kernel_numba_with_compile_is_refused() -> None:
+    """A compiled model trains in torch: an explicit numba kernel beside compile is refused, not ignored."""
+    assert TrainConfig.from_dict({"kernel": "auto", "compile": True}).compile
+    assert TrainConfig.from_dict({"kernel": "numba", "compile": False}).kernel == "numba"
+    with pytest.raises(TrainingError, match=r"kernel 'numba' and compile true exclude each other.*compile"):
+        TrainConfig.from_dict({"kernel": "numba", "compile": True})

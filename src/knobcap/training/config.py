@@ -122,6 +122,10 @@ class TrainConfig:
     def _validate_numba_kernel(self, source: str) -> None:
         """``kernel "numba"`` runs only what models/wavenet_kernel.py implements: refused here, before
         any data is read, rather than at the first training step."""
+        if self.compile:  # torch.compile traces the model in torch; the kernel's numba calls are opaque to it
+            raise TrainingError(f"{source}: kernel 'numba' and compile true exclude each other (a compiled "
+                                "model trains in torch); set kernel to 'auto' or 'torch', or compile to "
+                                "false.")
         if self.architecture != "wavenet":
             raise TrainingError(f"{source}: kernel 'numba' trains only the 'wavenet' architecture, not "
                                 f"{self.architecture!r}; set kernel to 'auto' or 'torch'.")
