@@ -89,3 +89,15 @@ def test_demo_runs_every_step_and_resumes_without_redoing_them(tmp_path):
     demo.print_result(console, again)
     closing = console.export_text()
     assert str(again.metrics_path) in closing and str(again.report_path) in closing
+
+
+def test_the_closing_hint_sets_a_knob_within_its_own_range(tmp_path):
+    from knobcap.controls import Controls, Knob
+    from knobcap.controls.toml import save_controls
+
+    ts9 = Controls(knobs=(Knob("level", -20.0, 4.0), Knob("tone", 100.0, 1000.0), Knob("drive", 0.0, 1.0)))
+    save_controls(ts9, tmp_path / "controls.toml")
+    assert demo.example_set(tmp_path) == " --set drive=0.7"  # an LV2 TS9: drive 0-1, not drive=7
+    save_controls(Controls(knobs=(Knob("volume", 0.0, 10.0),)), tmp_path / "controls.toml", overwrite=True)
+    assert demo.example_set(tmp_path) == " --set volume=7"
+    assert demo.example_set(tmp_path / "missing") == ""

@@ -335,4 +335,25 @@ def print_result(console: Console, result: DemoResult) -> None:
     if result.report_path is not None:
         console.print(f"report:  [bold]{result.report_path}[/] (open it in a browser)", highlight=False)
     console.print(f"Next: knobcap play {result.model_path}  |  knobcap render {result.model_path} IN.wav "
-                  "OUT.wav --set drive=7", highlight=False)
+                  f"OUT.wav{example_set(result.directory)}", highlight=False)
+
+
+#: knob names the closing hint turns first, when the device has one
+_HINT_KNOBS = ("drive", "gain", "distortion", "fuzz", "overdrive")
+
+
+def example_set(directory: Path) -> str:
+    """`` --set NAME=VALUE`` for the closing hint: a drive-like knob (else the first knob) at 70% of
+    its travel, in the device's own units (``drive=7`` on the TS808, ``drive=0.7`` on a 0-1 knob);
+    ``""`` when the folder's controls cannot be read or have no knob."""
+    from knobcap.controls.dial import format_value
+    from knobcap.controls.toml import CONTROLS_FILE, load_controls
+
+    try:
+        knobs = load_controls(Path(directory) / CONTROLS_FILE).knobs
+    except (OSError, ValueError):
+        return ""
+    if not knobs:
+        return ""
+    knob = next((k for name in _HINT_KNOBS for k in knobs if k.name.lower() == name), knobs[0])
+    return f" --set {knob.name}={format_value(knob, knob.min + 0.7 * (knob.max - knob.min))}"
