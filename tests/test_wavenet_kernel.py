@@ -174,3 +174,39 @@ def test_kernel_numba_with_compile_is_refused() -> None:
     assert TrainConfig.from_dict({"kernel": "numba", "compile": False}).kernel == "numba"
     with pytest.raises(TrainingError, match=r"kernel 'numba' and compile true exclude each other.*compile"):
         TrainConfig.from_dict({"kernel": "numba", "compile": True})
+
+
+def test_two_forwards_before_their_backwards_keep_their_own_saved_planes() -> None:
+    """The saved planes are reused between steps: two forwards of the same shape before any backward (two
+    calls in one step, gradient accumulation) must not share them."""
+    model = model_for()
+    x, c = inputs(model)
+    x2 = torch.flip(x, dims=[0]) * 0.7
+    for accumulate in (False, True):
+        grads = {}
+        for kernel in ("torch", "numba"):
+            model.kernel = kernel
+            model.zero_grad(set_to_none=True)
+            y1, y2 = model(x, c), model(x2, c)
+            if accumulate:  # each loss's backward on its own, the second one's planes taken later
+                (y1 ** 2).sum().backward()
+                (y2 * 3).sum().backward()
+            else:
+                ((y1 ** 2).sum() + (y2 * 3).sum()).backward()
+            grads[kernel] = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        for name, expected in grads["torch"].items():
+            error = (grads["numba"][name] - expected).abs().max()
+            assert error <= 1e-4 * expected.abs().max() + 1e-9, f"{name}: {error}"
+
+
+def test_a_second_backward_through_the_kernel_is_refused_clearly() -> None:
+    """The first backward hands the saved planes on to the next forward, so ``retain_graph=True`` cannot
+    give a right second backward: it is refused with a clear error, never a wrong gradient."""
+    model = model_for()
+    model.kernel = "numba"
+    x, c = inputs(model)
+    loss = model(x, c).sum()
+    loss.backward(retain_graph=True)
+    model(x * 0.5, c).sum().backward()  # the next step may reuse the planes
+    with pytest.raises(RuntimeError, match=r"second backward.*retain_graph.*kernel 'torch'"):
+        loss.backward()

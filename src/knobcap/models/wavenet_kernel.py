@@ -454,6 +454,9 @@ class WaveNetKernel(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        if ctx.saved is None:  # the first backward overwrote the planes and handed them to the next forward
+            raise RuntimeError("the numba WaveNet kernel runs one backward per forward; a second backward "
+                               "through the same forward (retain_graph=True) needs kernel 'torch'.")
         xs, cs, theta, ltab, atab, scale, planes = ctx.saved
         ctx.saved = None
         grads = np.zeros((xs.shape[0], theta.size), np.float64)
