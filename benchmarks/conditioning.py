@@ -57,6 +57,7 @@ DESIGNS: dict[str, dict] = {
     "A+B": {"cond_hidden": 16, "post_fir": {"taps": 32, "hidden": 16}},
 }
 END_TOL = 1e-6
+COST_ROUNDS = 3
 
 
 def at_knob_end(controls, setting) -> bool:
@@ -208,7 +209,8 @@ def blend_baselines(root: Path, grid: int, cache: Path) -> dict[str, dict[str, f
 
 
 def engine_cores(args) -> tuple[dict[str, float], float]:
-    """Engine cores at block 64 per design (one thread) and the NAM-standard-size row, same process."""
+    """Engine cores at block 64 per design (one thread) and the NAM-standard-size row, same process:
+    medians of :data:`COST_ROUNDS` rounds, each measuring the reference row and then every design."""
     import cpu_cost
     from knobcap.models.architectures import default_config
     from knobcap.runtime.engine import Engine
@@ -222,8 +224,14 @@ def engine_cores(args) -> tuple[dict[str, float], float]:
         return cpu_cost.engine_cost(engine, x, 64, args.cost_repeats)
 
     n = cpu_cost.CONTROLS.vector_size
-    standard = cost(cpu_cost.wavenet(16, 8))
-    return {name: cost({**default_config("wavenet", n), **o}) for name, o in args.designs.items()}, standard
+    configs = {name: {**default_config("wavenet", n), **o} for name, o in args.designs.items()}
+    standard: list[float] = []
+    cores: dict[str, list[float]] = {name: [] for name in configs}
+    for _ in range(COST_ROUNDS):  # alternate with the reference row, so that a change of load hits both
+        standard.append(cost(cpu_cost.wavenet(16, 8)))
+        for name, config in configs.items():
+            cores[name].append(cost(config))
+    return {name: float(np.median(v)) for name, v in cores.items()}, float(np.median(standard))
 
 
 def parse_designs(items: list[str]) -> dict[str, dict]:
