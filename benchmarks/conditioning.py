@@ -151,6 +151,10 @@ def train_and_score(job: tuple[str, dict, str, int, float | None, int | None, in
     if scored.is_file():
         return {**json.loads(scored.read_text()), "design": name, "root": root_text, "seed": seed}
     summary = json.loads(run.summary_path.read_text())
+    if steps and int(summary["epochs"]) != steps // STEPS_PER_EPOCH:  # e.g. stopped by a signal
+        raise SystemExit(f"{run.path}: trained {summary['epochs']} epochs, not the "
+                         f"{steps // STEPS_PER_EPOCH} of --steps {steps}; delete that run folder to train "
+                         "it again.")
     doc = evaluate_run(run.path, device="ts808", grid=grid, use_di=False, cache_dir=cache)
     model_file = run.read_model()
     result = {"design": name, "root": root_text, "seed": seed, "params": model_file.n_parameters,
