@@ -10,6 +10,11 @@ dilation ``d``), for ``t >= start_out``:
     z[o, t] = g[o] u[o, t] + Mx[o] x[t] + (Mc s)[o],   g = 1 + F s   (g = 1 without FiLM)
     a = tanh(z);   h'[o, t] = h[o, t] + ob[o] + sum_i O[o, i] a[i, t];   head[o, t] += a[o, t]
 
+An array's first ``h`` is its rechannel ``R`` (1x1, no bias) of the audio (first array) or of the
+previous array's last ``h'``; its head sum starts from the previous array's head output (0 for the
+first); its head output is ``Hout = H head + hb`` (head_rechannel); the model's ``y = head_scale *
+Hout[0]`` of the last array, over the positions ``[RF - 1, L)`` (``RF`` the receptive field).
+
 The forward saves ``h`` (every layer's input), ``u`` and ``a``, and each array's head sum. The backward
 walks the layers in reverse with ``dh`` (gradient of the layer's output ``h'``) and ``dhead`` (of the
 head sum, the same for every layer of an array: ``H^T dHout`` where the head reaches the output, 0
@@ -20,10 +25,19 @@ elsewhere):
     db += sum_t du,  dW[o, i, m] += sum_t du[o, t] h[i, t - (k - 1 - m) d]
     dh_in[i, t] = dh[i, t] + sum_{o, m} W[o, i, m] du[o, t + (k - 1 - m) d]
 
-Parameters travel as one flat float32 vector (``pack``'s order), sizes and offsets in int64 tables. The
-batch items run in parallel (``prange``; numba's thread count follows torch's); loops run over time
-innermost on contiguous rows, and nothing is allocated inside them. ``tanh`` is the engine's rational
-approximation (:mod:`knobcap.models.rational_tanh`, within 3.4e-7 of the exact value).
+and per array ``dH += dHout head^T``, ``dhb += sum_t dHout``, ``dR += dh_0 h_prev^T`` and the previous
+array's ``dh' = R^T dh_0`` and ``dHout = dhead`` (``dHout = head_scale dy`` on row 0 of the last array).
+
+The saved planes (``hs``, ``us``, ``acts``, ``heads``: ``B (3 layers + 2 arrays) Cmax L`` float32
+in all) are pooled by shape and reused between steps: each forward takes its own set, the backward
+overwrites ``us`` and ``acts`` with ``du`` and ``dz`` and hands the set back, so one forward runs one
+backward (a second one, ``retain_graph=True``, is refused) and forwards pending together never share.
+
+Parameters travel as one flat float32 vector ``theta`` (:func:`parameters`' order), sizes and offsets
+in two int64 tables (:func:`tables`). The batch items run in parallel (``prange``; numba's thread count
+follows torch's); loops run over time innermost on contiguous rows, and nothing is allocated inside
+them (a backward allocates four ``Cmax x L`` gradient planes per item, outside them). ``tanh`` is the
+engine's rational approximation (:mod:`knobcap.models.rational_tanh`, within 3.4e-7 of the exact value).
 """
 
 from __future__ import annotations
@@ -46,11 +60,15 @@ _BLOCK = 256  # samples per time block of the convolution (the rows stay in L1)
 if "NUMBA_THREADING_LAYER" not in os.environ:  # measured: after a kernel on numba's OpenMP pool,
     numba.config.THREADING_LAYER = "workqueue"  # torch's own 1-thread forward ran 30x slower
 
-# Layer table columns, array table columns.
+# The layer table's columns (one row per layer, all arrays in order): channels, kernel size, dilation; the
+# offsets in the flat parameter vector of the conv weight and bias, FiLM (-1: none), mixin, out weight and
+# bias; the first position of the layer's input and of its output on the global time axis.
 L_CH, L_K, L_D, L_CONVW, L_CONVB, L_FILM, L_MIX, L_OUTW, L_OUTB, L_START_IN, L_START_OUT = range(11)
-L_COLS = 11
+# The array table's columns (one row per array): input channels, channels, head size; the offsets of the
+# rechannel weight and of the head_rechannel weight and bias; the array's first layer (a layer-table row)
+# and layer count; its first slot in ``hs`` (the rechannel's output, then one per layer); the first
+# position of its input and of its output.
 A_CIN, A_CH, A_HS, A_RECH, A_HEADW, A_HEADB, A_FIRST, A_LAYERS, A_SLOT, A_START, A_END = range(11)
-A_COLS = 11
 
 
 def supported(config: Mapping[str, Any]) -> bool:
@@ -157,18 +175,19 @@ def _conv_block(ub: np.ndarray, h_in: np.ndarray, theta: np.ndarray, q: int, ch:
 
 
 @njit(**_JIT)
-def _forward_item(x: np.ndarray, s: np.ndarray, theta: np.ndarray, ltab: np.ndarray, atab: np.ndarray,
-                  scale: float, hs: np.ndarray, us: np.ndarray, acts: np.ndarray, heads: np.ndarray,
-                  y: np.ndarray) -> None:
+def _forward_item(x: np.ndarray, s: np.ndarray, theta: np.ndarray, layer_table: np.ndarray,
+                  array_table: np.ndarray, scale: float, hs: np.ndarray, us: np.ndarray, acts: np.ndarray,
+                  heads: np.ndarray, y: np.ndarray) -> None:
     length = x.shape[0]
     n_c = s.shape[0]
-    n_arrays = atab.shape[0]
+    n_arrays = array_table.shape[0]
     cmax = hs.shape[1]
     gain = np.empty(cmax, np.float32)
     const = np.empty(cmax, np.float32)
     for a in range(n_arrays):
-        cin, ch, n_head = atab[a, A_CIN], atab[a, A_CH], atab[a, A_HS]
-        rech, slot, start0, end = atab[a, A_RECH], atab[a, A_SLOT], atab[a, A_START], atab[a, A_END]
+        array_row = array_table[a]
+        cin, ch, n_head = array_row[A_CIN], array_row[A_CH], array_row[A_HS]
+        rech, slot, start0, end = array_row[A_RECH], array_row[A_SLOT], array_row[A_START], array_row[A_END]
         h0 = hs[slot]
         for o in range(ch):
             row = h0[o, start0:]
@@ -177,12 +196,13 @@ def _forward_item(x: np.ndarray, s: np.ndarray, theta: np.ndarray, ltab: np.ndar
                 src = x[start0:] if a == 0 else hs[slot - 1, i, start0:]
                 _axpy(row, theta[rech + o * cin + i], src)
         head = heads[a]
-        for j in range(atab[a, A_LAYERS]):
-            layer = atab[a, A_FIRST] + j
-            k, d = ltab[layer, L_K], ltab[layer, L_D]
-            cw, cb, film = ltab[layer, L_CONVW], ltab[layer, L_CONVB], ltab[layer, L_FILM]
-            mix, ow, ob = ltab[layer, L_MIX], ltab[layer, L_OUTW], ltab[layer, L_OUTB]
-            begin = ltab[layer, L_START_OUT]
+        for j in range(array_row[A_LAYERS]):
+            layer = array_row[A_FIRST] + j
+            layer_row = layer_table[layer]
+            k, d = layer_row[L_K], layer_row[L_D]
+            cw, cb, film = layer_row[L_CONVW], layer_row[L_CONVB], layer_row[L_FILM]
+            mix, ow, ob = layer_row[L_MIX], layer_row[L_OUTW], layer_row[L_OUTB]
+            begin = layer_row[L_START_OUT]
             h_in, h_out, u, act = hs[slot + j], hs[slot + j + 1], us[layer], acts[layer]
             for o in range(ch):
                 g = np.float32(1.0)
@@ -220,7 +240,7 @@ def _forward_item(x: np.ndarray, s: np.ndarray, theta: np.ndarray, ltab: np.ndar
                     else:
                         for t in range(n):
                             hd[t] += ab[t]
-        hw, hb = atab[a, A_HEADW], atab[a, A_HEADB]
+        hw, hb = array_row[A_HEADW], array_row[A_HEADB]
         if a == n_arrays - 1:  # the output: head_scale * (head_rechannel(head))[0]
             _fill(y, theta[hb])
             for i in range(ch):
@@ -236,36 +256,39 @@ def _forward_item(x: np.ndarray, s: np.ndarray, theta: np.ndarray, ltab: np.ndar
 
 
 @njit(parallel=True, **_JIT)
-def forward(x: np.ndarray, c: np.ndarray, theta: np.ndarray, ltab: np.ndarray, atab: np.ndarray,
-            scale: float, hs: np.ndarray, us: np.ndarray, acts: np.ndarray, heads: np.ndarray,
-            y: np.ndarray) -> None:
+def forward(x: np.ndarray, c: np.ndarray, theta: np.ndarray, layer_table: np.ndarray,
+            array_table: np.ndarray, scale: float, hs: np.ndarray, us: np.ndarray, acts: np.ndarray,
+            heads: np.ndarray, y: np.ndarray) -> None:
     """``y`` (B, L - R + 1) for audio ``x`` (B, L) and held settings ``c`` (B, C); fills the saved
     planes ``hs`` (B, slots, Cmax, L), ``us`` and ``acts`` (B, layers, Cmax, L), ``heads`` (B, arrays,
     Cmax, L)."""
     for n in prange(x.shape[0]):
-        _forward_item(x[n], c[n], theta, ltab, atab, scale, hs[n], us[n], acts[n], heads[n], y[n])
+        _forward_item(x[n], c[n], theta, layer_table, array_table, scale, hs[n], us[n], acts[n], heads[n],
+                      y[n])
 
 
 @njit(**_JIT)
-def forward_serial(x: np.ndarray, c: np.ndarray, theta: np.ndarray, ltab: np.ndarray, atab: np.ndarray,
-                   scale: float, hs: np.ndarray, us: np.ndarray, acts: np.ndarray, heads: np.ndarray,
-                   y: np.ndarray) -> None:
+def forward_serial(x: np.ndarray, c: np.ndarray, theta: np.ndarray, layer_table: np.ndarray,
+                   array_table: np.ndarray, scale: float, hs: np.ndarray, us: np.ndarray, acts: np.ndarray,
+                   heads: np.ndarray, y: np.ndarray) -> None:
     """:func:`forward` on one thread (no thread pool: it would keep spinning beside torch's)."""
     for n in range(x.shape[0]):
-        _forward_item(x[n], c[n], theta, ltab, atab, scale, hs[n], us[n], acts[n], heads[n], y[n])
+        _forward_item(x[n], c[n], theta, layer_table, array_table, scale, hs[n], us[n], acts[n], heads[n],
+                      y[n])
 
 
 @njit(**_JIT)
-def _backward_layer(x: np.ndarray, s: np.ndarray, theta: np.ndarray, ltab: np.ndarray, layer: int,
+def _backward_layer(x: np.ndarray, s: np.ndarray, theta: np.ndarray, layer_table: np.ndarray, layer: int,
                     h_in: np.ndarray, u: np.ndarray, act: np.ndarray, dh: np.ndarray, dhead: np.ndarray,
                     row: np.ndarray, grad: np.ndarray) -> None:
     """One layer's gradients; ``dh`` (of its output) becomes the gradient of its input, in place."""
     length = x.shape[0]
     n_c = s.shape[0]
-    ch, k, d = ltab[layer, L_CH], ltab[layer, L_K], ltab[layer, L_D]
-    cw, cb, film, mix = ltab[layer, L_CONVW], ltab[layer, L_CONVB], ltab[layer, L_FILM], ltab[layer, L_MIX]
-    ow, ob = ltab[layer, L_OUTW], ltab[layer, L_OUTB]
-    begin, start_in = ltab[layer, L_START_OUT], ltab[layer, L_START_IN]
+    layer_row = layer_table[layer]
+    ch, k, d = layer_row[L_CH], layer_row[L_K], layer_row[L_D]
+    cw, cb, film, mix = layer_row[L_CONVW], layer_row[L_CONVB], layer_row[L_FILM], layer_row[L_MIX]
+    ow, ob = layer_row[L_OUTW], layer_row[L_OUTB]
+    begin, start_in = layer_row[L_START_OUT], layer_row[L_START_IN]
     for o in range(ch):  # out 1x1: dO, dob
         dho = dh[o, begin:]
         grad[ob + o] += _total(dho)
@@ -318,11 +341,11 @@ def _backward_layer(x: np.ndarray, s: np.ndarray, theta: np.ndarray, ltab: np.nd
 
 
 @njit(**_JIT)
-def _backward_item(x: np.ndarray, s: np.ndarray, theta: np.ndarray, ltab: np.ndarray, atab: np.ndarray,
-                   scale: float, hs: np.ndarray, us: np.ndarray, acts: np.ndarray, heads: np.ndarray,
-                   dy: np.ndarray, grad: np.ndarray) -> None:
+def _backward_item(x: np.ndarray, s: np.ndarray, theta: np.ndarray, layer_table: np.ndarray,
+                   array_table: np.ndarray, scale: float, hs: np.ndarray, us: np.ndarray, acts: np.ndarray,
+                   heads: np.ndarray, dy: np.ndarray, grad: np.ndarray) -> None:
     length = x.shape[0]
-    n_arrays = atab.shape[0]
+    n_arrays = array_table.shape[0]
     cmax = hs.shape[1]
     dh = np.zeros((cmax, length), np.float32)  # gradient of the current layer's output h'
     dprev = np.zeros((cmax, length), np.float32)  # of the previous array's output
@@ -330,14 +353,15 @@ def _backward_item(x: np.ndarray, s: np.ndarray, theta: np.ndarray, ltab: np.nda
     dhout = np.zeros((cmax, length), np.float32)  # of the array's head output
     row = np.empty(length, np.float32)
     last = n_arrays - 1
-    end = atab[last, A_END]
+    end = array_table[last, A_END]
     top = dhout[0, end:]
     for t in range(top.shape[0]):
         top[t] = scale * dy[t]
     for a in range(last, -1, -1):
-        cin, ch, n_head = atab[a, A_CIN], atab[a, A_CH], atab[a, A_HS]
-        rech, slot, start0, end = atab[a, A_RECH], atab[a, A_SLOT], atab[a, A_START], atab[a, A_END]
-        hw, hb = atab[a, A_HEADW], atab[a, A_HEADB]
+        array_row = array_table[a]
+        cin, ch, n_head = array_row[A_CIN], array_row[A_CH], array_row[A_HS]
+        rech, slot, start0, end = array_row[A_RECH], array_row[A_SLOT], array_row[A_START], array_row[A_END]
+        hw, hb = array_row[A_HEADW], array_row[A_HEADB]
         head = heads[a]
         rows_out = 1 if a == last else n_head
         if a != last:  # this array's head output fed the next array's head sum, its h the next rechannel
@@ -358,10 +382,10 @@ def _backward_item(x: np.ndarray, s: np.ndarray, theta: np.ndarray, ltab: np.nda
             _fill(dhead[i], 0.0)
             for o in range(rows_out):
                 _axpy(dhead[i, end:], theta[hw + o * ch + i], dhout[o, end:])
-        for j in range(atab[a, A_LAYERS] - 1, -1, -1):
-            layer = atab[a, A_FIRST] + j
-            _backward_layer(x, s, theta, ltab, layer, hs[slot + j], us[layer], acts[layer], dh, dhead, row,
-                            grad)
+        for j in range(array_row[A_LAYERS] - 1, -1, -1):
+            layer = array_row[A_FIRST] + j
+            _backward_layer(x, s, theta, layer_table, layer, hs[slot + j], us[layer], acts[layer], dh, dhead,
+                            row, grad)
         # dh: the gradient of the rechannel's output (the first layer's input)
         for o in range(ch):
             dho = dh[o, start0:]
@@ -376,23 +400,23 @@ def _backward_item(x: np.ndarray, s: np.ndarray, theta: np.ndarray, ltab: np.nda
 
 
 @njit(parallel=True, **_JIT)
-def backward(x: np.ndarray, c: np.ndarray, theta: np.ndarray, ltab: np.ndarray, atab: np.ndarray,
-             scale: float, hs: np.ndarray, us: np.ndarray, acts: np.ndarray, heads: np.ndarray,
-             dy: np.ndarray, grads: np.ndarray) -> None:
+def backward(x: np.ndarray, c: np.ndarray, theta: np.ndarray, layer_table: np.ndarray,
+             array_table: np.ndarray, scale: float, hs: np.ndarray, us: np.ndarray, acts: np.ndarray,
+             heads: np.ndarray, dy: np.ndarray, grads: np.ndarray) -> None:
     """Each item's parameter gradient into ``grads[n]`` (B, P) float64; overwrites ``us`` and ``acts``."""
     for n in prange(x.shape[0]):
-        _backward_item(x[n], c[n], theta, ltab, atab, scale, hs[n], us[n], acts[n], heads[n], dy[n],
-                       grads[n])
+        _backward_item(x[n], c[n], theta, layer_table, array_table, scale, hs[n], us[n], acts[n], heads[n],
+                       dy[n], grads[n])
 
 
 @njit(**_JIT)
-def backward_serial(x: np.ndarray, c: np.ndarray, theta: np.ndarray, ltab: np.ndarray, atab: np.ndarray,
-                    scale: float, hs: np.ndarray, us: np.ndarray, acts: np.ndarray, heads: np.ndarray,
-                    dy: np.ndarray, grads: np.ndarray) -> None:
+def backward_serial(x: np.ndarray, c: np.ndarray, theta: np.ndarray, layer_table: np.ndarray,
+                    array_table: np.ndarray, scale: float, hs: np.ndarray, us: np.ndarray, acts: np.ndarray,
+                    heads: np.ndarray, dy: np.ndarray, grads: np.ndarray) -> None:
     """:func:`backward` on one thread."""
     for n in range(x.shape[0]):
-        _backward_item(x[n], c[n], theta, ltab, atab, scale, hs[n], us[n], acts[n], heads[n], dy[n],
-                       grads[n])
+        _backward_item(x[n], c[n], theta, layer_table, array_table, scale, hs[n], us[n], acts[n], heads[n],
+                       dy[n], grads[n])
 
 
 class _Planes:
@@ -437,18 +461,20 @@ class WaveNetKernel(torch.autograd.Function):
     def forward(ctx: Any, x: torch.Tensor, c: torch.Tensor, config: Mapping[str, Any],
                 *params: torch.Tensor) -> torch.Tensor:
         length = x.shape[-1]
-        ltab, atab, count = tables(config, length)
+        layer_table, array_table, count = tables(config, length)
         theta = torch.cat([p.detach().reshape(-1) for p in params]).numpy()
         if theta.size != count:
             raise ValueError(f"the WaveNet kernel expected {count} parameters, got {theta.size}.")
         xs = np.ascontiguousarray(x.detach().numpy(), dtype=np.float32)
         cs = np.ascontiguousarray(c.detach().numpy(), dtype=np.float32)
-        cmax = int(max(atab[:, A_CH].max(), atab[:, A_HS].max()))
-        planes = _Planes.take(xs.shape[0], len(ltab) + len(atab), len(ltab), len(atab), cmax, length)
-        y = np.empty((xs.shape[0], length - int(atab[-1, A_END])), np.float32)
+        cmax = int(max(array_table[:, A_CH].max(), array_table[:, A_HS].max()))
+        n_layers, n_arrays = len(layer_table), len(array_table)
+        planes = _Planes.take(xs.shape[0], n_layers + n_arrays, n_layers, n_arrays, cmax, length)
+        y = np.empty((xs.shape[0], length - int(array_table[-1, A_END])), np.float32)
         run_forward = forward if _threads() > 1 else forward_serial
-        run_forward(xs, cs, theta, ltab, atab, np.float32(config["head_scale"]), *planes, y)
-        ctx.saved = (xs, cs, theta, ltab, atab, np.float32(config["head_scale"]), planes)
+        scale = np.float32(config["head_scale"])
+        run_forward(xs, cs, theta, layer_table, array_table, scale, *planes, y)
+        ctx.saved = (xs, cs, theta, layer_table, array_table, scale, planes)
         ctx.shapes = [p.shape for p in params]
         return torch.from_numpy(y)
 
@@ -457,12 +483,12 @@ class WaveNetKernel(torch.autograd.Function):
         if ctx.saved is None:  # the first backward overwrote the planes and handed them to the next forward
             raise RuntimeError("the numba WaveNet kernel runs one backward per forward; a second backward "
                                "through the same forward (retain_graph=True) needs kernel 'torch'.")
-        xs, cs, theta, ltab, atab, scale, planes = ctx.saved
+        xs, cs, theta, layer_table, array_table, scale, planes = ctx.saved
         ctx.saved = None
         grads = np.zeros((xs.shape[0], theta.size), np.float64)
         dys = np.ascontiguousarray(dy.detach().numpy(), dtype=np.float32)
         run_backward = backward if _threads() > 1 else backward_serial
-        run_backward(xs, cs, theta, ltab, atab, scale, *planes, dys, grads)
+        run_backward(xs, cs, theta, layer_table, array_table, scale, *planes, dys, grads)
         _Planes.give(planes)
         flat = torch.from_numpy(grads.sum(axis=0).astype(np.float32))
         out: list[torch.Tensor | None] = [None, None, None]
