@@ -64,6 +64,10 @@ def default_config(architecture: str, n_controls: int) -> dict[str, Any]:
             # FiLM: measured on a 16-setting TS808 session (benchmarks/training_recipe.py --grid 5),
             # dense-grid median ESR 0.089 -> 0.053 and max 0.47 -> 0.22 at equal steps
             "film": True,
+            # A 16-tap output FIR whose taps follow the setting (issue 12, "B16" in docs/results.md):
+            # 32 TS808 takes, 1,500 steps, 3 seeds: dense-grid median 0.040 -> 0.027, knob ends
+            # 0.055 -> 0.044, held-out time 0.039 -> 0.031, p90/max level; 1.02-1.07x the engine cost
+            "post_fir": {"taps": 16, "hidden": 8},
         }
     if architecture == "lstm":
         return {"n_controls": n_controls, "hidden_size": 24, "num_layers": 1}
