@@ -13,9 +13,10 @@ the same budget whatever the machine's load; ``--minutes`` gives each the same w
 depend on the load and the design's speed. Runs in ``--out`` are reused only for the same budget (the
 run folder is named after the design and the budget).
 
-Designs (model configs as JSON overrides of today's default WaveNet): ``baseline`` ({}), ``A``
-(``cond_hidden`` 16: the mixins and FiLM see ``[c; tanh(A c + a)]``), ``B`` (``post_fir`` 32 taps from
-an MLP of 16), ``A+B``; ``--design NAME=JSON`` adds or replaces one. Every design trains on the same
+Designs (model configs as JSON overrides of today's default WaveNet): ``baseline`` (the default
+before issue 12: FiLM, no output FIR), ``A`` (``cond_hidden`` 16: the mixins and FiLM see
+``[c; tanh(A c + a)]``), ``B`` (``post_fir`` 32 taps from an MLP of 16), ``B16`` (16 taps, MLP 8: the
+default since issue 12), ``A+B``; ``--design NAME=JSON`` adds or replaces one. Every design trains on the same
 sessions (knobcap's design with ``--takes`` settings, 4 anchors, shared test signal and 2 held-out
 takes; true alignment) with the same budget. Each model is scored on the dense grid
 (``--grid`` taper-aware levels per knob x 4 switch combinations, device vs model on the validation
@@ -51,9 +52,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 DESIGNS: dict[str, dict] = {
-    "baseline": {},
-    "A": {"cond_hidden": 16},
+    "baseline": {"post_fir": None},
+    "A": {"cond_hidden": 16, "post_fir": None},
     "B": {"post_fir": {"taps": 32, "hidden": 16}},
+    "B16": {"post_fir": {"taps": 16, "hidden": 8}},
     "A+B": {"cond_hidden": 16, "post_fir": {"taps": 32, "hidden": 16}},
 }
 END_TOL = 1e-6
