@@ -1,6 +1,7 @@
-"""``knobcap demo``: capture the built-in virtual TS808 end to end, in one command.
+"""``knobcap demo``: capture a device end to end, in one command: the built-in virtual TS808 by default,
+or an LV2 plugin (``--device lv2:URI``).
 
-init -> plan -> reamp (virtual TS808) -> check -> train -> eval -> report, each step with progress, in a demo
+init -> plan -> reamp (the device) -> check -> train -> eval -> report, each step with progress, in a demo
 folder that is marked as such (``.knobcap-demo``) so that a rerun resumes it and a user's own folder is
 never touched. Sizes are chosen to finish in about 15 minutes on a 2-core CPU (``--quick``: under 2).
 """
