@@ -149,6 +149,7 @@ class ConditionedWaveNet(ParametricModel):
         fir = clean.get("post_fir")
         self.post_fir = PostFIR(clean["n_controls"], fir["taps"], fir["hidden"]) if fir else None
         self._receptive_field = receptive_field("wavenet", clean)
+        self._kernel_blocker = unsupported_part(clean)  # what the numba kernel does not run, or None
 
     @property
     def receptive_field(self) -> int:
@@ -158,7 +159,7 @@ class ConditionedWaveNet(ParametricModel):
         """Whether this call runs the numba training kernel (see :attr:`kernel`)."""
         if self.kernel == "torch":
             return False
-        part = unsupported_part(self.config)
+        part = self._kernel_blocker
         if part is not None:
             if self.kernel == "numba":
                 raise ModelConfigError(f"kernel 'numba' does not run this WaveNet's {part}; use kernel "
