@@ -234,10 +234,12 @@ def refine_step(directory: Path, config: DemoConfig, total: int | None, say: Say
     """A first model, ``plan --more``, reamp and check of the added takes, and the final model that
     continues from the first one; each part is reused when an earlier run of the demo did it."""
     from knobcap.capture.session import Session
+    from knobcap.training.config import TrainConfig
     from knobcap.training.refine import plan_more
 
     training = dict(config.training)
-    epochs, minutes = int(training.get("epochs", 100)), training.get("max_minutes")
+    base = TrainConfig.from_dict(training, "demo training")  # the fields the demo leaves at their defaults
+    epochs, minutes = base.epochs, base.max_minutes
     first_epochs = max(1, round(config.refine_share * epochs))
     first_training = {**training, "epochs": first_epochs}
     rest_training = {**training, "epochs": max(1, epochs - first_epochs)}
@@ -261,9 +263,8 @@ def refine_step(directory: Path, config: DemoConfig, total: int | None, say: Say
     record()
     summary = Run(first).read_summary()
     done_epochs = int(summary.get("epochs", 0)) if isinstance(summary, dict) else 0
-    if training.get("lr_schedule", "exponential") == "exponential" and done_epochs:
-        lr, decay = float(training.get("lr", 6e-3)), float(training.get("lr_decay", 0.9))
-        rest_training["lr"] = lr * decay ** done_epochs
+    if base.lr_schedule == "exponential" and done_epochs:
+        rest_training["lr"] = base.lr * base.lr_decay ** done_epochs
     rest_training["init_from"] = str(Run(first).model_path)
     final = train_step(directory, replace(config, training=rest_training), say,
                        what="train: the final model, from the first one's weights, on every take")
