@@ -152,3 +152,32 @@ def test_cli_default_accelerator_is_auto_and_lr_schedule_is_an_option(
     saved = json.loads((session / "runs" / "r1" / "config.json").read_text(encoding="utf-8"))
     assert saved["lr_schedule"] == "cosine" and saved["accelerator"] == "auto"
     assert TrainConfig().lr_schedule == "exponential" and TrainConfig().accelerator == "auto"
+
+
+def test_spectral_gradient_in_closed_form_matches_autograd_with_silent_bins() -> None:
+    from knobcap.training.losses import MultiResolutionSTFT
+
+    def by_autograd(y_hat: torch.Tensor, y: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+        total = y_hat.new_zeros(())
+        for n in sizes:
+            window = torch.hann_window(n).to(y_hat.dtype)  # as the module's buffer, cast by .double()
+            mags = [torch.sqrt(torch.clamp(torch.stft(v, n, n // 4, n, window, return_complex=True).abs()
+                                           .pow(2), min=1e-8)) for v in (y_hat, y)]
+            total = total + torch.linalg.vector_norm(mags[1] - mags[0]) / torch.linalg.vector_norm(mags[1])
+            total = total + (torch.log(mags[0]) - torch.log(mags[1])).abs().mean()
+        return total / len(sizes)
+
+    torch.manual_seed(1)
+    y = torch.randn(2, 2048, dtype=torch.float64)
+    y_hat = 0.5 * y + 0.2 * torch.randn(2, 2048, dtype=torch.float64)
+    y_hat[:, :700] = 0.0  # whole frames below the floor: no gradient there, as with the clamp
+    y_hat.requires_grad_(True)
+    sizes = [256, 512]
+    expected = by_autograd(y_hat, y, sizes)
+    (grad_expected,) = torch.autograd.grad(expected, y_hat)
+    loss = MultiResolutionSTFT(sizes).double()
+    got = loss(y_hat, y)
+    (grad_got,) = torch.autograd.grad(got, y_hat)
+    assert torch.allclose(got, expected, rtol=1e-10), (got - expected).item()
+    assert torch.allclose(grad_got, grad_expected, rtol=1e-7, atol=1e-12)
+    assert grad_got.abs().max() > 0

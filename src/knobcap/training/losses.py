@@ -10,6 +10,7 @@ item is floored at ``floor`` times the batch's mean energy, so that silence cann
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -31,30 +32,65 @@ def esr_per_item(y_hat: torch.Tensor, y: torch.Tensor, coefficient: float = 0.0,
     return (e_hat - e).pow(2).sum(-1) / energy
 
 
+def _magnitude(spectrum: torch.Tensor, floor: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``max(|S|, floor)`` of a complex spectrum and where ``|S| > floor`` (re^2 + im^2 in place of
+    complex ``abs``, which is several times slower on the CPU)."""
+    parts = torch.view_as_real(spectrum)
+    power = parts[..., 0].square() + parts[..., 1].square()
+    return power.clamp(min=floor * floor).sqrt_(), power > floor * floor
+
+
+class _SpectralDistance(torch.autograd.Function):
+    """``||M_y - M_x|| / ||M_y|| + mean |log M_x - log M_y|`` of the prediction's complex STFT ``S``
+    (``M_x = max(|S|, floor)``) against the target's magnitudes, with the gradient in closed form:
+
+        dL/dM_x = (M_x - M_y) / (||M_y - M_x|| ||M_y||) + sign(log M_x - log M_y) / (N M_x)
+        dL/dS = dL/dM_x * S / M_x  where |S| > floor, else 0
+
+    (one node instead of a dozen elementwise autograd nodes: issue 13)."""
+
+    @staticmethod
+    def forward(ctx: Any, spectrum: torch.Tensor, y_mag: torch.Tensor, y_log: torch.Tensor,
+                y_norm: torch.Tensor, floor: float) -> torch.Tensor:
+        x_mag, live = _magnitude(spectrum, floor)
+        diff = x_mag - y_mag
+        distance = torch.linalg.vector_norm(diff)
+        log_diff = torch.log(x_mag).sub_(y_log)
+        ctx.save_for_backward(spectrum, x_mag, live, diff, distance, log_diff, y_norm)
+        return distance / y_norm + log_diff.abs().mean()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        spectrum, x_mag, live, diff, distance, log_diff, y_norm = ctx.saved_tensors
+        d_mag = diff.div_(distance * y_norm).add_(log_diff.sign_().div_(x_mag), alpha=1.0 / x_mag.numel())
+        d_mag = d_mag.div_(x_mag).mul_(live).mul_(grad)
+        return spectrum * d_mag, None, None, None, None
+
+
 class MultiResolutionSTFT(nn.Module):
     """auraloss's ``MultiResolutionSTFTLoss`` with its defaults (Hann window of the FFT size, hop a
-    quarter; spectral convergence + mean |log magnitude difference|, averaged over resolutions), in
-    one STFT per resolution for prediction and target together and without the unused phase
-    (issue 13: about half the cost; equal to auraloss within float rounding, see the tests)."""
+    quarter; spectral convergence + mean |log magnitude difference|, averaged over resolutions), without
+    the unused phase, with the target's spectra outside autograd and the distance's gradient in closed
+    form (issue 13: about a fifth of the autograd version's cost; equal to auraloss within float
+    rounding, see the tests)."""
 
     def __init__(self, fft_sizes: Sequence[int], eps: float = 1e-8) -> None:
         super().__init__()
         self.sizes = [int(n) for n in fft_sizes]
-        self.eps = float(eps)
+        self.floor = float(eps) ** 0.5
         for n in self.sizes:
             self.register_buffer(f"window{n}", torch.hann_window(n), persistent=False)
 
+    def _stft(self, y: torch.Tensor, n: int) -> torch.Tensor:
+        return torch.stft(y, n, n // 4, n, getattr(self, f"window{n}"), return_complex=True)
+
     def forward(self, y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        both = torch.cat([y_hat, y], dim=0)
         total = y_hat.new_zeros(())
         for n in self.sizes:
-            spectrum = torch.stft(both, n, n // 4, n, getattr(self, f"window{n}"), return_complex=True)
-            power = spectrum.real.pow(2) + spectrum.imag.pow(2)
-            magnitude = torch.sqrt(torch.clamp(power, min=self.eps))
-            x_mag, y_mag = magnitude[:y_hat.shape[0]], magnitude[y_hat.shape[0]:]
-            convergence = torch.linalg.vector_norm(y_mag - x_mag) / torch.linalg.vector_norm(y_mag)
-            log_distance = (torch.log(x_mag) - torch.log(y_mag)).abs().mean()
-            total = total + convergence + log_distance
+            with torch.no_grad():
+                y_mag, _ = _magnitude(self._stft(y, n), self.floor)
+                y_log, y_norm = torch.log(y_mag), torch.linalg.vector_norm(y_mag)
+            total = total + _SpectralDistance.apply(self._stft(y_hat, n), y_mag, y_log, y_norm, self.floor)
         return total / len(self.sizes)
 
 
