@@ -77,13 +77,27 @@ def model_sizes(n_controls: int) -> dict[str, dict[str, Any]]:
 
 def time_parts(data: Any, config: Any, device: str, steps: int) -> dict[str, float]:
     """Seconds per step of each part (validation: one pass / steps_per_epoch)."""
-    import torch
-
-    from knobcap.training.loop import ParametricModule, validation_batches
-    from knobcap.training.sampler import make_sampler
+    from knobcap.training.loop import ParametricModule
 
     module, context = ParametricModule.for_data(data, config)
     module = module.to(device)
+    if device == "cpu":  # the threads as training splits them (torch's and the WaveNet kernel's)
+        try:
+            from knobcap.training.cpu_threads import plan_threads, training_threads
+        except ImportError:  # an older knobcap: torch's threads only
+            return _time_parts(module, context, data, config, device, steps)
+        with training_threads(plan_threads(config, module.model)):
+            return _time_parts(module, context, data, config, device, steps)
+    return _time_parts(module, context, data, config, device, steps)
+
+
+def _time_parts(module: Any, context: int, data: Any, config: Any, device: str, steps: int
+                ) -> dict[str, float]:
+    import torch
+
+    from knobcap.training.loop import validation_batches
+    from knobcap.training.sampler import make_sampler
+
     sampler = make_sampler(data, context, config, device)
     optimizers = module.configure_optimizers()
     optimizer, scheduler = optimizers["optimizer"], optimizers["lr_scheduler"]["scheduler"]

@@ -181,3 +181,28 @@ def test_spectral_gradient_in_closed_form_matches_autograd_with_silent_bins() ->
     assert torch.allclose(got, expected, rtol=1e-10), (got - expected).item()
     assert torch.allclose(grad_got, grad_expected, rtol=1e-7, atol=1e-12)
     assert grad_got.abs().max() > 0
+
+
+def test_kernel_gets_the_run_threads_and_torch_one_while_the_fit_runs() -> None:
+    from knobcap.models import wavenet_kernel
+    from knobcap.models.base import create_model
+    from knobcap.training.cpu_threads import ThreadPlan, plan_threads, training_threads
+
+    wavenet = create_model("wavenet", tiny_wavenet_config(CONTROLS.vector_size))
+    wavenet.kernel = "auto"
+    assert plan_threads(tiny(threads=2), wavenet) == ThreadPlan(torch=1, kernel=2)
+    assert plan_threads(tiny(threads=2), wavenet).describe() == (
+        "cpu (2 threads for the WaveNet kernel, 1 for torch)")
+    wavenet.kernel = "torch"
+    assert plan_threads(tiny(threads=2), wavenet) == ThreadPlan(torch=2, kernel=0)
+    lstm = create_model("lstm", {"n_controls": CONTROLS.vector_size, "hidden_size": 4, "num_layers": 1})
+    assert plan_threads(tiny(threads=3), lstm).describe() == "cpu (3 threads)"
+
+    before = torch.get_num_threads()
+    seen: list[int] = []
+    with training_threads(ThreadPlan(torch=1, kernel=2)):
+        seen += [torch.get_num_threads(), wavenet_kernel._THREADS[0] or 0]
+        assert torch.tensor([1e-39]).mul(1.0).item() == 0.0  # denormals flushed while it runs
+    assert seen == [1, 2]
+    assert torch.get_num_threads() == before and wavenet_kernel._THREADS[0] is None
+    assert torch.tensor([1e-39]).mul(1.0).item() != 0.0

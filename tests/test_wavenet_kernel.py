@@ -99,6 +99,7 @@ def test_unsupported_configs_and_calls_fall_back_to_torch(monkeypatch: pytest.Mo
         raise AssertionError("the kernel ran")
 
     monkeypatch.setattr(wavenet_kernel, "run", refuse)
+    monkeypatch.setattr(wavenet_kernel, "infer", refuse)
     for changes in ({"activation": "hardtanh"}, {"cond_hidden": 2}, {"mixin": "product"}):
         model = model_for(**changes)
         model.kernel = "auto"
@@ -110,11 +111,33 @@ def test_unsupported_configs_and_calls_fall_back_to_torch(monkeypatch: pytest.Mo
     model = model_for()
     model.kernel = "auto"
     x, c = inputs(model)
-    with torch.no_grad():
-        model(x, c)  # no gradients: torch
     model(x, c[:, :, None].expand(-1, -1, x.shape[-1])).sum().backward()  # automated setting: torch
+    model(x.clone().requires_grad_(True), c).sum().backward()  # a gradient of the input: torch
     with pytest.raises(AssertionError, match="the kernel ran"):
         model(x, c)
+    with torch.no_grad(), pytest.raises(AssertionError, match="the kernel ran"):
+        model(x, c)  # nothing to differentiate: the inference forward
+
+
+@pytest.mark.parametrize("changes", [{}, {"film": False}, {"post_fir": {"taps": 4, "hidden": 3}}])
+@pytest.mark.parametrize("chunk", [1 << 16, 37])
+def test_the_inference_forward_matches_torch_in_chunks(changes: dict[str, object], chunk: int,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    model = model_for(**changes)
+    x, c = inputs(model, batch=2, scored=500)
+    model.kernel = "torch"
+    with torch.no_grad():
+        expected = model(x, c)
+    infer = wavenet_kernel.infer
+    monkeypatch.setattr(wavenet_kernel, "infer", lambda m, x, c: infer(m, x, c, chunk=chunk))
+    model.kernel = "auto"
+    with torch.no_grad():
+        got = model(x, c)
+    assert got.shape == expected.shape
+    assert (got - expected).abs().max() <= 1e-5 * expected.abs().max()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    assert torch.equal(model(x, c), got)  # frozen weights: nothing to differentiate either
 
 
 def test_supported_needs_matching_heads() -> None:

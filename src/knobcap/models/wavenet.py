@@ -130,7 +130,8 @@ class ConditionedWaveNet(ParametricModel):
     architecture = "wavenet"
     #: Training forward + backward: "torch" (autograd), "numba" (:mod:`knobcap.models.wavenet_kernel`,
     #: an error if the config is unsupported) or "auto" (numba where it applies). Either way the kernel
-    #: runs only on the CPU, in float32, with gradients enabled and a held setting ``c`` (B, C).
+    #: runs only on the CPU, in float32, with a held setting ``c`` (B, C); without anything to
+    #: differentiate (validation) it runs its forward alone.
     kernel: str = "torch"
 
     def __init__(self, config: Mapping[str, Any]) -> None:
@@ -155,29 +156,39 @@ class ConditionedWaveNet(ParametricModel):
     def receptive_field(self) -> int:
         return self._receptive_field
 
-    def _use_kernel(self, x: torch.Tensor, c: torch.Tensor) -> bool:
-        """Whether this call runs the numba training kernel (see :attr:`kernel`)."""
+    def kernel_trains(self) -> bool:
+        """Whether CPU training runs the numba kernel (:attr:`kernel` not "torch", the config supported)."""
+        return self.kernel != "torch" and self._kernel_blocker is None
+
+    def _kernel_mode(self, x: torch.Tensor, c: torch.Tensor) -> str | None:
+        """How this call runs (see :attr:`kernel`): "train" (the numba forward and backward), "infer"
+        (the numba forward alone: nothing to differentiate, e.g. validation) or None (torch)."""
         if self.kernel == "torch":
-            return False
+            return None
         part = self._kernel_blocker
         if part is not None:
             if self.kernel == "numba":
                 raise ModelConfigError(f"kernel 'numba' does not run this WaveNet's {part}; use kernel "
                                        "'auto' or 'torch'.")
-            return False
-        return (x.ndim == 2 and tuple(c.shape) == (x.shape[0], self.n_controls)  # else torch says why
-                and x.device.type == "cpu" and x.dtype == torch.float32
-                and torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()))
+            return None
+        if not (x.ndim == 2 and tuple(c.shape) == (x.shape[0], self.n_controls)  # else torch says why
+                and x.device.type == "cpu" and x.dtype == torch.float32):
+            return None
+        if not torch.is_grad_enabled() or not (x.requires_grad or c.requires_grad
+                                               or any(p.requires_grad for p in self.parameters())):
+            return "infer"
+        return None if x.requires_grad or c.requires_grad else "train"  # the kernel gives no input grads
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] < self._receptive_field:
             raise ValueError(
                 f"input of {x.shape[-1]} samples is shorter than the receptive field "
                 f"({self._receptive_field}); pad it with zeros in front.")
-        if self._use_kernel(x, c):
+        mode = self._kernel_mode(x, c)
+        if mode is not None:
             from knobcap.models import wavenet_kernel
 
-            y = wavenet_kernel.run(self, x, c)
+            y = (wavenet_kernel.run if mode == "train" else wavenet_kernel.infer)(self, x, c)
             return y if self.post_fir is None else self.post_fir(y, c)
         cond = self.condition(x, c)
         setting = c.to(x.dtype)[:, :, None] if c.ndim == 2 else cond[:, 1:1 + self.n_controls]

@@ -34,9 +34,9 @@ overwrites ``us`` and ``acts`` with ``du`` and ``dz`` and hands the set back, so
 backward (a second one, ``retain_graph=True``, is refused) and forwards pending together never share.
 
 Parameters travel as one flat float32 vector ``theta`` (:func:`parameters`' order), sizes and offsets
-in two int64 tables (:func:`tables`). The batch items run in parallel (``prange``; numba's thread count
-follows torch's); loops run over time innermost on contiguous rows, and nothing is allocated inside
-them (a backward allocates four ``Cmax x L`` gradient planes per item, outside them). ``tanh`` is the
+in two int64 tables (:func:`tables`). The batch items run in parallel (``prange``; the thread count is
+:func:`set_threads`' or torch's); loops run over time innermost on contiguous rows, and nothing is allocated
+inside them (a backward allocates four ``Cmax x L`` gradient planes per item, outside them). ``tanh`` is the
 engine's rational approximation (:mod:`knobcap.models.rational_tanh`, within 3.4e-7 of the exact value).
 """
 
@@ -182,18 +182,19 @@ def _forward_item(x: np.ndarray, s: np.ndarray, theta: np.ndarray, layer_table: 
     n_c = s.shape[0]
     n_arrays = array_table.shape[0]
     cmax = hs.shape[1]
+    n_slots, n_planes = hs.shape[0], us.shape[0]  # fewer than needed: reused in turn (inference)
     gain = np.empty(cmax, np.float32)
     const = np.empty(cmax, np.float32)
     for a in range(n_arrays):
         array_row = array_table[a]
         cin, ch, n_head = array_row[A_CIN], array_row[A_CH], array_row[A_HS]
         rech, slot, start0, end = array_row[A_RECH], array_row[A_SLOT], array_row[A_START], array_row[A_END]
-        h0 = hs[slot]
+        h0 = hs[slot % n_slots]
         for o in range(ch):
             row = h0[o, start0:]
             _fill(row, 0.0)
             for i in range(cin):
-                src = x[start0:] if a == 0 else hs[slot - 1, i, start0:]
+                src = x[start0:] if a == 0 else hs[(slot - 1) % n_slots, i, start0:]
                 _axpy(row, theta[rech + o * cin + i], src)
         head = heads[a]
         for j in range(array_row[A_LAYERS]):
@@ -203,7 +204,8 @@ def _forward_item(x: np.ndarray, s: np.ndarray, theta: np.ndarray, layer_table: 
             cw, cb, film = layer_row[L_CONVW], layer_row[L_CONVB], layer_row[L_FILM]
             mix, ow, ob = layer_row[L_MIX], layer_row[L_OUTW], layer_row[L_OUTB]
             begin = layer_row[L_START_OUT]
-            h_in, h_out, u, act = hs[slot + j], hs[slot + j + 1], us[layer], acts[layer]
+            h_in, h_out = hs[(slot + j) % n_slots], hs[(slot + j + 1) % n_slots]
+            u, act = us[layer % n_planes], acts[layer % n_planes]
             for o in range(ch):
                 g = np.float32(1.0)
                 if film >= 0:
@@ -446,9 +448,19 @@ class _Planes:
             free.append(planes)
 
 
+_THREADS: list[int | None] = [None]  # set by set_threads; None: follow torch's count
+
+
+def set_threads(count: int | None) -> None:
+    """The kernel's thread count for the next calls (``None``: torch's, as set by the training's
+    ``threads``); :mod:`knobcap.training.cpu_threads` gives the kernel the run's threads and torch one."""
+    _THREADS[0] = None if count is None else max(1, int(count))
+
+
 def _threads() -> int:
-    """Numba's thread count, following torch's (the training's ``threads``)."""
-    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    """Numba's thread count (:func:`set_threads`, else torch's), at most numba's pool size."""
+    wanted = _THREADS[0] if _THREADS[0] is not None else torch.get_num_threads()
+    threads = max(1, min(wanted, numba.config.NUMBA_NUM_THREADS))
     if threads > 1:
         numba.set_num_threads(threads)
     return threads
@@ -498,6 +510,37 @@ class WaveNetKernel(torch.autograd.Function):
             out.append(flat[offset:offset + size].reshape(shape))
             offset += size
         return tuple(out)
+
+
+def infer(model: torch.nn.Module, x: torch.Tensor, c: torch.Tensor, chunk: int = 1 << 16) -> torch.Tensor:
+    """The model's output head (before ``post_fir``) for ``x`` (B, L) and held ``c`` (B, C) without
+    autograd (validation): the forward with two ``h`` planes and one ``u`` and ``a`` plane reused by
+    every layer, over at most ``chunk`` outputs at a time (``chunk + RF - 1`` inputs each), so memory
+    stays about ``200 B x chunk`` per item whatever the length."""
+    config = model.config  # type: ignore[attr-defined]
+    params = parameters(model)
+    theta = torch.cat([p.detach().reshape(-1) for p in params]).numpy()
+    xs = np.ascontiguousarray(x.detach().numpy(), dtype=np.float32)
+    cs = np.ascontiguousarray(c.detach().to(x.dtype).numpy(), dtype=np.float32)
+    batch, length = xs.shape
+    layer_table, array_table, count = tables(config, length)
+    if theta.size != count:
+        raise ValueError(f"the WaveNet kernel expected {count} parameters, got {theta.size}.")
+    context = int(array_table[-1, A_END])  # RF - 1
+    y = np.empty((batch, length - context), np.float32)
+    cmax = int(max(array_table[:, A_CH].max(), array_table[:, A_HS].max()))
+    run_forward = forward if _threads() > 1 else forward_serial
+    scale = np.float32(config["head_scale"])
+    for first in range(0, length - context, chunk):
+        stop = min(first + chunk, length - context)
+        piece = xs[:, first:stop + context]
+        span = piece.shape[1]
+        planes = (np.empty((batch, 2, cmax, span), np.float32), np.empty((batch, 1, cmax, span), np.float32),
+                  np.empty((batch, 1, cmax, span), np.float32),
+                  np.empty((batch, len(array_table), cmax, span), np.float32))
+        run_forward(np.ascontiguousarray(piece), cs, theta, layer_table, array_table, scale, *planes,
+                    y[:, first:stop])
+    return torch.from_numpy(y)
 
 
 def run(model: torch.nn.Module, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import time
 import warnings
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +45,7 @@ from knobcap.models.bridge import model_file_from, predict
 from knobcap.models.modelfile import save_model_file
 from knobcap.training.checkpoints import SafeCheckpointIO, choose_resume
 from knobcap.training.config import TrainConfig, TrainingError
+from knobcap.training.cpu_threads import ThreadPlan, plan_threads, run_threads, training_threads
 from knobcap.training.data import (
     TrainingData,
     TrainingDataError,
@@ -354,18 +355,19 @@ def validation_batches(data: TrainingData, context: int, config: TrainConfig,
 
 def _threads(config: TrainConfig) -> None:
     if config.accelerator == "cpu":
-        torch.set_num_threads(max(1, config.threads or min(os.cpu_count() or 1, 8)))
+        torch.set_num_threads(run_threads(config))
 
 
-def training_device(trainer: pl.Trainer, config: TrainConfig) -> str:
-    """Where ``trainer`` trains, in words ("cpu (2 threads)", "cuda:0"); sets the CPU threads when the
-    accelerator (``auto`` included) chose the CPU."""
+def training_device(trainer: pl.Trainer, config: TrainConfig, model: torch.nn.Module
+                    ) -> tuple[str, ThreadPlan | None]:
+    """Where ``trainer`` trains, in words ("cpu (2 threads)", "cuda:0"), and on the CPU (``auto``
+    included) how the model splits the run's threads (:mod:`knobcap.training.cpu_threads`)."""
     device = trainer.strategy.root_device
     if device.type != "cpu":
-        return str(device) + (f" (and {trainer.num_devices - 1} more)" if trainer.num_devices > 1 else "")
-    torch.set_num_threads(max(1, config.threads or min(os.cpu_count() or 1, 8)))
-    threads = torch.get_num_threads()
-    return f"cpu ({threads} thread{'s' * (threads > 1)})"
+        more = f" (and {trainer.num_devices - 1} more)" if trainer.num_devices > 1 else ""
+        return str(device) + more, None
+    plan = plan_threads(config, model)
+    return plan.describe(), plan
 
 
 def final_evaluation(model: ParametricModel, data: TrainingData, context: int) -> dict[str, Any]:
@@ -462,7 +464,10 @@ def _train(data: TrainingData, config: TrainConfig, run_dir: Path, *, resume: bo
         raise TrainingError(
             f"cannot train with accelerator={config.accelerator!r}, devices={config.devices!r}, "
             f"strategy={config.strategy!r}: {error}. On a CPU-only machine use --accelerator cpu.") from None
-    say(f"training on {training_device(trainer, config)}")
+    where, plan = training_device(trainer, config, model)
+    if plan is not None:
+        torch.set_num_threads(run_threads(config))  # the final evaluation's; the fit runs on the plan
+    say(f"training on {where}")
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(folder.config_path, config.to_dict())
     train_loader = DataLoader(windows, batch_size=None, shuffle=False, num_workers=0)
@@ -472,8 +477,9 @@ def _train(data: TrainingData, config: TrainConfig, run_dir: Path, *, resume: bo
     with warnings.catch_warnings():
         for harmless in _HARMLESS_WARNINGS:
             warnings.filterwarnings("ignore", message=harmless)
-        trainer.fit(module, train_loader, val_loader, ckpt_path=str(point.path) if resume else None,
-                    weights_only=True)
+        with training_threads(plan) if plan is not None else nullcontext():
+            trainer.fit(module, train_loader, val_loader, ckpt_path=str(point.path) if resume else None,
+                        weights_only=True)
 
     if not trainer.is_global_zero:
         return TrainResult(run_dir, folder.model_path, trainer.current_epoch, module.best_epoch + 1,
