@@ -57,8 +57,22 @@ from knobcap.models.rational_tanh import fast_tanh
 _JIT: dict[str, Any] = {"cache": True, "error_model": "numpy",
                         "fastmath": {"contract", "reassoc", "nsz", "arcp"}}
 _BLOCK = 256  # samples per time block of the convolution (the rows stay in L1)
-if "NUMBA_THREADING_LAYER" not in os.environ:  # measured: after a kernel on numba's OpenMP pool,
-    numba.config.THREADING_LAYER = "workqueue"  # torch's own 1-thread forward ran 30x slower
+
+
+def _threading_layer() -> str:
+    """numba's OpenMP pool where it loads, else its workqueue. Measured in the training loop (2-core
+    CPU, default model, the kernel on 2 threads and torch on 1): 27-28 steps/s on the OpenMP pool
+    against 22-23 on the workqueue, whose workers wake too slowly between kernel calls; torch's own
+    forward was not slower after kernels on either (on 1 or 2 threads)."""
+    try:
+        from numba.np.ufunc import omppool  # noqa: F401  (needs the system's libgomp)
+    except ImportError:
+        return "workqueue"
+    return "omp"
+
+
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = _threading_layer()
 
 # The layer table's columns (one row per layer, all arrays in order): channels, kernel size, dilation; the
 # offsets in the flat parameter vector of the conv weight and bias, FiLM (-1: none), mixin, out weight and
