@@ -72,6 +72,17 @@ def test_output_and_every_gradient_match_autograd(kernel_size: int, film: bool) 
     assert_same(model, x, c)
 
 
+@pytest.mark.parametrize("channels", [(6, 3), (8, 5)])
+def test_rows_in_fours_and_the_rest_match_autograd(channels: tuple[int, int]) -> None:
+    """Channel counts that are not multiples of four: the kernel does four rows at a time, then the rest."""
+    first, second = channels
+    arrays = [{"channels": first, "head_size": second, "kernel_size": 3, "dilations": [1, 2, 4]},
+              {"channels": second, "head_size": 1, "kernel_size": 3, "dilations": [1, 3]}]
+    model = model_for(arrays=arrays)
+    x, c = inputs(model, batch=2, scored=200)
+    assert_same(model, x, c)
+
+
 def test_a_wrong_gradient_is_caught() -> None:
     """The comparison can fail: a gradient from a perturbed upstream gradient does not pass."""
     model = model_for()

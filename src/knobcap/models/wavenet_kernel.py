@@ -35,8 +35,11 @@ backward (a second one, ``retain_graph=True``, is refused) and forwards pending 
 
 Parameters travel as one flat float32 vector ``theta`` (:func:`parameters`' order), sizes and offsets
 in two int64 tables (:func:`tables`). The batch items run in parallel (``prange``; the thread count is
-:func:`set_threads`' or torch's); loops run over time innermost on contiguous rows, and nothing is allocated
-inside them (a backward allocates four ``Cmax x L`` gradient planes per item, outside them). ``tanh`` is the
+:func:`set_threads`' or torch's); loops run over time innermost on contiguous rows, nothing is allocated
+inside them, and the backward's gradient planes are pooled like the saved ones. Where the channel count
+allows, rows go four at a time (each input row read once for four output rows: the convolution, the 1x1
+output, their gradients), and with ``k = 3`` the three taps together: session 5, 2-core CPU, default
+model, batch 8 x 5,116, 1 thread: forward 12.1 -> 9.6 ms, backward 20.7 -> 14 ms. ``tanh`` is the
 engine's rational approximation (:mod:`knobcap.models.rational_tanh`, within 3.4e-7 of the exact value).
 """
 
@@ -170,6 +173,89 @@ def _total(a: np.ndarray) -> float:
 
 
 @njit(**_JIT)
+def _dot4(a: np.ndarray, b0: np.ndarray, b1: np.ndarray, b2: np.ndarray, b3: np.ndarray
+          ) -> tuple[float, float, float, float]:
+    """``(a . b0, a . b1, a . b2, a . b3)``: ``a`` read once for four dot products."""
+    s0 = s1 = s2 = s3 = np.float32(0.0)
+    for t in range(a.shape[0]):
+        v = a[t]
+        s0 += v * b0[t]
+        s1 += v * b1[t]
+        s2 += v * b2[t]
+        s3 += v * b3[t]
+    return s0, s1, s2, s3
+
+
+@njit(**_JIT)
+def _axpy4(d0: np.ndarray, d1: np.ndarray, d2: np.ndarray, d3: np.ndarray, w0: float, w1: float, w2: float,
+           w3: float, src: np.ndarray) -> None:
+    """``d_j += w_j src`` for four rows at once (``src`` read once)."""
+    for t in range(src.shape[0]):
+        v = src[t]
+        d0[t] += w0 * v
+        d1[t] += w1 * v
+        d2[t] += w2 * v
+        d3[t] += w3 * v
+
+
+@njit(**_JIT)
+def _dot4x3(h0: np.ndarray, h1: np.ndarray, h2: np.ndarray, u0: np.ndarray, u1: np.ndarray, u2: np.ndarray,
+            u3: np.ndarray) -> tuple[float, ...]:
+    """``u_r . h_m`` for four rows ``u_r`` and three (shifted) rows ``h_m``, in the order ``3 r + m``: each
+    row read once for the twelve sums (the conv weights' gradient of four output rows, ``k = 3``)."""
+    a0 = a1 = a2 = b0 = b1 = b2 = c0 = c1 = c2 = e0 = e1 = e2 = np.float32(0.0)
+    for t in range(u0.shape[0]):
+        p, q, r = h0[t], h1[t], h2[t]
+        v = u0[t]
+        a0 += v * p
+        a1 += v * q
+        a2 += v * r
+        v = u1[t]
+        b0 += v * p
+        b1 += v * q
+        b2 += v * r
+        v = u2[t]
+        c0 += v * p
+        c1 += v * q
+        c2 += v * r
+        v = u3[t]
+        e0 += v * p
+        e1 += v * q
+        e2 += v * r
+    return a0, a1, a2, b0, b1, b2, c0, c1, c2, e0, e1, e2
+
+
+@njit(**_JIT)
+def _transpose_block4(dh: np.ndarray, u: np.ndarray, theta: np.ndarray, cw: int, i: int, ch: int, d: int,
+                      t0: int, t1: int) -> None:
+    """``dh[i + j, t] += sum_{o, m} W[o, i + j, m] u[o, t + (2 - m) d]`` for ``j < 4``, ``t`` in ``[t0, t1)``
+    where every tap is in range (``k = 3``): each ``u`` row read once for the four rows."""
+    d0, d1, d2, d3 = dh[i, t0:t1], dh[i + 1, t0:t1], dh[i + 2, t0:t1], dh[i + 3, t0:t1]
+    n = t1 - t0
+    for o in range(ch):
+        s0, s1, s2 = u[o, t0 + 2 * d:t1 + 2 * d], u[o, t0 + d:t1 + d], u[o, t0:t1]
+        q = cw + (o * ch + i) * 3
+        a0, a1, a2 = theta[q], theta[q + 1], theta[q + 2]
+        b0, b1, b2 = theta[q + 3], theta[q + 4], theta[q + 5]
+        c0, c1, c2 = theta[q + 6], theta[q + 7], theta[q + 8]
+        e0, e1, e2 = theta[q + 9], theta[q + 10], theta[q + 11]
+        for t in range(n):
+            v0, v1, v2 = s0[t], s1[t], s2[t]
+            d0[t] += a0 * v0 + a1 * v1 + a2 * v2
+            d1[t] += b0 * v0 + b1 * v1 + b2 * v2
+            d2[t] += c0 * v0 + c1 * v1 + c2 * v2
+            d3[t] += e0 * v0 + e1 * v1 + e2 * v2
+
+
+@njit(**_JIT)
+def _tanh_grad(act: np.ndarray, da: np.ndarray) -> None:
+    """``act <- da (1 - act^2)``: the gradient through ``tanh`` from its output, in place."""
+    for t in range(act.shape[0]):
+        v = act[t]
+        act[t] = da[t] * (np.float32(1.0) - v * v)
+
+
+@njit(**_JIT)
 def _conv_block(ub: np.ndarray, h_in: np.ndarray, theta: np.ndarray, q: int, ch: int, k: int, d: int,
                 t0: int, t1: int) -> None:
     """``ub += sum_{i, m} W[o, i, m] h[i, t - (k - 1 - m) d]`` for ``t`` in ``[t0, t1)``; ``q`` = W[o]."""
@@ -186,6 +272,61 @@ def _conv_block(ub: np.ndarray, h_in: np.ndarray, theta: np.ndarray, q: int, ch:
             for m in range(k):
                 shift = (k - 1 - m) * d
                 _axpy(ub, theta[q + i * k + m], h_in[i, t0 - shift:t1 - shift])
+
+
+@njit(**_JIT)
+def _conv_block4(u: np.ndarray, h_in: np.ndarray, theta: np.ndarray, cw: int, cb: int, o: int, ch: int,
+                 d: int, t0: int, t1: int) -> None:
+    """:func:`_conv_block` with its bias for the rows ``o .. o + 3`` at once (``k = 3``): each input row
+    is read once for four outputs (measured 10 % faster than one row at a time)."""
+    n = t1 - t0
+    u0, u1, u2, u3 = u[o, t0:t1], u[o + 1, t0:t1], u[o + 2, t0:t1], u[o + 3, t0:t1]
+    b0, b1, b2, b3 = theta[cb + o], theta[cb + o + 1], theta[cb + o + 2], theta[cb + o + 3]
+    for t in range(n):
+        u0[t] = b0
+        u1[t] = b1
+        u2[t] = b2
+        u3[t] = b3
+    row = 3 * ch  # W[o] holds ch x 3 weights
+    for i in range(ch):
+        s0, s1, s2 = h_in[i, t0 - 2 * d:t1 - 2 * d], h_in[i, t0 - d:t1 - d], h_in[i, t0:t1]
+        q = cw + o * row + 3 * i
+        a0, a1, a2 = theta[q], theta[q + 1], theta[q + 2]
+        c0, c1, c2 = theta[q + row], theta[q + row + 1], theta[q + row + 2]
+        e0, e1, e2 = theta[q + 2 * row], theta[q + 2 * row + 1], theta[q + 2 * row + 2]
+        f0, f1, f2 = theta[q + 3 * row], theta[q + 3 * row + 1], theta[q + 3 * row + 2]
+        for t in range(n):
+            v0, v1, v2 = s0[t], s1[t], s2[t]
+            u0[t] += a0 * v0 + a1 * v1 + a2 * v2
+            u1[t] += c0 * v0 + c1 * v1 + c2 * v2
+            u2[t] += e0 * v0 + e1 * v1 + e2 * v2
+            u3[t] += f0 * v0 + f1 * v1 + f2 * v2
+
+
+@njit(**_JIT)
+def _out_block4(h_out: np.ndarray, h_in: np.ndarray, act: np.ndarray, theta: np.ndarray, ow: int, ob: int,
+                o: int, ch: int, t0: int, t1: int) -> None:
+    """``h'[r] = h[r] + ob[r] + sum_i O[r, i] a[i]`` for the rows ``r = o .. o + 3`` at once (each ``a``
+    row read once for four outputs: measured 20 % faster)."""
+    n = t1 - t0
+    r0, r1, r2, r3 = h_out[o, t0:t1], h_out[o + 1, t0:t1], h_out[o + 2, t0:t1], h_out[o + 3, t0:t1]
+    i0, i1, i2, i3 = h_in[o, t0:t1], h_in[o + 1, t0:t1], h_in[o + 2, t0:t1], h_in[o + 3, t0:t1]
+    b0, b1, b2, b3 = theta[ob + o], theta[ob + o + 1], theta[ob + o + 2], theta[ob + o + 3]
+    for t in range(n):
+        r0[t] = i0[t] + b0
+        r1[t] = i1[t] + b1
+        r2[t] = i2[t] + b2
+        r3[t] = i3[t] + b3
+    q = ow + o * ch
+    for i in range(ch):
+        src = act[i, t0:t1]
+        w0, w1, w2, w3 = theta[q + i], theta[q + ch + i], theta[q + 2 * ch + i], theta[q + 3 * ch + i]
+        for t in range(n):
+            v = src[t]
+            r0[t] += w0 * v
+            r1[t] += w1 * v
+            r2[t] += w2 * v
+            r3[t] += w3 * v
 
 
 @njit(**_JIT)
@@ -234,21 +375,28 @@ def _forward_item(x: np.ndarray, s: np.ndarray, theta: np.ndarray, layer_table: 
                 t1 = min(t0 + _BLOCK, length)
                 n = t1 - t0
                 xb = x[t0:t1]
-                for o in range(ch):
+                quads = ch - ch % 4 if k == 3 else 0  # output rows done four at a time
+                for o in range(0, quads, 4):
+                    _conv_block4(u, h_in, theta, cw, cb, o, ch, d, t0, t1)
+                for o in range(quads, ch):
                     ub = u[o, t0:t1]
                     _fill(ub, theta[cb + o])
                     _conv_block(ub, h_in, theta, cw + o * ch * k, ch, k, d, t0, t1)
-                    ab = act[o, t0:t1]
+                for o in range(ch):
+                    ub, ab = u[o, t0:t1], act[o, t0:t1]
                     g, wx, cst = gain[o], theta[mix + o * (1 + n_c)], const[o]
                     for t in range(n):
                         ab[t] = fast_tanh(g * ub[t] + wx * xb[t] + cst)
-                for o in range(ch):
+                for o in range(0, ch - ch % 4, 4):
+                    _out_block4(h_out, h_in, act, theta, ow, ob, o, ch, t0, t1)
+                for o in range(ch - ch % 4, ch):
                     hb_out, hb_in = h_out[o, t0:t1], h_in[o, t0:t1]
                     bias = theta[ob + o]
                     for t in range(n):
                         hb_out[t] = hb_in[t] + bias
                     for i in range(ch):
                         _axpy(hb_out, theta[ow + o * ch + i], act[i, t0:t1])
+                for o in range(ch):
                     hd, ab = head[o, t0:t1], act[o, t0:t1]
                     if a == 0 and j == 0:
                         for t in range(n):
@@ -305,20 +453,38 @@ def _backward_layer(x: np.ndarray, s: np.ndarray, theta: np.ndarray, layer_table
     cw, cb, film, mix = layer_row[L_CONVW], layer_row[L_CONVB], layer_row[L_FILM], layer_row[L_MIX]
     ow, ob = layer_row[L_OUTW], layer_row[L_OUTB]
     begin, start_in = layer_row[L_START_OUT], layer_row[L_START_IN]
+    quads = ch - ch % 4  # rows done four at a time, then the rest one by one
     for o in range(ch):  # out 1x1: dO, dob
+        grad[ob + o] += _total(dh[o, begin:])
+    for o in range(0, quads, 4):
+        for i in range(ch):
+            p0, p1, p2, p3 = _dot4(act[i, begin:], dh[o, begin:], dh[o + 1, begin:], dh[o + 2, begin:],
+                                   dh[o + 3, begin:])
+            grad[ow + o * ch + i] += p0
+            grad[ow + (o + 1) * ch + i] += p1
+            grad[ow + (o + 2) * ch + i] += p2
+            grad[ow + (o + 3) * ch + i] += p3
+    for o in range(quads, ch):
         dho = dh[o, begin:]
-        grad[ob + o] += _total(dho)
         for i in range(ch):
             grad[ow + o * ch + i] += _dot(dho, act[i, begin:])
-    rb = row[begin:]
-    for i in range(ch):  # dz = (O^T dh + dhead) (1 - a^2), into act
+    for i in range(0, quads, 4):  # dz = (O^T dh + dhead) (1 - a^2), into act
+        r0, r1, r2, r3 = row[0, begin:], row[1, begin:], row[2, begin:], row[3, begin:]
+        r0[:] = dhead[i, begin:]
+        r1[:] = dhead[i + 1, begin:]
+        r2[:] = dhead[i + 2, begin:]
+        r3[:] = dhead[i + 3, begin:]
+        for o in range(ch):
+            q = ow + o * ch + i
+            _axpy4(r0, r1, r2, r3, theta[q], theta[q + 1], theta[q + 2], theta[q + 3], dh[o, begin:])
+        for j in range(4):
+            _tanh_grad(act[i + j, begin:], row[j, begin:])
+    rb = row[0, begin:]
+    for i in range(quads, ch):
         rb[:] = dhead[i, begin:]
         for o in range(ch):
             _axpy(rb, theta[ow + o * ch + i], dh[o, begin:])
-        ab = act[i, begin:]
-        for t in range(ab.shape[0]):
-            v = ab[t]
-            ab[t] = rb[t] * (np.float32(1.0) - v * v)
+        _tanh_grad(act[i, begin:], rb)
     xb = x[begin:]
     for o in range(ch):  # FiLM and mixin; du = g dz, into u
         g = np.float32(1.0)
@@ -342,7 +508,17 @@ def _backward_layer(x: np.ndarray, s: np.ndarray, theta: np.ndarray, layer_table
         for q in range(n_c):
             grad[mix + o * (1 + n_c) + 1 + q] += dc * s[q]
         grad[cb + o] += g * dc
-    for o in range(ch):  # conv weights
+    fast = quads if k == 3 else 0  # k = 3: rows four at a time and the three taps together
+    for o in range(0, fast, 4):  # conv weights
+        u0, u1, u2, u3 = u[o, begin:], u[o + 1, begin:], u[o + 2, begin:], u[o + 3, begin:]
+        for i in range(ch):
+            sums = _dot4x3(h_in[i, begin - 2 * d:length - 2 * d], h_in[i, begin - d:length - d],
+                           h_in[i, begin:], u0, u1, u2, u3)
+            q = cw + (o * ch + i) * 3
+            for r in range(4):
+                for m in range(3):
+                    grad[q + r * ch * 3 + m] += sums[3 * r + m]
+    for o in range(fast, ch):
         ub = u[o, begin:]
         for i in range(ch):
             for m in range(k):
@@ -350,6 +526,21 @@ def _backward_layer(x: np.ndarray, s: np.ndarray, theta: np.ndarray, layer_table
                 grad[cw + (o * ch + i) * k + m] += _dot(ub, h_in[i, begin - shift:length - shift])
     for i in range(ch):  # dh_in = dh (residual) + the conv's transpose, in place
         _fill(dh[i, start_in:begin], 0.0)
+    inner = length - 2 * d  # positions [begin, inner) take all three taps of every output row
+    if k != 3 or inner <= begin:
+        fast = 0
+    for i in range(0, fast, 4):
+        for t0 in range(begin, inner, _BLOCK):
+            _transpose_block4(dh, u, theta, cw, i, ch, d, t0, min(t0 + _BLOCK, inner))
+        for o in range(ch):  # the edges: each tap over the part of its range outside [begin, inner)
+            for m in range(3):
+                shift = (2 - m) * d
+                q = cw + (o * ch + i) * 3 + m
+                for lo, hi in ((begin - shift, begin), (inner, length - shift)):
+                    if hi > lo:
+                        _axpy4(dh[i, lo:hi], dh[i + 1, lo:hi], dh[i + 2, lo:hi], dh[i + 3, lo:hi], theta[q],
+                               theta[q + 3], theta[q + 6], theta[q + 9], u[o, lo + shift:hi + shift])
+    for i in range(fast, ch):
         for o in range(ch):
             for m in range(k):
                 shift = (k - 1 - m) * d
@@ -359,15 +550,17 @@ def _backward_layer(x: np.ndarray, s: np.ndarray, theta: np.ndarray, layer_table
 @njit(**_JIT)
 def _backward_item(x: np.ndarray, s: np.ndarray, theta: np.ndarray, layer_table: np.ndarray,
                    array_table: np.ndarray, scale: float, hs: np.ndarray, us: np.ndarray, acts: np.ndarray,
-                   heads: np.ndarray, dy: np.ndarray, grad: np.ndarray) -> None:
-    length = x.shape[0]
+                   heads: np.ndarray, dy: np.ndarray, grad: np.ndarray, scratch: np.ndarray) -> None:
+    """One item's gradients; ``scratch`` (5, max(Cmax, 4), L) holds its gradient planes (zeroed here)."""
     n_arrays = array_table.shape[0]
-    cmax = hs.shape[1]
-    dh = np.zeros((cmax, length), np.float32)  # gradient of the current layer's output h'
-    dprev = np.zeros((cmax, length), np.float32)  # of the previous array's output
-    dhead = np.zeros((cmax, length), np.float32)  # of the array's head sum
-    dhout = np.zeros((cmax, length), np.float32)  # of the array's head output
-    row = np.empty(length, np.float32)
+    for j in range(scratch.shape[0]):
+        for r in range(scratch.shape[1]):
+            _fill(scratch[j, r], 0.0)
+    dh = scratch[0]  # gradient of the current layer's output h'
+    dprev = scratch[1]  # of the previous array's output
+    dhead = scratch[2]  # of the array's head sum
+    dhout = scratch[3]  # of the array's head output
+    row = scratch[4]  # dz rows, four at a time
     last = n_arrays - 1
     end = array_table[last, A_END]
     top = dhout[0, end:]
@@ -418,21 +611,22 @@ def _backward_item(x: np.ndarray, s: np.ndarray, theta: np.ndarray, layer_table:
 @njit(parallel=True, **_JIT)
 def backward(x: np.ndarray, c: np.ndarray, theta: np.ndarray, layer_table: np.ndarray,
              array_table: np.ndarray, scale: float, hs: np.ndarray, us: np.ndarray, acts: np.ndarray,
-             heads: np.ndarray, dy: np.ndarray, grads: np.ndarray) -> None:
-    """Each item's parameter gradient into ``grads[n]`` (B, P) float64; overwrites ``us`` and ``acts``."""
+             heads: np.ndarray, dy: np.ndarray, grads: np.ndarray, scratch: np.ndarray) -> None:
+    """Each item's parameter gradient into ``grads[n]`` (B, P) float64; overwrites ``us`` and ``acts``;
+    ``scratch`` (B, 5, max(Cmax, 4), L) float32 holds each item's gradient planes."""
     for n in prange(x.shape[0]):
         _backward_item(x[n], c[n], theta, layer_table, array_table, scale, hs[n], us[n], acts[n], heads[n],
-                       dy[n], grads[n])
+                       dy[n], grads[n], scratch[n])
 
 
 @njit(**_JIT)
 def backward_serial(x: np.ndarray, c: np.ndarray, theta: np.ndarray, layer_table: np.ndarray,
                     array_table: np.ndarray, scale: float, hs: np.ndarray, us: np.ndarray, acts: np.ndarray,
-                    heads: np.ndarray, dy: np.ndarray, grads: np.ndarray) -> None:
+                    heads: np.ndarray, dy: np.ndarray, grads: np.ndarray, scratch: np.ndarray) -> None:
     """:func:`backward` on one thread."""
     for n in range(x.shape[0]):
         _backward_item(x[n], c[n], theta, layer_table, array_table, scale, hs[n], us[n], acts[n], heads[n],
-                       dy[n], grads[n])
+                       dy[n], grads[n], scratch[n])
 
 
 class _Planes:
@@ -440,6 +634,7 @@ class _Planes:
     large once its shape has been seen)."""
 
     pool: ClassVar[dict[tuple[int, ...], list[tuple[np.ndarray, ...]]]] = {}
+    scratches: ClassVar[dict[tuple[int, int, int], np.ndarray]] = {}
 
     @classmethod
     def take(cls, batch: int, slots: int, layers: int, arrays: int, cmax: int, length: int
@@ -452,6 +647,17 @@ class _Planes:
                 np.empty((batch, layers, cmax, length), np.float32),
                 np.empty((batch, layers, cmax, length), np.float32),
                 np.empty((batch, arrays, cmax, length), np.float32))
+
+    @classmethod
+    def scratch(cls, batch: int, rows: int, length: int) -> np.ndarray:
+        """The backward's gradient planes (B, 5, rows, L), one set per shape (a backward runs at a time)."""
+        key = (batch, rows, length)
+        planes = cls.scratches.get(key)
+        if planes is None:
+            if len(cls.scratches) > 4:  # shapes seldom change; keep a few
+                cls.scratches.clear()
+            planes = cls.scratches[key] = np.empty((batch, 5, rows, length), np.float32)
+        return planes
 
     @classmethod
     def give(cls, planes: tuple[np.ndarray, ...]) -> None:
@@ -514,7 +720,9 @@ class WaveNetKernel(torch.autograd.Function):
         grads = np.zeros((xs.shape[0], theta.size), np.float64)
         dys = np.ascontiguousarray(dy.detach().numpy(), dtype=np.float32)
         run_backward = backward if _threads() > 1 else backward_serial
-        run_backward(xs, cs, theta, layer_table, array_table, scale, *planes, dys, grads)
+        batch, _, cmax, length = planes[0].shape
+        scratch = _Planes.scratch(batch, max(cmax, 4), length)
+        run_backward(xs, cs, theta, layer_table, array_table, scale, *planes, dys, grads, scratch)
         _Planes.give(planes)
         flat = torch.from_numpy(grads.sum(axis=0).astype(np.float32))
         out: list[torch.Tensor | None] = [None, None, None]
