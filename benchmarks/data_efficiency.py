@@ -191,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
                 doc = evaluate_run(run.path, device="ts808", grid=args.grid, use_di=False, cache_dir=cache)
                 s = doc["grid"]["summary"]  # type: ignore[index]
                 levels = per_level_medians(controls, doc["grid"]["rows"], args.grid)  # type: ignore[index]
-                results[(name, n, seed)] = {**s, "minutes": minutes, "trained": n, "levels": levels}
+                results[(name, n, seed)] = {**s, "minutes": minutes, "trained": n, "levels": levels,
+                                            "rows": doc["grid"]["rows"]}  # type: ignore[index]
                 print(f"  seed {seed} {name:>8} n={n:<3} median {s['median']:.5f}  p90 {s['p90']:.5f}  "
                       f"max {s['max']:.5f}  ({s['count']} grid points never trained on; training "
                       f"{minutes:.1f} min)", flush=True)
@@ -213,6 +214,20 @@ def main(argv: list[str] | None = None) -> int:
             cells.append(f"{med[0]:.4f} / {med[1]:.4f} / {med[2]:.4f}")
         print(f"{n:>4}  " + "  ".join(f"{c:^29}" for c in cells))
     print()
+    print("The same, scored on the grid points that no design of that size and seed trained on (one set "
+          "of points for every design: a design that trains on grid points, as the hand grid does at the "
+          "corners, is otherwise scored without them)")
+    print(f"{'n':>4}  " + "  ".join(f"{name:^29}" for name in args.designs))
+    for n in args.sizes:
+        common = {seed: common_scores([results[(name, n, seed)]["rows"] for name in args.designs])
+                  for seed in args.seeds}
+        cells = []
+        for i, _ in enumerate(args.designs):
+            med = np.median([common[seed][i][:3] for seed in args.seeds], axis=0)
+            cells.append(f"{med[0]:.4f} / {med[1]:.4f} / {med[2]:.4f}")
+        points = sorted({int(common[seed][0][3]) for seed in args.seeds})
+        print(f"{n:>4}  " + "  ".join(f"{c:^29}" for c in cells) + f"  ({'/'.join(map(str, points))} points)")
+    print()
     print("median ESR per knob level (grid levels low -> high; medians over seeds)")
     for n in args.sizes:
         for name in args.designs:
@@ -221,6 +236,21 @@ def main(argv: list[str] | None = None) -> int:
                 meds = np.median([r["levels"][knob] for r in runs], axis=0)
                 print(f"{n:>4} {name:>13} {knob:>6}: " + " / ".join(f"{m:.4f}" for m in meds))
     return 0
+
+
+def common_scores(rows_by_design: list[list[dict]]) -> list[tuple[float, float, float, int]]:
+    """Per design (median, p90, max, count) of ESR over the grid points that none of the designs trained
+    on (``rows``: :func:`evaluate_run`'s grid rows, in the same order for every design)."""
+    labels = [r["label"] for r in rows_by_design[0]]
+    if any([r["label"] for r in rows] != labels for rows in rows_by_design):
+        raise ValueError("the designs were scored on different grids")
+    keep = [i for i in range(len(labels)) if not any(rows[i]["trained"] for rows in rows_by_design)]
+    out = []
+    for rows in rows_by_design:
+        values = np.array([rows[i]["esr"] for i in keep])
+        out.append((float(np.median(values)), float(np.percentile(values, 90)), float(values.max()),
+                    len(keep)))
+    return out
 
 
 def per_level_medians(controls: Controls, rows: list[dict], levels: int) -> dict[str, list[float]]:
