@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from knobcap.training.config import TrainConfig
+from knobcap.training.config import TrainConfig, TrainingError
 from knobcap.training.data import Take, TrainingData, window_input
 from knobcap.training.loop import ParametricModule, train
 from knobcap.training.sampler import LoaderSampler, TensorSampler
@@ -206,3 +206,20 @@ def test_kernel_gets_the_run_threads_and_torch_one_while_the_fit_runs() -> None:
     assert seen == [1, 2]
     assert torch.get_num_threads() == before and wavenet_kernel._THREADS[0] is None
     assert torch.tensor([1e-39]).mul(1.0).item() != 0.0
+
+
+def test_dc_term_charges_an_offset_the_pre_emphasised_esr_hardly_sees() -> None:
+    from knobcap.training.losses import TrainingLoss
+
+    torch.manual_seed(0)
+    y = torch.randn(2, 1024)
+    offset = y + 0.3  # a DC offset: 0.09 / 1 of the energy
+    plain = TrainingLoss(mrstft_weight=0.0, floor=0.0)
+    with_dc = TrainingLoss(mrstft_weight=0.0, floor=0.0, dc_weight=2.0)
+    assert float(plain(offset, y)["loss"]) < 2e-3  # 0.15^2 x 0.09 / (1 + 0.85^2): almost free
+    parts = with_dc(offset, y)
+    assert float(parts["dc"]) == pytest.approx(0.09 / float(y.pow(2).mean(-1).mean()), rel=0.05)
+    assert float(parts["loss"]) == pytest.approx(float(plain(offset, y)["loss"]) + 2.0 * float(parts["dc"]))
+    assert "dc" not in plain(offset, y)
+    with pytest.raises(TrainingError, match="dc_weight"):
+        TrainConfig.from_dict({"dc_weight": -1.0})

@@ -23,6 +23,14 @@ def pre_emphasis(y: torch.Tensor, coefficient: float) -> torch.Tensor:
     return y[..., 1:] - coefficient * y[..., :-1]
 
 
+def dc_per_item(y_hat: torch.Tensor, y: torch.Tensor, floor: float = 1e-3) -> torch.Tensor:
+    """``|mean(y - y_hat)|^2 / mean(y^2)`` of each item of a ``(B, T)`` batch (the energy floored as in
+    :func:`esr_per_item`)."""
+    energy = y.pow(2).mean(-1)
+    energy = torch.clamp(energy, min=float(floor) * energy.mean().detach() + 1e-12)
+    return (y - y_hat).mean(-1).pow(2) / energy
+
+
 def esr_per_item(y_hat: torch.Tensor, y: torch.Tensor, coefficient: float = 0.0,
                  floor: float = 1e-3) -> torch.Tensor:
     """ESR of each item of a ``(B, T)`` batch, with optional pre-emphasis."""
@@ -95,14 +103,16 @@ class MultiResolutionSTFT(nn.Module):
 
 
 class TrainingLoss(nn.Module):
-    """``mean ESR(pre-emphasised) + mrstft_weight * MRSTFT(y_hat, y)`` (auraloss's terms, FFT sizes
-    given; see :class:`MultiResolutionSTFT`)."""
+    """``mean ESR(pre-emphasised) + mrstft_weight * MRSTFT(y_hat, y) + dc_weight * mean DC`` (auraloss's
+    terms, FFT sizes given; see :class:`MultiResolutionSTFT` and :func:`dc_per_item`)."""
 
     def __init__(self, pre_emphasis: float = 0.85, mrstft_weight: float = 2e-3,
-                 fft_sizes: Sequence[int] = (1024, 2048, 512), floor: float = 0.2) -> None:
+                 fft_sizes: Sequence[int] = (1024, 2048, 512), floor: float = 0.2,
+                 dc_weight: float = 0.0) -> None:
         super().__init__()
         self.pre_emphasis = float(pre_emphasis)
         self.floor = float(floor)
+        self.dc_weight = float(dc_weight)
         self.mrstft_weight = float(mrstft_weight)
         self.mrstft: nn.Module | None = None
         if self.mrstft_weight > 0:
@@ -115,4 +125,8 @@ class TrainingLoss(nn.Module):
             spectral = self.mrstft(y_hat, y)
             parts["mrstft"] = spectral
             parts["loss"] = esr + self.mrstft_weight * spectral
+        if self.dc_weight > 0:
+            dc = dc_per_item(y_hat, y, self.floor).mean()
+            parts["dc"] = dc
+            parts["loss"] = parts["loss"] + self.dc_weight * dc
         return parts
