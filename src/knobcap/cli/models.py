@@ -50,7 +50,8 @@ def train(
     init_from: Annotated[str | None, typer.Option(help="Start from the weights of this run (or model file) "
                                                    "instead of fresh ones; it is only read.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same data: same run).")] = 0,
-    threads: Annotated[int | None, typer.Option(help="CPU threads (default: cores, at most 8).")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads (default: cores, at most 8); the WaveNet "
+                                                      "kernel gets them all and torch one.")] = None,
     accelerator: Annotated[str, typer.Option(help="Lightning accelerator: auto (a GPU when there is "
                                                   "one), cpu, gpu.")] = "auto",
     devices: Annotated[str, typer.Option(help="Lightning devices: a count or 'auto'.")] = "1",
