@@ -1,7 +1,7 @@
 """Training throughput: scored samples/s and steps/s of the real training loop, and where the time goes.
 
     .venv/bin/python benchmarks/train_speed.py [--threads 1 2] [--sizes default nam] [--steps 12]
-        [--repeats 3] [--loop-steps 20] [--config '{"compile": true}'] [--no-loop]
+        [--repeats 3] [--loop-steps 100] [--config '{"compile": true}'] [--no-loop]
         [--kernels torch numba]
 
 For each model size (knobcap's default FiLM WaveNet; NAM's standard size, 16 -> 8 channels) and each
@@ -167,7 +167,8 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=["default", "nam"], choices=["default", "nam"])
     parser.add_argument("--steps", type=int, default=12, help="steps timed per repeat (parts)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--loop-steps", type=int, default=20, help="steps per epoch of the loop run")
+    parser.add_argument("--loop-steps", type=int, default=100,
+                        help="steps per epoch of the loop run (TrainConfig's default)")
     parser.add_argument("--config", default="{}", help="JSON object of TrainConfig fields")
     parser.add_argument("--no-loop", action="store_true", help="time the parts only")
     parser.add_argument("--loop-only", action="store_true",
