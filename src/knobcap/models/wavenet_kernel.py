@@ -46,7 +46,7 @@ engine's rational approximation (:mod:`knobcap.models.rational_tanh`, within 3.4
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numba
@@ -231,20 +231,9 @@ def _transpose_block4(dh: np.ndarray, u: np.ndarray, theta: np.ndarray, cw: int,
     """``dh[i + j, t] += sum_{o, m} W[o, i + j, m] u[o, t + (2 - m) d]`` for ``j < 4``, ``t`` in ``[t0, t1)``
     where every tap is in range (``k = 3``): each ``u`` row read once for the four rows."""
     d0, d1, d2, d3 = dh[i, t0:t1], dh[i + 1, t0:t1], dh[i + 2, t0:t1], dh[i + 3, t0:t1]
-    n = t1 - t0
-    for o in range(ch):
-        s0, s1, s2 = u[o, t0 + 2 * d:t1 + 2 * d], u[o, t0 + d:t1 + d], u[o, t0:t1]
-        q = cw + (o * ch + i) * 3
-        a0, a1, a2 = theta[q], theta[q + 1], theta[q + 2]
-        b0, b1, b2 = theta[q + 3], theta[q + 4], theta[q + 5]
-        c0, c1, c2 = theta[q + 6], theta[q + 7], theta[q + 8]
-        e0, e1, e2 = theta[q + 9], theta[q + 10], theta[q + 11]
-        for t in range(n):
-            v0, v1, v2 = s0[t], s1[t], s2[t]
-            d0[t] += a0 * v0 + a1 * v1 + a2 * v2
-            d1[t] += b0 * v0 + b1 * v1 + b2 * v2
-            d2[t] += c0 * v0 + c1 * v1 + c2 * v2
-            d3[t] += e0 * v0 + e1 * v1 + e2 * v2
+    for o in range(ch):  # W[o, i + r, m] = theta[q + 3 r + m]
+        _taps3_rows4(d0, d1, d2, d3, u[o, t0 + 2 * d:t1 + 2 * d], u[o, t0 + d:t1 + d], u[o, t0:t1], theta,
+                     cw + (o * ch + i) * 3, 3)
 
 
 @njit(**_JIT)
@@ -274,6 +263,24 @@ def _conv_block(ub: np.ndarray, h_in: np.ndarray, theta: np.ndarray, q: int, ch:
                 _axpy(ub, theta[q + i * k + m], h_in[i, t0 - shift:t1 - shift])
 
 
+@njit(inline="always", **_JIT)
+def _taps3_rows4(r0: np.ndarray, r1: np.ndarray, r2: np.ndarray, r3: np.ndarray, s0: np.ndarray,
+                 s1: np.ndarray, s2: np.ndarray, theta: np.ndarray, q: int, stride: int) -> None:
+    """``r_j[t] += sum_m theta[q + j stride + m] s_m[t]`` for four rows and three (shifted) sources, each
+    source read once: the ``k = 3`` convolution (:func:`_conv_block4`) and its transpose
+    (:func:`_transpose_block4`) differ only in which rows and sources they pass and the weights' stride."""
+    a0, a1, a2 = theta[q], theta[q + 1], theta[q + 2]
+    b0, b1, b2 = theta[q + stride], theta[q + stride + 1], theta[q + stride + 2]
+    c0, c1, c2 = theta[q + 2 * stride], theta[q + 2 * stride + 1], theta[q + 2 * stride + 2]
+    e0, e1, e2 = theta[q + 3 * stride], theta[q + 3 * stride + 1], theta[q + 3 * stride + 2]
+    for t in range(r0.shape[0]):
+        v0, v1, v2 = s0[t], s1[t], s2[t]
+        r0[t] += a0 * v0 + a1 * v1 + a2 * v2
+        r1[t] += b0 * v0 + b1 * v1 + b2 * v2
+        r2[t] += c0 * v0 + c1 * v1 + c2 * v2
+        r3[t] += e0 * v0 + e1 * v1 + e2 * v2
+
+
 @njit(**_JIT)
 def _conv_block4(u: np.ndarray, h_in: np.ndarray, theta: np.ndarray, cw: int, cb: int, o: int, ch: int,
                  d: int, t0: int, t1: int) -> None:
@@ -287,20 +294,10 @@ def _conv_block4(u: np.ndarray, h_in: np.ndarray, theta: np.ndarray, cw: int, cb
         u1[t] = b1
         u2[t] = b2
         u3[t] = b3
-    row = 3 * ch  # W[o] holds ch x 3 weights
+    row = 3 * ch  # W[o] holds ch x 3 weights: W[o + r, i, m] = theta[q + r row + m]
     for i in range(ch):
-        s0, s1, s2 = h_in[i, t0 - 2 * d:t1 - 2 * d], h_in[i, t0 - d:t1 - d], h_in[i, t0:t1]
-        q = cw + o * row + 3 * i
-        a0, a1, a2 = theta[q], theta[q + 1], theta[q + 2]
-        c0, c1, c2 = theta[q + row], theta[q + row + 1], theta[q + row + 2]
-        e0, e1, e2 = theta[q + 2 * row], theta[q + 2 * row + 1], theta[q + 2 * row + 2]
-        f0, f1, f2 = theta[q + 3 * row], theta[q + 3 * row + 1], theta[q + 3 * row + 2]
-        for t in range(n):
-            v0, v1, v2 = s0[t], s1[t], s2[t]
-            u0[t] += a0 * v0 + a1 * v1 + a2 * v2
-            u1[t] += c0 * v0 + c1 * v1 + c2 * v2
-            u2[t] += e0 * v0 + e1 * v1 + e2 * v2
-            u3[t] += f0 * v0 + f1 * v1 + f2 * v2
+        _taps3_rows4(u0, u1, u2, u3, h_in[i, t0 - 2 * d:t1 - 2 * d], h_in[i, t0 - d:t1 - d], h_in[i, t0:t1],
+                     theta, cw + o * row + 3 * i, row)
 
 
 @njit(**_JIT)
@@ -686,25 +683,33 @@ def _threads() -> int:
     return threads
 
 
+def _inputs(config: Mapping[str, Any], x: torch.Tensor, c: torch.Tensor, params: Sequence[torch.Tensor]
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, np.float32]:
+    """What a forward passes to the kernel: ``x`` and ``c`` as contiguous float32 arrays, the flat
+    parameters ``theta`` (checked against the config's count), the layer and array tables, the plane
+    height ``Cmax`` and ``head_scale``."""
+    xs = np.ascontiguousarray(x.detach().numpy(), dtype=np.float32)
+    cs = np.ascontiguousarray(c.detach().to(x.dtype).numpy(), dtype=np.float32)
+    layer_table, array_table, count = tables(config, xs.shape[-1])
+    theta = torch.cat([p.detach().reshape(-1) for p in params]).numpy()
+    if theta.size != count:
+        raise ValueError(f"the WaveNet kernel expected {count} parameters, got {theta.size}.")
+    cmax = int(max(array_table[:, A_CH].max(), array_table[:, A_HS].max()))
+    return xs, cs, theta, layer_table, array_table, cmax, np.float32(config["head_scale"])
+
+
 class WaveNetKernel(torch.autograd.Function):
     """``y = wavenet(x, c)`` by the numba kernels: ``apply(x, c, config, *parameters(model))``."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, c: torch.Tensor, config: Mapping[str, Any],
                 *params: torch.Tensor) -> torch.Tensor:
-        length = x.shape[-1]
-        layer_table, array_table, count = tables(config, length)
-        theta = torch.cat([p.detach().reshape(-1) for p in params]).numpy()
-        if theta.size != count:
-            raise ValueError(f"the WaveNet kernel expected {count} parameters, got {theta.size}.")
-        xs = np.ascontiguousarray(x.detach().numpy(), dtype=np.float32)
-        cs = np.ascontiguousarray(c.detach().numpy(), dtype=np.float32)
-        cmax = int(max(array_table[:, A_CH].max(), array_table[:, A_HS].max()))
+        xs, cs, theta, layer_table, array_table, cmax, scale = _inputs(config, x, c, params)
+        length = xs.shape[1]
         n_layers, n_arrays = len(layer_table), len(array_table)
         planes = _Planes.take(xs.shape[0], n_layers + n_arrays, n_layers, n_arrays, cmax, length)
         y = np.empty((xs.shape[0], length - int(array_table[-1, A_END])), np.float32)
         run_forward = forward if _threads() > 1 else forward_serial
-        scale = np.float32(config["head_scale"])
         run_forward(xs, cs, theta, layer_table, array_table, scale, *planes, y)
         ctx.saved = (xs, cs, theta, layer_table, array_table, scale, planes)
         ctx.shapes = [p.shape for p in params]
@@ -740,28 +745,20 @@ def infer(model: torch.nn.Module, x: torch.Tensor, c: torch.Tensor, chunk: int =
     every layer, over at most ``chunk`` outputs at a time (``chunk + RF - 1`` inputs each), so memory
     stays about ``200 B x chunk`` per item whatever the length."""
     config = model.config  # type: ignore[attr-defined]
-    params = parameters(model)
-    theta = torch.cat([p.detach().reshape(-1) for p in params]).numpy()
-    xs = np.ascontiguousarray(x.detach().numpy(), dtype=np.float32)
-    cs = np.ascontiguousarray(c.detach().to(x.dtype).numpy(), dtype=np.float32)
+    xs, cs, theta, layer_table, array_table, cmax, scale = _inputs(config, x, c, parameters(model))
     batch, length = xs.shape
-    layer_table, array_table, count = tables(config, length)
-    if theta.size != count:
-        raise ValueError(f"the WaveNet kernel expected {count} parameters, got {theta.size}.")
     context = int(array_table[-1, A_END])  # RF - 1
     y = np.empty((batch, length - context), np.float32)
-    cmax = int(max(array_table[:, A_CH].max(), array_table[:, A_HS].max()))
     run_forward = forward if _threads() > 1 else forward_serial
-    scale = np.float32(config["head_scale"])
+    planes: tuple[np.ndarray, ...] = ()
     for first in range(0, length - context, chunk):
         stop = min(first + chunk, length - context)
-        piece = xs[:, first:stop + context]
+        piece = np.ascontiguousarray(xs[:, first:stop + context])
         span = piece.shape[1]
-        planes = (np.empty((batch, 2, cmax, span), np.float32), np.empty((batch, 1, cmax, span), np.float32),
-                  np.empty((batch, 1, cmax, span), np.float32),
-                  np.empty((batch, len(array_table), cmax, span), np.float32))
-        run_forward(np.ascontiguousarray(piece), cs, theta, layer_table, array_table, scale, *planes,
-                    y[:, first:stop])
+        if not planes or planes[0].shape[-1] != span:  # one set for the full chunks, one for the last
+            planes = tuple(np.empty((batch, rows, cmax, span), np.float32)  # h (2), u, a, heads
+                           for rows in (2, 1, 1, len(array_table)))
+        run_forward(piece, cs, theta, layer_table, array_table, scale, *planes, y[:, first:stop])
     return torch.from_numpy(y)
 
 
