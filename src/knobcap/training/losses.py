@@ -23,21 +23,22 @@ def pre_emphasis(y: torch.Tensor, coefficient: float) -> torch.Tensor:
     return y[..., 1:] - coefficient * y[..., :-1]
 
 
+def floored(energy: torch.Tensor, floor: float) -> torch.Tensor:
+    """Each item's ``energy`` (B,), at least ``floor`` times the batch's mean (and above 0)."""
+    return torch.clamp(energy, min=float(floor) * energy.mean().detach() + 1e-12)
+
+
 def dc_per_item(y_hat: torch.Tensor, y: torch.Tensor, floor: float = 1e-3) -> torch.Tensor:
     """``|mean(y - y_hat)|^2 / mean(y^2)`` of each item of a ``(B, T)`` batch (the energy floored as in
     :func:`esr_per_item`)."""
-    energy = y.pow(2).mean(-1)
-    energy = torch.clamp(energy, min=float(floor) * energy.mean().detach() + 1e-12)
-    return (y - y_hat).mean(-1).pow(2) / energy
+    return (y - y_hat).mean(-1).pow(2) / floored(y.pow(2).mean(-1), floor)
 
 
 def esr_per_item(y_hat: torch.Tensor, y: torch.Tensor, coefficient: float = 0.0,
                  floor: float = 1e-3) -> torch.Tensor:
     """ESR of each item of a ``(B, T)`` batch, with optional pre-emphasis."""
     e_hat, e = pre_emphasis(y_hat, coefficient), pre_emphasis(y, coefficient)
-    energy = e.pow(2).sum(-1)
-    energy = torch.clamp(energy, min=float(floor) * energy.mean().detach() + 1e-12)
-    return (e_hat - e).pow(2).sum(-1) / energy
+    return (e_hat - e).pow(2).sum(-1) / floored(e.pow(2).sum(-1), floor)
 
 
 def _magnitude(spectrum: torch.Tensor, floor: float) -> tuple[torch.Tensor, torch.Tensor]:
