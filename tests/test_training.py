@@ -332,3 +332,35 @@ def test_no_module_but_the_run_folder_spells_its_file_names() -> None:
             if isinstance(node, ast.Constant) and node.value in names:
                 found.append(f"{path.relative_to(root)}:{node.lineno} {node.value}")
     assert not found, "use knobcap.training.run.Run instead: " + ", ".join(found)
+
+
+def test_the_output_dc_blocker_is_chosen_from_the_takes_and_scored_as_played(tmp_path: Path) -> None:
+    from knobcap.dsp import dc_blocker
+    from knobcap.training.loop import output_dc_blocker
+
+    data = make_data()  # tanh of noise: each take's mean is ~1 % of its rms, as a plugin's offset
+    assert output_dc_blocker(tiny_config(), data) is None
+    assert output_dc_blocker(tiny_config(dc_blocker="off"), data) is None
+    assert output_dc_blocker(tiny_config(dc_blocker=5), data) == 5.0
+    t = np.arange(data.x.size) / data.sample_rate
+    ac_coupled = TrainingData(data.controls, data.sample_rate, data.x, [
+        Take(take.name, take.setting, take.vector, take.role,
+             (0.2 * np.sin(2 * np.pi * 400 * t)).astype(np.float32)) for take in data.takes],
+        data.train_span, data.val_span)
+    assert output_dc_blocker(tiny_config(), ac_coupled) == dc_blocker.DEFAULT_HZ
+    for bad in ("on", 0, 25.0):
+        with pytest.raises(TrainingError, match="dc_blocker"):
+            tiny_config(dc_blocker=bad)
+
+    result = train(data, tiny_config(dc_blocker=3.0), tmp_path / "run", progress=False)
+    model_file = load_model_file(result.model_path)
+    assert model_file.dc_blocker_hz == 3.0
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["dc_blocker_hz"] == 3.0
+    take = data.takes[3]  # the held-out figure is the model's output through the blocker, as played
+    first_sample = model_file.metadata["heldout_span"][0]
+    y_hat = dc_blocker.apply(predict(load_torch_model(model_file), data.x, take.vector), 3.0, 48000)
+    assert esr(y_hat[first_sample:], take.audio[first_sample:]) == pytest.approx(
+        result.heldout_esr["take04"], rel=1e-5)
+    plain = predict(load_torch_model(model_file), data.x, take.vector)
+    assert esr(plain[first_sample:], take.audio[first_sample:]) != pytest.approx(
+        result.heldout_esr["take04"], rel=1e-5)

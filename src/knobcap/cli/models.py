@@ -25,6 +25,16 @@ playing = lazy("knobcap.play")
 demos = lazy("knobcap.demo")
 
 
+def dc_blocker_option(value: str | None) -> str | float | None:
+    """``--dc-blocker``: auto, off or a number of Hz (TrainConfig checks its range)."""
+    if value is None or value in ("auto", "off"):
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        fail(f"--dc-blocker {value!r}: give auto, off or a corner in Hz, e.g. --dc-blocker 2.")
+
+
 @app.command()
 def train(
     directory: Annotated[Path, typer.Argument(help="Session folder.")],
@@ -49,6 +59,10 @@ def train(
              "a decay over the budget's last quarter).")] = None,
     init_from: Annotated[str | None, typer.Option(help="Start from the weights of this run (or model file) "
                                                    "instead of fresh ones; it is only read.")] = None,
+    dc_blocker: Annotated[str | None, typer.Option(
+        help="The output DC blocker every runtime applies after the model: auto (default: 2 Hz when the "
+             "takes hold no DC, as an AC-coupled pedal's do; none when they carry DC, as some plugins' "
+             "do), off, or a corner in Hz up to 20.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same data: same run).")] = 0,
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: cores, at most 8); the WaveNet "
                                                       "kernel gets them all and torch one.")] = None,
@@ -68,7 +82,7 @@ def train(
                                   "devices": int(devices) if devices.isdigit() else devices}
     for key, value in (("epochs", epochs), ("steps_per_epoch", steps), ("batch_size", batch_size),
                        ("ema_decay", ema_decay), ("max_minutes", minutes), ("lr_schedule", lr_schedule),
-                       ("init_from", init_from)):
+                       ("init_from", init_from), ("dc_blocker", dc_blocker_option(dc_blocker))):
         if value is not None:
             options[key] = value
     try:

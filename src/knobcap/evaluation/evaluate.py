@@ -361,14 +361,20 @@ def engine_predictor(model_file: object, block: int = 8192) -> Predictor:
 
 def model_predictor(model_file: object) -> Predictor:
     """The fastest :data:`Predictor` for a loaded model file: the streaming engine when it runs the
-    architecture, else the torch model."""
+    architecture, else the torch model; either with the file's output DC blocker."""
     from knobcap.runtime.engine import supported_architectures
 
     if model_file.architecture in supported_architectures():  # type: ignore[attr-defined]
         return engine_predictor(model_file)
+    from knobcap.dsp import dc_blocker
     from knobcap.models import bridge
 
-    return torch_predictor(bridge.load(model_file), model_file.controls)  # type: ignore[arg-type, attr-defined]
+    predict = torch_predictor(bridge.load(model_file), model_file.controls)  # type: ignore[arg-type, attr-defined]
+    cutoff = model_file.dc_blocker_hz  # type: ignore[attr-defined]
+    if cutoff is None:
+        return predict
+    rate = int(model_file.sample_rate)  # type: ignore[attr-defined]
+    return lambda x, settings: dc_blocker.apply(predict(x, settings), cutoff, rate)
 
 
 # -------------------------------------------------------------------------------------- a run folder

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from knobcap.controls import Controls
+from knobcap.dsp import dc_blocker
 from knobcap.models.base import ParametricModel, create_model
 from knobcap.models.modelfile import ModelFile, ModelFileError, load_model_file
 
@@ -52,6 +53,7 @@ class TorchModel:
         self.controls: Controls = model_file.controls
         self.sample_rate = int(model_file.sample_rate)
         self.model = load(model_file)
+        self.dc_blocker_hz = model_file.dc_blocker_hz
 
     @classmethod
     def from_file(cls, path: str | Path) -> TorchModel:
@@ -61,7 +63,8 @@ class TorchModel:
     def render(self, audio: np.ndarray, setting: Mapping[str, object]) -> np.ndarray:
         """The output for mono ``audio`` at the model's rate, from silence at ``setting``; same length."""
         clean = self.controls.validate_setting(setting)
-        return np.asarray(predict(self.model, audio, self.controls.to_vector(clean)), dtype=np.float32)
+        y = np.asarray(predict(self.model, audio, self.controls.to_vector(clean)), dtype=np.float32)
+        return y if self.dc_blocker_hz is None else dc_blocker.apply(y, self.dc_blocker_hz, self.sample_rate)
 
 
 def model_file_from(model: ParametricModel, controls: Controls, sample_rate: int,

@@ -4,7 +4,10 @@
      "architecture": "wavenet", "config": {...}, "controls": {...}, "sample_rate": 48000,
      "weights": {"<state-dict name>": {"shape": [...], "dtype": "float32",
                                        "data": "<base64 of little-endian float32>"}},
-     "metadata": {...}}
+     "dc_blocker_hz": null, "metadata": {...}}
+
+``dc_blocker_hz`` (format 2; null or absent: none) is the corner of a first-order DC blocker that every
+runtime applies to the model's output (:mod:`knobcap.dsp.dc_blocker`). Files of format 1 still load.
 
 Loading checks everything before use: size limits, JSON types, the architecture's config, every
 weight's shape against the config (for built-in architectures), base64, byte counts and finiteness.
@@ -26,14 +29,16 @@ import numpy as np
 
 from knobcap import __version__, limits
 from knobcap.controls import Controls, ControlsError
+from knobcap.dsp.dc_blocker import check_cutoff
 from knobcap.fileio import write_text_atomic
 from knobcap.models.architectures import BUILT_IN, ArchitectureError, check_config, weight_shapes
 
 FORMAT = "knobcap-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READS_VERSIONS = (1, 2)
 MAX_FILE_BYTES = 512 * 1024 * 1024
 _TOP_KEYS = {"format", "format_version", "knobcap_version", "architecture", "config", "controls",
-             "sample_rate", "weights", "metadata"}
+             "sample_rate", "weights", "metadata", "dc_blocker_hz"}
 
 
 class ModelFileError(ValueError):
@@ -50,6 +55,8 @@ class ModelFile:
     sample_rate: int
     weights: dict[str, np.ndarray]
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: corner of the output DC blocker in Hz (None: no blocker); see :mod:`knobcap.dsp.dc_blocker`
+    dc_blocker_hz: float | None = None
 
     @property
     def n_parameters(self) -> int:
@@ -76,6 +83,7 @@ def model_to_dict(model: ModelFile) -> dict[str, Any]:
         "controls": model.controls.to_dict(),
         "sample_rate": int(model.sample_rate),
         "weights": {name: _encode(array) for name, array in model.weights.items()},
+        "dc_blocker_hz": check_cutoff(model.dc_blocker_hz, "model"),
         "metadata": model.metadata,
     }
 
@@ -121,10 +129,10 @@ def model_from_dict(data: Any, source: str = "model") -> ModelFile:
     if data.get("format") != FORMAT:
         raise bad(f"not a knobcap model file ('format' is {data.get('format')!r}, expected {FORMAT!r}).")
     version = data.get("format_version")
-    if version != FORMAT_VERSION:
+    if isinstance(version, bool) or version not in READS_VERSIONS:
         raise bad(f"format_version {version!r} is not supported by knobcap {__version__} (reads "
-                  f"{FORMAT_VERSION}); update knobcap.")
-    unknown = set(data) - _TOP_KEYS
+                  f"{', '.join(map(str, READS_VERSIONS))}); update knobcap.")
+    unknown = set(data) - _TOP_KEYS | ({"dc_blocker_hz"} & set(data) if version == 1 else set())
     if unknown:
         raise bad(f"unknown top-level key(s) {', '.join(sorted(unknown))}.")
     architecture = data.get("architecture")
@@ -144,6 +152,10 @@ def model_from_dict(data: Any, source: str = "model") -> ModelFile:
     if config["n_controls"] != controls.vector_size:
         raise bad(f"config says {config['n_controls']} control inputs but the controls need "
                   f"{controls.vector_size}.")
+    try:
+        dc_blocker_hz = check_cutoff(data.get("dc_blocker_hz"), "the output DC blocker")
+    except ValueError as error:
+        raise bad(str(error)) from None
     metadata = data.get("metadata", {})
     if not isinstance(metadata, dict):
         raise bad("'metadata' must be a JSON object.")
@@ -160,7 +172,7 @@ def model_from_dict(data: Any, source: str = "model") -> ModelFile:
                 raise bad(f"weight {name!r} has shape {list(weights[name].shape)} but the config needs "
                           f"{list(shape)}.")
     return ModelFile(architecture=architecture, config=config, controls=controls, sample_rate=rate,
-                     weights=weights, metadata=metadata)
+                     weights=weights, metadata=metadata, dc_blocker_hz=dc_blocker_hz)
 
 
 def _decode_weights(raw: Any, bad: Any) -> dict[str, np.ndarray]:
@@ -201,4 +213,5 @@ def _decode_weights(raw: Any, bad: Any) -> dict[str, np.ndarray]:
 def describe(model: ModelFile) -> Mapping[str, Any]:
     """A short summary for printing."""
     return {"architecture": model.architecture, "parameters": model.n_parameters,
-            "controls": model.controls.names, "sample_rate": model.sample_rate}
+            "controls": model.controls.names, "sample_rate": model.sample_rate,
+            "dc_blocker_hz": model.dc_blocker_hz}

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from knobcap import limits
+from knobcap.dsp.dc_blocker import MAX_HZ, check_cutoff
 from knobcap.models.architectures import default_config
 from knobcap.models.kernel_support import unsupported_part
 
@@ -74,6 +75,12 @@ class TrainConfig:
     # the model file whose weights a new run starts from (``--init-from RUN``; training/warmstart.py);
     # None: fresh weights from ``seed``. Only read, never written; ignored on --resume.
     init_from: str | None = None
+    # the output DC blocker written into the model file (dsp/dc_blocker.py), applied by every runtime
+    # after the model: "auto" (2 Hz when every training take is DC-free, as an AC-coupled pedal
+    # recorded through an interface is; none when the takes carry DC, as some plugins' do), "off", or a
+    # corner in Hz (0, 20]. TS808 demo, dense grid never trained on: 0.0254 / 0.095 / 0.184 -> 0.0208 /
+    # 0.088 / 0.156 at 2 Hz (session 5; docs/results.md, issue 11)
+    dc_blocker: str | float = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,6 +127,12 @@ class TrainConfig:
         self._validate_run_options(source)
         if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from):
             raise TrainingError(f"{source}: init_from must name a run or model file, got {self.init_from!r}.")
+        if self.dc_blocker not in ("auto", "off"):
+            try:
+                check_cutoff(self.dc_blocker, source)
+            except ValueError:
+                raise TrainingError(f"{source}: dc_blocker must be 'auto', 'off' or a corner in Hz above 0 "
+                                    f"and at most {MAX_HZ:g}, got {self.dc_blocker!r}.") from None
         if not (isinstance(self.dc_weight, int | float) and 0 <= self.dc_weight <= 1e3):
             raise TrainingError(f"{source}: dc_weight must be a number in [0, 1000], got {self.dc_weight!r}.")
         if self.mrstft_weight > 0 and max(self.mrstft_fft_sizes) > self.segment_length:

@@ -38,6 +38,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from knobcap import __version__
+from knobcap.dsp import dc_blocker
 from knobcap.fileio import write_json_atomic
 from knobcap.metrics import esr
 from knobcap.models.base import ParametricModel, create_model
@@ -282,6 +283,7 @@ class TrainingRun:
     def __init__(self, data: TrainingData, config: TrainConfig, run_dir: Path) -> None:
         self.data, self.config, self.run = data, config, Run(run_dir)
         self.names = [t.name for t in data.takes]
+        self.dc_blocker_hz = output_dc_blocker(config, data)
 
     def log_columns(self) -> list[str]:
         cols = ["epoch", "minutes", "lr", "train_loss", "val_time_esr", "heldout_esr_median",
@@ -337,7 +339,29 @@ class TrainingRun:
         model.load_state_dict({k: v.detach().cpu() for k, v in state.items()})
         file = model_file_from(model, self.data.controls, self.data.sample_rate,
                                self.metadata(module, final or None))
+        file.dc_blocker_hz = self.dc_blocker_hz
         return save_model_file(self.run.model_path, file, overwrite=True)
+
+
+def describe_dc_blocker(cutoff: float | None, config: TrainConfig, data: TrainingData) -> str:
+    """One line on the output DC blocker the model file will carry, and why."""
+    if config.dc_blocker != "auto":
+        return (f"output DC blocker: {'off' if cutoff is None else f'{cutoff:g} Hz'} (dc_blocker "
+                f"{config.dc_blocker!r})")
+    worst = max((dc_blocker.dc_ratio(t.audio) for t in data.takes if t.role != "holdout"), default=0.0)
+    if cutoff is None:
+        return (f"output DC blocker: off (the takes carry DC, up to {100 * worst:.2g} % of their rms: the "
+                "model keeps it)")
+    return f"output DC blocker: {cutoff:g} Hz (the takes hold no DC, as an AC-coupled device's)"
+
+
+def output_dc_blocker(config: TrainConfig, data: TrainingData) -> float | None:
+    """The model file's output DC blocker: ``config.dc_blocker`` ("auto": from the training takes)."""
+    if config.dc_blocker == "off":
+        return None
+    if config.dc_blocker != "auto":
+        return float(config.dc_blocker)
+    return dc_blocker.choose(t.audio for t in data.takes if t.role != "holdout")
 
 
 def validation_set(data: TrainingData, context: int, config: TrainConfig) -> Dataset:
@@ -370,9 +394,15 @@ def training_device(trainer: pl.Trainer, config: TrainConfig, model: torch.nn.Mo
     return plan.describe(), plan
 
 
-def final_evaluation(model: ParametricModel, data: TrainingData, context: int) -> dict[str, Any]:
+def final_evaluation(model: ParametricModel, data: TrainingData, context: int,
+                     dc_blocker_hz: float | None = None) -> dict[str, Any]:
     """ESR of the best model: training takes on validation_2, held-out takes on the whole signal
-    after the first ``receptive_field`` samples (their settings were never trained on)."""
+    after the first ``receptive_field`` samples (their settings were never trained on); with the
+    model file's output DC blocker, as every runtime plays it."""
+    def run(x: np.ndarray, vector: np.ndarray) -> np.ndarray:
+        y = predict(model, x, vector)
+        return y if dc_blocker_hz is None else dc_blocker.apply(y, dc_blocker_hz, data.sample_rate)
+
     first = max(data.train_span[0], context)
     out: dict[str, Any] = {"validation_esr": {}, "heldout_esr": {}, "heldout_span": [first, len(data.x)]}
     for take in data.takes:
@@ -380,12 +410,12 @@ def final_evaluation(model: ParametricModel, data: TrainingData, context: int) -
         held = take.role == "holdout"
         spans = data.regions(take, "all" if held else "time", context)
         if held and not data.clips_of(take):  # the whole signal in one pass, from its start
-            predicted, target = [predict(model, x, take.vector)[spans[0][0]:]], [take.audio[spans[0][0]:]]
+            predicted, target = [run(x, take.vector)[spans[0][0]:]], [take.audio[spans[0][0]:]]
         else:  # each span from a little before it (or from its clip's rest), scored on the span only
             predicted, target = [], []
             for start, stop, rest in spans:
                 pre = start - max(start - context - 8192, rest if rest is not None else 0)
-                y_hat = predict(model, window_input(x, start, stop, pre, rest), take.vector)
+                y_hat = run(window_input(x, start, stop, pre, rest), take.vector)
                 predicted.append(y_hat[pre:])
                 target.append(take.audio[start:stop])
         value = esr(np.concatenate(predicted), np.concatenate(target))
@@ -468,6 +498,7 @@ def _train(data: TrainingData, config: TrainConfig, run_dir: Path, *, resume: bo
     if plan is not None:
         torch.set_num_threads(run_threads(config))  # the final evaluation's; the fit runs on the plan
     say(f"training on {where}")
+    say(describe_dc_blocker(run.dc_blocker_hz, config, data))
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(folder.config_path, config.to_dict())
     train_loader = DataLoader(windows, batch_size=None, shuffle=False, num_workers=0)
@@ -488,7 +519,7 @@ def _train(data: TrainingData, config: TrainConfig, run_dir: Path, *, resume: bo
     best.load_state_dict(module.best_state if module.best_state is not None
                          else module.scored_model.state_dict())
     best.eval()
-    final = final_evaluation(best, data, context)
+    final = final_evaluation(best, data, context, run.dc_blocker_hz)
     path = run.write_model(module, final=final)
     minutes = module.elapsed_minutes()
     epochs = module.history[-1]["epoch"] if module.history else trainer.current_epoch
@@ -498,7 +529,8 @@ def _train(data: TrainingData, config: TrainConfig, run_dir: Path, *, resume: bo
                if final["heldout_esr"] else None,
                "heldout_esr_max": max(final["heldout_esr"].values()) if final["heldout_esr"] else None,
                "parameters": int(sum(p.numel() for p in best.parameters())),
-               "receptive_field": best.receptive_field, "model": str(path)}
+               "receptive_field": best.receptive_field,
+               "dc_blocker_hz": run.dc_blocker_hz, "model": str(path)}
     write_json_atomic(folder.summary_path, summary)
     return TrainResult(run_dir, path, epochs, module.best_epoch + 1, final["validation_esr"],
                        final["heldout_esr"], minutes)

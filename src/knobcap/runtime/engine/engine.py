@@ -9,7 +9,9 @@
 Outputs are aligned with inputs (no added latency). A WaveNet starts in the steady state of a silent
 input at the current setting (as if the model had been fed zeros for its receptive field), which is
 what the PyTorch model computes on an input padded with ``receptive_field - 1`` zeros in front; an
-LSTM starts from zero state, as in PyTorch.
+LSTM starts from zero state, as in PyTorch. A model file's output DC blocker (``dc_blocker_hz``) runs
+after the core, from the steady state of the core's first output after a reset
+(:mod:`knobcap.dsp.dc_blocker`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from knobcap.controls import Controls, Setting
+from knobcap.dsp import dc_blocker
 from knobcap.models.modelfile import ModelFile, load_model_file
 from knobcap.registry import Registry, check_callable
 from knobcap.runtime.engine.lstm import LSTMCore
@@ -89,6 +92,9 @@ class Engine:
         except ValueError as error:
             raise EngineError(f"{source}: {error}") from None
         self._run = self.core.run
+        self._blocker = (None if model.dc_blocker_hz is None
+                         else dc_blocker.pole(model.dc_blocker_hz, self.sample_rate))
+        self._blocker_state = dc_blocker.initial_state()
         n_controls = self.controls.vector_size
         self._knob_mask = np.zeros(n_controls, bool)
         self._knob_mask[: len(self.controls.knobs)] = True
@@ -157,6 +163,7 @@ class Engine:
         self._istate[RAMP_LEN] = 0
         self._istate[RING_POS] = 0
         self.core.clear()
+        self._blocker_state[:] = dc_blocker.initial_state()
         remaining = int(self.core.preroll)
         if remaining:
             zeros = np.zeros(self.max_block, np.float32)
@@ -165,6 +172,11 @@ class Engine:
                 n = min(remaining, self.max_block)
                 self.core.run(zeros, sink, n, self._cstate)
                 remaining -= n
+
+    def _run_block(self, x: np.ndarray, y: np.ndarray, n: int) -> None:
+        self._run(x, y, n, self._cstate)
+        if self._blocker is not None:
+            dc_blocker.run_inplace(y, n, self._blocker, self._blocker_state)
 
     def process_block(self, in_block: np.ndarray, out_block: np.ndarray) -> None:
         """Process one block: ``out_block[:n] = model(in_block)``, n = len(in_block) <= max_block.
@@ -175,7 +187,7 @@ class Engine:
         if (in_block.dtype is _F32 and out_block.dtype is _F32 and n <= self.max_block
                 and out_block.shape[0] >= n and in_block.flags.c_contiguous and out_block.flags.c_contiguous):
             if n:
-                self._run(in_block, out_block, n, self._cstate)
+                self._run_block(in_block, out_block, n)
             return
         if n > self.max_block or out_block.shape[0] < n:
             raise EngineError(
@@ -196,7 +208,7 @@ class Engine:
         y = np.empty_like(x)
         for start in range(0, x.shape[0], block_size):
             stop = min(start + block_size, x.shape[0])
-            self._run(x[start:stop], y[start:stop], stop - start, self._cstate)
+            self._run_block(x[start:stop], y[start:stop], stop - start)
             if progress is not None:
                 progress(stop - start)
         return y

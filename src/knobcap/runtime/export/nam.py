@@ -100,11 +100,21 @@ def ir_path(nam_path: Path) -> Path:
 
 def export_notes(model: ModelFile, nam_path: Path) -> list[str]:
     """What a user must know about an export of ``model`` (empty when the .nam alone is the model)."""
-    if post_fir_taps(model, np.zeros(model.controls.vector_size)) is None:
-        return []
-    return [f"this model ends in a setting-dependent FIR: load {ir_path(nam_path).name} in the NAM "
-            f"plugin's IR slot after {nam_path.name} (the WAV is pre-scaled for the plugin's -18 dB IR "
-            "gain; in other IR loaders turn it down 18 dB)."]
+    notes = []
+    if post_fir_taps(model, np.zeros(model.controls.vector_size)) is not None:
+        notes.append(f"this model ends in a setting-dependent FIR: load {ir_path(nam_path).name} in the NAM "
+                     f"plugin's IR slot after {nam_path.name} (the WAV is pre-scaled for the plugin's -18 dB "
+                     "IR gain; in other IR loaders turn it down 18 dB).")
+    if model.dc_blocker_hz is not None:
+        notes.append(dc_blocker_note(model.dc_blocker_hz))
+    return notes
+
+
+def dc_blocker_note(cutoff_hz: float) -> str:
+    """The export note of a model with an output DC blocker, which NAM and Proteus files cannot hold."""
+    return (f"knobcap plays this model through a {cutoff_hz:g} Hz DC blocker, which the exported file "
+            "cannot hold: below a few Hz its output may drift (inaudible, but a DC meter shows it; an "
+            "interface's output or the next pedal's coupling removes it).")
 
 
 def _flat(array: np.ndarray) -> list[np.ndarray]:
@@ -215,7 +225,8 @@ def nam_snapshot(model: ModelFile, setting: Mapping[str, object] | None = None, 
         "modeled_by": "knobcap",
         "gear_type": None, "gear_make": None, "gear_model": name, "tone_type": None,
         "input_level_dbu": None, "output_level_dbu": None,
-        "knobcap": {"setting": clean, "architecture": model.architecture},
+        "knobcap": {"setting": clean, "architecture": model.architecture,
+                    "dc_blocker_hz": model.dc_blocker_hz},
     }
     taps = post_fir_taps(model, c)
     if taps is not None:

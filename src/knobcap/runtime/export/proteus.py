@@ -17,7 +17,7 @@ import numpy as np
 
 from knobcap.fileio import write_json_atomic
 from knobcap.models.modelfile import ModelFile
-from knobcap.runtime.export.nam import ExportError, bake_vector, check_target
+from knobcap.runtime.export.nam import ExportError, bake_vector, check_target, dc_blocker_note
 
 PROTEUS_HIDDEN = 40
 PROTEUS_RATE = 44_100
@@ -67,6 +67,8 @@ def proteus_model(model: ModelFile, switches: Mapping[str, object] | None = None
     if int(model.sample_rate) != PROTEUS_RATE:
         warnings.append(f"Proteus models are made at {PROTEUS_RATE} Hz; this one is {model.sample_rate} Hz, "
                         "so it will sound right only at that rate.")
+    if model.dc_blocker_hz is not None:
+        warnings.append(dc_blocker_note(model.dc_blocker_hz))
     return data, warnings
 
 
