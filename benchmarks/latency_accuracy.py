@@ -68,6 +68,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--noise", type=float, default=-70.0, help="noise floor, dBFS rms")
     parser.add_argument("--no-ts808", action="store_true")
+    parser.add_argument("--lv2", default=None, metavar="URI",
+                        help="also an installed LV2 plugin, at a 3-level grid of its controls")
+    parser.add_argument("--delays", type=int, nargs="+", default=[77],
+                        help="true delays in samples (the plugin rows use each)")
     args = parser.parse_args()
     sig = generate_signal(args.seconds)
     x = sig.audio.astype(np.float64)
@@ -101,6 +105,25 @@ def main() -> None:
                                         for v in setting.values())
             row(label, "blips", y, x, sig.map, 651)
             row(label, "xcorr (synth)", y, x, custom, 651)
+    if args.lv2:
+        plugin_rows(args.lv2, x, sig.map, args.delays, args.noise)
+
+
+def plugin_rows(uri: str, x: np.ndarray, signal_map: SignalMap, delays: list[int], noise: float) -> None:
+    """An LV2 plugin through knobcap's signal at each of ``delays`` and every 3-level grid setting."""
+    from knobcap.devices import get_device
+    from knobcap.evaluation.evaluate import dense_grid
+
+    plugin = get_device(f"lv2:{uri}")
+    errors = []
+    for setting in dense_grid(plugin.controls, 3):
+        wet = np.asarray(plugin.process(x.astype(np.float32), RATE, setting), dtype=np.float64)
+        for delay in delays:
+            lat = calibrate_latency(record(wet, delay, noise, seed=delay), x, signal_map)
+            errors.append(lat.samples - delay)
+    values, counts = np.unique(errors, return_counts=True)
+    print(f"{plugin.name} ({len(errors)} renders, blips): error " +
+          ", ".join(f"{v:+d} x {c}" for v, c in zip(values, counts, strict=True)))
 
 
 if __name__ == "__main__":

@@ -197,6 +197,9 @@ def cached_render(device: object, cache: RenderCache, audio: np.ndarray, start: 
     """:func:`render_segment`, read from ``cache`` when it was rendered before."""
     name = str(getattr(device, "name", type(device).__name__))
     options = repr(device) if type(device).__repr__ is not object.__repr__ else ""  # e.g. oversampling
+    delay = getattr(device, "delay", None)  # a DelayAligned device: the shift is part of the render
+    if callable(delay):
+        options += f"|delay {delay(sample_rate)}"
     key = cache.key(name, setting, audio[max(0, start - preroll):stop], f"{start}:{stop}:{preroll}:{options}")
     hit = cache.get(key, sample_rate)
     if hit is not None and len(hit) == stop - start:
@@ -468,10 +471,12 @@ def evaluate_run(run: str | Path, device: str | None = None, grid: int = 6,
         "takes planned as holdout (never trained on), on the validation segment"))
     headline: dict[str, object] = {"source": "heldout_settings", **doc["heldout_settings"]["summary"]}  # type: ignore[index]
     if device is not None:
-        from knobcap.capture.device_delay import delay_aligned
+        from knobcap.capture.device_delay import delay_aligned, signal_probe
         from knobcap.capture.session_device import open_device
 
-        dev = delay_aligned(open_device(device, session.controls))  # renders aligned on its own delay
+        # renders aligned on the device's own delay, read on the session's signal as its takes were
+        dev = delay_aligned(open_device(device, session.controls), probe=signal_probe(audio, signal.map),
+                            settings=training)
         if dev.controls.names != controls.names:
             raise EvaluationError(
                 f"device {device!r} has controls {', '.join(dev.controls.names)} but the model has "
