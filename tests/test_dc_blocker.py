@@ -20,7 +20,7 @@ SETTING = {"drive": 7.0, "tone": 3.0, "diodes": "led"}
 
 def test_blocker_response_and_streaming_equal_the_whole_signal():
     r = dc_blocker.pole(2.0, RATE)
-    freqs, response = freqz([1.0, -1.0], [1.0, -r], worN=[0.0, 2.0, 80.0, 1000.0], fs=RATE)
+    _, response = freqz([1.0, -1.0], [1.0, -r], worN=[0.0, 2.0, 80.0, 1000.0], fs=RATE)
     gain = np.abs(response)
     assert gain[0] == pytest.approx(0.0, abs=1e-12)
     assert gain[1] == pytest.approx(1 / np.sqrt(2), abs=2e-3)  # -3 dB at the corner
