@@ -364,3 +364,14 @@ def test_the_output_dc_blocker_is_chosen_from_the_takes_and_scored_as_played(tmp
     plain = predict(load_torch_model(model_file), data.x, take.vector)
     assert esr(plain[first_sample:], take.audio[first_sample:]) != pytest.approx(
         result.heldout_esr["take04"], rel=1e-5)
+
+
+def test_knobcap_train_refuses_a_bad_dc_blocker_in_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from knobcap.cli import app
+
+    for value, expected in (("banana", "give auto, off or a corner in Hz"), ("50", "at most 20")):
+        result = CliRunner().invoke(app, ["train", str(tmp_path), "--dc-blocker", value])
+        assert result.exit_code != 0
+        assert expected in " ".join(result.output.split()), result.output
