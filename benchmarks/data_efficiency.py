@@ -16,6 +16,10 @@ For each size ``n`` (training settings: space-filling + anchors) and each design
   (0/10, or 0/5/10), e.g. 2 x 2 corners for n = 16; a single point is the middle of the dial;
 * ``random``: knob coordinates uniform in the taper's ``u`` (not the warp), switch combinations dealt
   in turn;
+* ``coverage`` (an experiment, session 6): per switch combination, greedy farthest-point picks from a
+  21-level lattice of the knobs' coordinates, faces included (corners, then edge midpoints and the
+  centre): a stand-in for a minimax design, to test whether the hand grid's advantage at 32 takes is
+  its coverage of the faces;
 * ``knobcap-more``: knobcap's design with ``n - more`` settings, a model trained on it, then
   ``knobcap plan --more`` (``training.refine``) adds ``--more`` settings (default ``n // 4``) where that
   model is least trustworthy, and a model is trained from scratch on all ``n`` with the same budget.
@@ -55,12 +59,12 @@ from knobcap.capture.reamp import reamp_session
 from knobcap.capture.screening import screen_device
 from knobcap.capture.session import PlannedTake, Session, init_session, plan_csv_text, take_name
 from knobcap.capture.testsignal import generate_signal, write_signal
-from knobcap.controls import Controls, Setting, round_setting
+from knobcap.controls import Controls, Setting, round_setting, setting_from_units
 from knobcap.devices import get_device
 from knobcap.evaluation.evaluate import evaluate_run, random_settings
 from knobcap.fileio import write_text_atomic
 
-DESIGNS = ("knobcap", "knobcap-more", "grid", "random")
+DESIGNS = ("knobcap", "knobcap-more", "grid", "random", "coverage")
 
 
 def knobcap_design(controls: Controls, n: int, seed: int, anchors: int | None = None
@@ -85,6 +89,30 @@ def grid_design(controls: Controls, n: int) -> list[tuple[Setting, str]]:
                                 tone.name: tone.min + q * (tone.max - tone.min), **combo}
             out.append((setting, "train"))
     return out[:n]
+
+
+def coverage_design(controls: Controls, n: int, seed: int, levels: int = 21) -> list[tuple[Setting, str]]:
+    """An experiment (session 6), not knobcap's design: per switch combination, greedy farthest-point
+    (k-centre) picks from a ``levels``-per-knob lattice of ``u`` that includes the faces, starting at
+    a corner chosen by ``seed``: each new setting is the candidate farthest from those chosen, a
+    stand-in for a minimax (coverage) design."""
+    combos = controls.switch_combinations()
+    k = len(controls.knobs)
+    axes = np.meshgrid(*[np.linspace(0.0, 1.0, levels)] * k, indexing="ij")
+    candidates = np.stack([a.ravel() for a in axes], axis=1)
+    rng = np.random.default_rng(seed)
+    out: list[tuple[Setting, str]] = []
+    for i, combo in enumerate(combos):
+        count = n // len(combos) + (1 if i < n % len(combos) else 0)
+        corner = rng.integers(0, 2, size=k).astype(float)
+        chosen = [corner]
+        distance = np.linalg.norm(candidates - corner, axis=1)
+        while len(chosen) < count:
+            pick = candidates[int(np.argmax(distance))]
+            chosen.append(pick)
+            distance = np.minimum(distance, np.linalg.norm(candidates - pick, axis=1))
+        out += [(setting_from_units(controls, u, combo), "train") for u in chosen[:count]]
+    return out
 
 
 def random_design(controls: Controls, n: int, seed: int) -> list[tuple[Setting, str]]:
@@ -166,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
                     settings = knobcap_design(controls, first_n, seed, args.anchors)
                 elif name == "grid":
                     settings = grid_design(controls, n)
+                elif name == "coverage":
+                    settings = coverage_design(controls, n, seed)
                 else:
                     settings = random_design(controls, n, seed)
                 label = f"{name}-a{args.anchors}" if name == "knobcap" and args.anchors is not None else name
