@@ -45,19 +45,19 @@ MAX_SETTINGS = 8  # settings a session-aligned device is measured at
 def delay_probe(sample_rate: int) -> tuple[np.ndarray, SignalMap]:
     """The probe (float32, read-only) and its map at ``sample_rate``."""
     signal = generate_signal(MIN_SECONDS)
-    segments = tuple(signal.map.segment(name) for name in PROBE_SEGMENTS)
-    audio = np.asarray(signal.audio[:segments[-1].stop], dtype=np.float64)
-    blips = signal.map.blips
-    if sample_rate != SAMPLE_RATE:
-        common = math.gcd(int(sample_rate), SAMPLE_RATE)
-        audio = resample_poly(audio, sample_rate // common, SAMPLE_RATE // common)
-        ratio = sample_rate / SAMPLE_RATE
-        segments = tuple(Segment(s.name, round(s.start * ratio), min(round(s.stop * ratio), len(audio)))
-                         for s in segments)
-        blips = tuple(round(b * ratio) for b in blips)
+    cut = signal_probe(signal.audio, signal.map)
+    assert cut is not None  # knobcap's own signal has every probe segment and its blips
+    if sample_rate == SAMPLE_RATE:
+        return cut
+    common = math.gcd(int(sample_rate), SAMPLE_RATE)
+    audio = resample_poly(np.asarray(cut[0], dtype=np.float64), sample_rate // common, SAMPLE_RATE // common)
+    ratio = sample_rate / SAMPLE_RATE
+    segments = tuple(Segment(s.name, round(s.start * ratio), min(round(s.stop * ratio), len(audio)))
+                     for s in cut[1].segments)
     probe = audio.astype(np.float32)
     probe.setflags(write=False)
-    return probe, SignalMap(int(sample_rate), len(probe), None, segments, blips)
+    return probe, SignalMap(int(sample_rate), len(probe), None, segments,
+                            tuple(round(b * ratio) for b in cut[1].blips))
 
 
 def signal_probe(audio: np.ndarray, signal_map: SignalMap) -> tuple[np.ndarray, SignalMap] | None:
@@ -123,12 +123,10 @@ class DelayAligned:
         rate = int(sample_rate)
         if rate not in self.latencies:
             probe = self._probe if self._probe is not None and self._probe[1].sample_rate == rate else None
-            if not self._settings:
-                self.latencies[rate] = measure_delay(self.device, rate, self._setting, probe=probe)
-            else:
-                readings = [measure_delay(self.device, rate, s, probe=probe) for s in self._settings]
-                sure = sorted((r for r in readings if r.confident), key=lambda r: r.samples)
-                self.latencies[rate] = sure[(len(sure) - 1) // 2] if sure else readings[0]
+            readings = [measure_delay(self.device, rate, s, probe=probe)
+                        for s in (self._settings or [self._setting])]
+            sure = sorted((r for r in readings if r.confident), key=lambda r: r.samples)
+            self.latencies[rate] = sure[(len(sure) - 1) // 2] if sure else readings[0]
         latency = self.latencies[rate]
         return latency.samples if latency.confident else 0
 

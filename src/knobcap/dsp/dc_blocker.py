@@ -56,16 +56,25 @@ def dc_ratio(audio: np.ndarray) -> float:
     return abs(float(np.mean(x))) / rms if rms > 0.0 else 0.0
 
 
-def choose(takes: Iterable[np.ndarray]) -> float | None:
-    """:data:`DEFAULT_HZ` when every take is DC-free (:data:`DC_FREE_RATIO`), else ``None``.
+def worst_ratio(takes: Iterable[np.ndarray]) -> float:
+    """The largest :func:`dc_ratio` of ``takes`` (infinite for none: no evidence of a DC-free device)."""
+    return max((dc_ratio(t) for t in takes), default=math.inf)
+
+
+def choose_for_ratio(worst: float) -> float | None:
+    """:data:`DEFAULT_HZ` when the takes' :func:`worst_ratio` is below :data:`DC_FREE_RATIO`, else ``None``.
 
     A pedal recorded through an interface is AC-coupled twice (its output capacitor, the interface's
     input): its takes' mean is the noise's, ~1e-5 of their rms. A plugin with an asymmetric clipper
     and no coupling shows 1e-2 (the GxTubeScreamer); so does a recording with an interface's DC offset,
     which then stays in the model as it is in the takes.
     """
-    ratios = [dc_ratio(t) for t in takes]
-    return DEFAULT_HZ if ratios and max(ratios) < DC_FREE_RATIO else None
+    return DEFAULT_HZ if worst < DC_FREE_RATIO else None
+
+
+def choose(takes: Iterable[np.ndarray]) -> float | None:
+    """:data:`DEFAULT_HZ` when every take is DC-free (:data:`DC_FREE_RATIO`), else ``None``."""
+    return choose_for_ratio(worst_ratio(takes))
 
 
 def initial_state() -> np.ndarray:

@@ -283,7 +283,7 @@ class TrainingRun:
     def __init__(self, data: TrainingData, config: TrainConfig, run_dir: Path) -> None:
         self.data, self.config, self.run = data, config, Run(run_dir)
         self.names = [t.name for t in data.takes]
-        self.dc_blocker_hz = output_dc_blocker(config, data)
+        self.dc_blocker_hz, self.dc_blocker_line = dc_blocker_choice(config, data)
 
     def log_columns(self) -> list[str]:
         cols = ["epoch", "minutes", "lr", "train_loss", "val_time_esr", "heldout_esr_median",
@@ -343,25 +343,24 @@ class TrainingRun:
         return save_model_file(self.run.model_path, file, overwrite=True)
 
 
-def describe_dc_blocker(cutoff: float | None, config: TrainConfig, data: TrainingData) -> str:
-    """One line on the output DC blocker the model file will carry, and why."""
+def dc_blocker_choice(config: TrainConfig, data: TrainingData) -> tuple[float | None, str]:
+    """The model file's output DC blocker (``config.dc_blocker``; "auto": from the training takes, read
+    once) and one line on what was chosen and why."""
     if config.dc_blocker != "auto":
-        return (f"output DC blocker: {'off' if cutoff is None else f'{cutoff:g} Hz'} (dc_blocker "
-                f"{config.dc_blocker!r})")
-    worst = max((dc_blocker.dc_ratio(t.audio) for t in data.takes if t.role != "holdout"), default=0.0)
+        cutoff = None if config.dc_blocker == "off" else float(config.dc_blocker)
+        return cutoff, (f"output DC blocker: {'off' if cutoff is None else f'{cutoff:g} Hz'} (dc_blocker "
+                        f"{config.dc_blocker!r})")
+    worst = dc_blocker.worst_ratio(t.audio for t in data.takes if t.role != "holdout")
+    cutoff = dc_blocker.choose_for_ratio(worst)
     if cutoff is None:
-        return (f"output DC blocker: off (the takes carry DC, up to {100 * worst:.2g} % of their rms: the "
-                "model keeps it)")
-    return f"output DC blocker: {cutoff:g} Hz (the takes hold no DC, as an AC-coupled device's)"
+        return None, (f"output DC blocker: off (the takes carry DC, up to {100 * worst:.2g} % of their rms: "
+                      "the model keeps it)")
+    return cutoff, f"output DC blocker: {cutoff:g} Hz (the takes hold no DC, as an AC-coupled device's)"
 
 
 def output_dc_blocker(config: TrainConfig, data: TrainingData) -> float | None:
     """The model file's output DC blocker: ``config.dc_blocker`` ("auto": from the training takes)."""
-    if config.dc_blocker == "off":
-        return None
-    if config.dc_blocker != "auto":
-        return float(config.dc_blocker)
-    return dc_blocker.choose(t.audio for t in data.takes if t.role != "holdout")
+    return dc_blocker_choice(config, data)[0]
 
 
 def validation_set(data: TrainingData, context: int, config: TrainConfig) -> Dataset:
@@ -498,7 +497,7 @@ def _train(data: TrainingData, config: TrainConfig, run_dir: Path, *, resume: bo
     if plan is not None:
         torch.set_num_threads(run_threads(config))  # the final evaluation's; the fit runs on the plan
     say(f"training on {where}")
-    say(describe_dc_blocker(run.dc_blocker_hz, config, data))
+    say(run.dc_blocker_line)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(folder.config_path, config.to_dict())
     train_loader = DataLoader(windows, batch_size=None, shuffle=False, num_workers=0)
