@@ -1,5 +1,6 @@
 """Data efficiency: ESR on settings never trained on against the number of recorded settings, for
-knobcap's design, a grid and random designs, at the same training budget (virtual TS808).
+knobcap's design, a grid and random designs, at the same training budget (the virtual TS808, or any
+virtual device with ``--device``, e.g. an LV2 plugin).
 
 Runtime: about (designs x sizes x seeds) x (training + 1 min); with ``--steps 1000`` one model takes
 about 5-7 minutes on one core of a quiet 2-core CPU, so 3 designs x 3 sizes x 1 seed is about an hour.
@@ -10,16 +11,15 @@ Runs are kept in ``--out`` and reused, so a killed run continues and more seeds 
 
 For each size ``n`` (training settings: space-filling + anchors) and each design:
 
-* ``knobcap``: knobcap's own design (sliced maximin Latin hypercube in the knobs' screened coordinates,
-  as ``knobcap init --device ts808`` writes them, with 2 anchors at the knob ends for n < 8, else 4);
-* ``grid``: what a person does by hand: per switch combination an a x b grid of *dial* positions
-  (0/10, or 0/5/10), e.g. 2 x 2 corners for n = 16; a single point is the middle of the dial;
+* ``knobcap``: knobcap's own design (``initial_design``'s ``method="auto"``: the boundary-covering
+  design when each switch combination gets enough settings, else the sliced Latin hypercube; in the
+  knobs' screened coordinates, as ``knobcap init --device DEVICE`` writes them, with 2 anchors at the
+  knob ends for n < 8, else 4); ``knobcap-coverage`` and ``knobcap-lhs`` force one method;
+* ``grid``: what a person does by hand: per switch combination a grid of evenly spaced *dial*
+  positions (:func:`grid_levels`: 0/10, or 0/5/10), e.g. 2 x 2 corners for n = 16 on two knobs and
+  3 x 3 less one corner for 32; a single point is the middle of the dial;
 * ``random``: knob coordinates uniform in the taper's ``u`` (not the warp), switch combinations dealt
   in turn;
-* ``coverage`` (an experiment, session 6): per switch combination, greedy farthest-point picks from a
-  21-level lattice of the knobs' coordinates, faces included (corners, then edge midpoints and the
-  centre): a stand-in for a minimax design, to test whether the hand grid's advantage at 32 takes is
-  its coverage of the faces;
 * ``knobcap-more``: knobcap's design with ``n - more`` settings, a model trained on it, then
   ``knobcap plan --more`` (``training.refine``) adds ``--more`` settings (default ``n // 4``) where that
   model is least trustworthy, and a model is trained from scratch on all ``n`` with the same budget.
@@ -34,7 +34,7 @@ session shares the test signal and the same 2 held-out takes (seeded random sett
 every model the same training recipe and number of steps (``--epochs`` x ``--steps``/epochs, of
 ``--batch`` windows of ``--segment`` samples: smaller than ``knobcap train``'s defaults so that a dozen
 models fit in an hour), so only the recorded settings differ. Each model is scored against the
-device on a dense grid (``--grid`` levels per knob in taper coordinates x 4 switch combinations, on the
+device on a dense grid (``--grid`` levels per knob in taper coordinates x every switch combination, on the
 validation segment, held-out time); grid points that coincide with a training setting are left out.
 Prints median / p90 / max ESR per design, size and seed, then the medians over seeds, and the
 training minutes.
@@ -43,6 +43,7 @@ training minutes.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -59,60 +60,49 @@ from knobcap.capture.reamp import reamp_session
 from knobcap.capture.screening import screen_device
 from knobcap.capture.session import PlannedTake, Session, init_session, plan_csv_text, take_name
 from knobcap.capture.testsignal import generate_signal, write_signal
-from knobcap.controls import Controls, Setting, round_setting, setting_from_units
+from knobcap.controls import Controls, Setting, round_setting
 from knobcap.devices import get_device
 from knobcap.evaluation.evaluate import evaluate_run, random_settings
 from knobcap.fileio import write_text_atomic
 
-DESIGNS = ("knobcap", "knobcap-more", "grid", "random", "coverage")
+DESIGNS = ("knobcap", "knobcap-more", "knobcap-coverage", "knobcap-lhs", "grid", "random")
 
 
-def knobcap_design(controls: Controls, n: int, seed: int, anchors: int | None = None
+def knobcap_design(controls: Controls, n: int, seed: int, anchors: int | None = None, method: str = "auto"
                    ) -> list[tuple[Setting, str]]:
     anchors = anchors if anchors is not None else 2 if n < 8 else 4
-    design = initial_design(controls, DesignSize(n - anchors, anchors, 0), seed=seed)
+    design = initial_design(controls, DesignSize(n - anchors, anchors, 0), seed=seed, method=method)
     return [(p.setting, p.role) for p in design.points]
 
 
+def grid_levels(knobs: int, per: int) -> list[int]:
+    """Dial positions per knob of the smallest balanced grid with at least ``per`` points (2 x 2 for 4
+    on two knobs, 3 x 3 for 8): every knob starts at 2 levels (0 and 10) and the knob with the fewest
+    gets one more until the grid is large enough; a single point is the middle of every dial."""
+    if per <= 1:
+        return [1] * knobs
+    counts = [2] * knobs
+    while math.prod(counts) < per:
+        counts[counts.index(min(counts))] += 1
+    return counts
+
+
 def grid_design(controls: Controls, n: int) -> list[tuple[Setting, str]]:
+    """What a person does by hand: per switch combination a grid of evenly spaced *dial* positions
+    (:func:`grid_levels`), cut to the takes it has (the last points of the grid, around the top
+    corner, are the ones left out)."""
     combos = controls.switch_combinations()
     per = max(1, n // len(combos))
-    a = math.ceil(math.sqrt(per))
-    b = math.ceil(per / a)
-    levels = [[0.5] if count == 1 else [i / (count - 1) for i in range(count)] for count in (a, b)]
-    points = [(p, q) for p in levels[0] for q in levels[1]][:per]
+    counts = grid_levels(len(controls.knobs), per)
+    axes = [[0.5] if count == 1 else [i / (count - 1) for i in range(count)] for count in counts]
+    points = list(itertools.product(*axes))[:per]
     out = []
     for combo in combos:
-        for p, q in points:
-            drive, tone = controls.knobs
-            setting: Setting = {drive.name: drive.min + p * (drive.max - drive.min),
-                                tone.name: tone.min + q * (tone.max - tone.min), **combo}
-            out.append((setting, "train"))
+        for point in points:
+            setting: Setting = {knob.name: knob.min + p * (knob.max - knob.min)
+                                for knob, p in zip(controls.knobs, point, strict=True)}
+            out.append((round_setting(controls, {**setting, **combo}), "train"))
     return out[:n]
-
-
-def coverage_design(controls: Controls, n: int, seed: int, levels: int = 21) -> list[tuple[Setting, str]]:
-    """An experiment (session 6), not knobcap's design: per switch combination, greedy farthest-point
-    (k-centre) picks from a ``levels``-per-knob lattice of ``u`` that includes the faces, starting at
-    a corner chosen by ``seed``: each new setting is the candidate farthest from those chosen, a
-    stand-in for a minimax (coverage) design."""
-    combos = controls.switch_combinations()
-    k = len(controls.knobs)
-    axes = np.meshgrid(*[np.linspace(0.0, 1.0, levels)] * k, indexing="ij")
-    candidates = np.stack([a.ravel() for a in axes], axis=1)
-    rng = np.random.default_rng(seed)
-    out: list[tuple[Setting, str]] = []
-    for i, combo in enumerate(combos):
-        count = n // len(combos) + (1 if i < n % len(combos) else 0)
-        corner = rng.integers(0, 2, size=k).astype(float)
-        chosen = [corner]
-        distance = np.linalg.norm(candidates - corner, axis=1)
-        while len(chosen) < count:
-            pick = candidates[int(np.argmax(distance))]
-            chosen.append(pick)
-            distance = np.minimum(distance, np.linalg.norm(candidates - pick, axis=1))
-        out += [(setting_from_units(controls, u, combo), "train") for u in chosen[:count]]
-    return out
 
 
 def random_design(controls: Controls, n: int, seed: int) -> list[tuple[Setting, str]]:
@@ -120,8 +110,8 @@ def random_design(controls: Controls, n: int, seed: int) -> list[tuple[Setting, 
 
 
 def make_session(root: Path, controls: Controls, settings: list[tuple[Setting, str]],
-                 holdouts: list[Setting], signal_path: Path) -> Session:
-    init_session(root, controls, "ts808")
+                 holdouts: list[Setting], signal_path: Path, device_name: str) -> Session:
+    init_session(root, controls, device_name)
     rows = settings + [(s, "holdout") for s in holdouts]
     takes = [PlannedTake(take_name(i + 1), dict(s), role) for i, (s, role) in enumerate(rows)]  # type: ignore[arg-type]
     write_text_atomic(root / "plan.csv", plan_csv_text(controls, takes))
@@ -143,6 +133,7 @@ def write_true_alignment(root: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="ts808", help="a virtual device: ts808 or lv2:URI")
     parser.add_argument("--sizes", type=int, nargs="+", default=[4, 8, 16, 24])
     parser.add_argument("--designs", nargs="+", default=list(DESIGNS), choices=DESIGNS)
     parser.add_argument("--seconds", type=float, default=60.0, help="test signal length (30-180 s)")
@@ -162,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--more", type=int, default=None,
                         help="knobcap-more: settings added by plan --more (default n // 4)")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--report", action="store_true",
+                        help="only print the tables, from the runs already trained and scored in --out")
     args = parser.parse_args(argv)
 
     from knobcap.training.config import TrainConfig
@@ -169,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     from knobcap.training.refine import plan_more
     from knobcap.training.run import Run
 
-    device = get_device("ts808")
-    # as `knobcap init --device ts808` does: the knobs' coordinates warped by screening the device
+    device = get_device(args.device)
+    # as `knobcap init --device DEVICE` does: the knobs' coordinates warped by screening the device
     controls = device.controls if args.no_screen else screen_device(device)
     out = args.out or Path(tempfile.mkdtemp(prefix="knobcap-data-efficiency-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -188,20 +181,22 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         for n in args.sizes:
             for name in args.designs:
+                label = f"{name}-a{args.anchors}" if name == "knobcap" and args.anchors is not None else name
+                root = out / f"{label}-{n}-seed{seed}"
+                if args.report:
+                    results[(name, n, seed)] = scored_run(root, controls, args.grid)
+                    continue
                 more = args.more if args.more is not None else n // 4
                 first_n = n - more if name == "knobcap-more" else n
                 if name.startswith("knobcap"):
-                    settings = knobcap_design(controls, first_n, seed, args.anchors)
+                    method = {"knobcap-lhs": "lhs", "knobcap-coverage": "coverage"}.get(name, "auto")
+                    settings = knobcap_design(controls, first_n, seed, args.anchors, method)
                 elif name == "grid":
                     settings = grid_design(controls, n)
-                elif name == "coverage":
-                    settings = coverage_design(controls, n, seed)
                 else:
                     settings = random_design(controls, n, seed)
-                label = f"{name}-a{args.anchors}" if name == "knobcap" and args.anchors is not None else name
-                root = out / f"{label}-{n}-seed{seed}"
                 session = Session.open(root) if (root / "plan.csv").is_file() else \
-                    make_session(root, controls, settings, holdouts, signal_path)
+                    make_session(root, controls, settings, holdouts, signal_path, args.device)
                 reamp_session(session, device, seed=seed)
                 write_true_alignment(root)
                 if name == "knobcap-more" and len(session.training_takes()) < n:
@@ -218,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
                     train_session(root, TrainConfig.from_dict({**config, "seed": seed}), run="r",
                                   progress=False)
                 minutes = float(run.read_summary()["minutes"])
-                doc = evaluate_run(run.path, device="ts808", grid=args.grid, use_di=False, cache_dir=cache)
+                doc = evaluate_run(run.path, device=args.device, grid=args.grid, use_di=False,
+                                   cache_dir=cache)
                 s = doc["grid"]["summary"]  # type: ignore[index]
                 levels = per_level_medians(controls, doc["grid"]["rows"], args.grid)  # type: ignore[index]
                 results[(name, n, seed)] = {**s, "minutes": minutes, "trained": n, "levels": levels,
@@ -231,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
                           flush=True)
 
     print()
-    print(f"ESR on a {args.grid}x{args.grid}x4 grid of settings never trained on (median / p90 / max); "
+    shape = "x".join([str(args.grid)] * len(controls.knobs) + [str(len(controls.switch_combinations()))])
+    print(f"ESR on a {shape} grid of settings never trained on (median / p90 / max); "
           "same training steps for every model")
     print(f"(medians over {len(args.seeds)} seed(s) {args.seeds}; model coordinates "
           f"{'without' if args.no_screen else 'with'} screening warps)")
@@ -266,6 +263,18 @@ def main(argv: list[str] | None = None) -> int:
                 meds = np.median([r["levels"][knob] for r in runs], axis=0)
                 print(f"{n:>4} {name:>13} {knob:>6}: " + " / ".join(f"{m:.4f}" for m in meds))
     return 0
+
+
+def scored_run(root: Path, controls: Controls, levels: int) -> dict:
+    """A run already trained and scored (its ``metrics.json``), as the table rows need it."""
+    metrics = root / "runs" / "r" / "metrics.json"
+    if not metrics.is_file():
+        raise SystemExit(f"{metrics}: no scored run; run without --report first to train and score it.")
+    doc = json.loads(metrics.read_text(encoding="utf-8"))
+    summary = json.loads((root / "runs" / "r" / "summary.json").read_text(encoding="utf-8"))
+    rows = doc["grid"]["rows"]
+    return {**doc["grid"]["summary"], "minutes": float(summary["minutes"]),
+            "levels": per_level_medians(controls, rows, levels), "rows": rows}
 
 
 def common_scores(rows_by_design: list[list[dict]]) -> list[tuple[float, float, float, int]]:

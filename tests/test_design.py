@@ -103,23 +103,35 @@ def test_held_out_settings_are_never_training_settings_and_one_is_near_an_edge()
         assert near
 
 
-def test_design_is_more_spread_than_random_designs_of_the_same_size() -> None:
-    controls = ts_like()
-    design = dsg.initial_design(controls, seed=0)
-    train = of_role(design, "train")
-    ours_within = dsg.maximin_distance(controls, train, within_combinations=True)
-    ours_union = dsg.maximin_distance(controls, train)
+def test_design_covers_every_combination_better_than_random_designs_of_the_same_size() -> None:
+    """Within each switch combination the design leaves no setting as far from a recorded one (fill
+    distance over a lattice of the knob square, anchors included) as random settings do, and keeps its
+    settings further apart. (Across combinations it does not spread: each is covered on its own.)"""
+    for method in dsg.METHODS:
+        check_covers_better_than_random(dsg.initial_design(ts_like(), 32, seed=0, method=method))
+
+
+def check_covers_better_than_random(design: dsg.Design) -> None:
+    controls = design.controls
+    recorded = of_role(design, "train", "anchor")
+    lattice = np.stack(np.meshgrid(np.linspace(0, 1, 21), np.linspace(0, 1, 21)), axis=-1).reshape(-1, 2)
+
+    def worst_fill(settings: list[dict]) -> float:
+        fills = []
+        for key in {combo(controls, s) for s in settings}:
+            u = dsg.knob_units(controls, [s for s in settings if combo(controls, s) == key])
+            fills.append(np.linalg.norm(lattice[:, None] - u[None], axis=2).min(axis=1).max())
+        return float(max(fills))
+
+    ours_fill = worst_fill(recorded)
+    ours_apart = dsg.maximin_distance(controls, recorded, within_combinations=True)
     rng = np.random.default_rng(7)
-    beaten_within = beaten_union = 0
-    trials = 40
-    for _ in range(trials):
+    for _ in range(40):
         rand = [{k.name: k.from_unit(u) for k, u in zip(controls.knobs, rng.uniform(size=2), strict=True)}
                 | {sw.name: t[sw.name] for sw in controls.switches}   # the same switch combinations
-                for t in train]
-        beaten_within += ours_within > dsg.maximin_distance(controls, rand, within_combinations=True)
-        beaten_union += ours_union > dsg.maximin_distance(controls, rand)
-    assert beaten_within == trials and beaten_union == trials
-    assert dsg.discrepancy(controls, train) < 0.01
+                for t in recorded]
+        assert ours_fill < worst_fill(rand)
+        assert ours_apart > dsg.maximin_distance(controls, rand, within_combinations=True)
 
 
 def test_knob_values_are_dialable_and_the_design_is_deterministic() -> None:
@@ -243,23 +255,31 @@ def test_every_knob_is_at_both_ends_in_every_switch_combination(controls: Contro
     for seed in range(3):
         design = dsg.initial_design(controls, total, seed=seed, iterations=800)
         assert ends_missing(controls, design) == [], seed
-        old = dsg.initial_design(controls, total, seed=seed, iterations=800, edges=False)
+        assert ends_missing(controls, dsg.initial_design(controls, total, seed=seed, method="coverage")) == []
+        old = dsg.initial_design(controls, total, seed=seed, iterations=800, edges=False, method="lhs")
         assert len(old.points) == len(design.points) == total
+        lhs = dsg.initial_design(controls, total, seed=seed, iterations=800, method="lhs")
+        assert ends_missing(controls, lhs) == [], seed
     if len(controls.switch_combinations()) == 4:   # before: one anchor corner per combination
-        assert ends_missing(controls, dsg.initial_design(controls, total, seed=0, edges=False))
+        assert ends_missing(controls, dsg.initial_design(controls, total, seed=0, edges=False, method="lhs"))
 
 
 def test_ends_wait_until_the_budget_allows_them() -> None:
     controls = many(2, 2)   # 4 combinations, 6 space-filling + 2 anchors: some have only 2 settings
-    design = dsg.initial_design(controls, dsg.DesignSize(6, 2, 0), seed=0, iterations=500)
-    trained = of_role(design, "train", "anchor")
-    small = [c for c in {combo(controls, s) for s in trained}
-             if sum(combo(controls, s) == c for s in trained) == 2]
-    assert small
-    for c in small:   # two settings cannot cover both ends and keep one inside: they stay spread
-        inside = [s for s in of_role(design, "train") if combo(controls, s) == c
-                  and all(0.0 < float(s[k.name]) < 10.0 for k in controls.knobs)]
-        assert inside
+    for method in ("coverage", "lhs"):
+        design = dsg.initial_design(controls, dsg.DesignSize(6, 2, 0), seed=0, iterations=500, method=method)
+        trained = of_role(design, "train", "anchor")
+        small = [c for c in {combo(controls, s) for s in trained}
+                 if sum(combo(controls, s) == c for s in trained) == 2]
+        assert small
+        for c in small:   # two settings cannot record all four ends and the middle: they stay apart
+            mine = dsg.knob_units(controls, [s for s in trained if combo(controls, s) == c])
+            assert np.linalg.norm(mine[0] - mine[1]) >= 0.5, (method, mine)
+        if method == "lhs":  # the Latin design keeps one of them inside
+            for c in small:
+                inside = [s for s in of_role(design, "train") if combo(controls, s) == c
+                          and all(0.0 < float(s[k.name]) < 10.0 for k in controls.knobs)]
+                assert inside
 
 
 def test_edge_design_keeps_the_interior_filled() -> None:
@@ -275,7 +295,28 @@ def test_edge_design_keeps_the_interior_filled() -> None:
             worst = max(worst, float(np.max(np.min(np.linalg.norm(grid[:, None] - u[None], axis=2), 1))))
         return worst
 
-    for total in (16, 24):
-        new = [interior_fill(dsg.initial_design(controls, total, seed=s)) for s in range(2)]
-        old = [interior_fill(dsg.initial_design(controls, total, seed=s, edges=False)) for s in range(2)]
+    for total in (16, 24):   # the Latin design: snapping its extreme points to the ends keeps its interior
+        new = [interior_fill(dsg.initial_design(controls, total, seed=s, method="lhs")) for s in range(2)]
+        old = [interior_fill(dsg.initial_design(controls, total, seed=s, edges=False, method="lhs"))
+               for s in range(2)]
         assert np.mean(new) <= np.mean(old) * 1.1, (total, new, old)
+    # the coverage design records the faces first, and fills the interior as the budget grows
+    fills = [interior_fill(dsg.initial_design(controls, total, seed=0, method="coverage"))
+             for total in (16, 32, 48, 64)]
+    assert fills[-1] < 0.3 and fills[-1] < fills[0]
+    assert all(b <= a + 1e-9 for a, b in itertools.pairwise(fills[1:])), fills
+
+
+def test_the_boundary_design_waits_for_enough_settings_per_combination() -> None:
+    controls = ts_like()   # 2 knobs: 8 settings a combination cover the square's boundary (3 x 3 less 1)
+    assert dsg.boundary_settings(2) == 8 and dsg.boundary_settings(1) == 2
+    assert dsg.choose_method(controls, dsg.DesignSize(28, 4, 0)) == "coverage"
+    assert dsg.choose_method(controls, dsg.DesignSize(27, 4, 0)) == "lhs"
+    assert dsg.choose_method(controls, dsg.default_size(controls)) == "lhs"
+    assert dsg.choose_method(many(1, 0), dsg.default_size(many(1, 0))) == "coverage"
+    assert dsg.choose_method(many(8, 4), dsg.DesignSize(30, 4, 0)) == "lhs"   # 16 combinations, 8 knobs
+    size = dsg.DesignSize(28, 4, 0)
+    auto = dsg.initial_design(controls, size, seed=1)
+    assert auto.points == dsg.initial_design(controls, size, seed=1, method="coverage").points
+    with pytest.raises(dsg.DesignError, match="design method 'grid': use one of auto, coverage, lhs"):
+        dsg.initial_design(controls, 16, method="grid")  # type: ignore[arg-type]

@@ -435,7 +435,8 @@ def test_gxtubescreamer_drive_and_tone_through_the_whole_journey(tmp_path):
     truth = json.loads((root / "reamp.json").read_text())["takes"]
     read = json.loads((root / "check.json").read_text())["takes"]
     offsets = [read[name]["latency"] - truth[name]["latency"] for name in truth]
-    assert min(offsets) <= metrics["device_delay"]["samples"] <= max(offsets) <= 0
+    assert min(offsets) <= metrics["device_delay"]["samples"] <= max(offsets)
+    assert min(offsets) >= -8 and max(offsets) <= 1  # check reads this plugin up to a sample late
     assert "renders aligned" in metrics["device_delay"]["note"]
     assert isinstance(metrics["warnings"], list)
 

@@ -20,11 +20,11 @@ def ts_like() -> Controls:
     return tiny_controls(Switch("fat", ("off", "on")))
 
 
-def session_with_run(root: Path, signal, errors=None, recorded: int | None = None) -> Path:
-    """A 12-take session (the first ``recorded`` takes recorded) and a run whose summary.json gives each
-    recorded take an ESR (``errors(setting)``; default 0.01)."""
+def session_with_run(root: Path, signal, errors=None, recorded: int | None = None, takes: int = 12) -> Path:
+    """A ``takes``-take session (the first ``recorded`` takes recorded) and a run whose summary.json gives
+    each recorded take an ESR (``errors(setting)``; default 0.01)."""
     controls = ts_like()
-    design = initial_design(controls, 12, seed=0, iterations=300)
+    design = initial_design(controls, takes, seed=0, iterations=300)
     plan = [(f"take{i + 1:02d}", p.setting, p.role) for i, p in enumerate(design.points)]
     make_session(root, controls, plan, signal, device=lambda audio, setting: 0.5 * audio)
     for take, _, _ in plan[recorded if recorded is not None else len(plan):]:
@@ -87,7 +87,7 @@ def test_more_goes_where_the_model_is_weak(tmp_path: Path, signal) -> None:
         weak = setting["diodes"] == "led" and setting["fat"] == "on" and float(setting["tone"]) > 6
         return 0.3 if weak else 0.005
 
-    root = session_with_run(tmp_path / "s", signal, errors)
+    root = session_with_run(tmp_path / "s", signal, errors, takes=20)
     result = refine.plan_more(root, 3, seed=0)
     picked = sorted(result.added, key=lambda r: -result.scores[result.added.index(r)])[0].setting
     assert (picked["diodes"], picked["fat"]) == ("led", "on")

@@ -1,36 +1,42 @@
 """Experimental design: which knob and switch settings to record, and in which order.
 
-A grid wastes takes (11 x 11 x 2 x 2 = 484 reamps for two knobs and two switches, and only one
-interior level per knob when coarse); a space-filling design reaches a given accuracy with far fewer.
-The default design has three parts, all computed in the knobs' taper-aware coordinates
-``u = knob.to_unit(value)`` (equal steps in ``u`` are roughly equal steps in sound):
+A full grid wastes takes (11 x 11 x 2 x 2 = 484 reamps for two knobs and two switches), and a coarse
+one puts its points where the dial is round, not where the sound changes. A design has training
+settings, from one of two methods chosen by the budget (:func:`choose_method`), anchors and
+held-out settings:
 
-* **space-filling** training settings: a *sliced* Latin hypercube with one slice per switch
-  combination (Qian 2012). With ``s`` slices of ``m`` points, each slice is a Latin hypercube on ``m``
-  coarse levels and the union is one on ``n = m s`` fine levels. A swap optimiser then minimises the
-  Morris-Mitchell criterion of the union plus that of each slice, each with distances measured
-  against the spacing its number of points allows in ``k`` knob dimensions (``N^(-1/k)``):
+* **coverage** (:mod:`knobcap.capture.coverage`, issue 11), when each switch combination gets at
+  least ``3^k - 1`` settings (enough to cover the boundary of the knob cube from points on it: 8 for
+  two knobs): no setting a user can dial is far from a recorded one of its switch combination. It
+  minimises the largest and the mean distance to the nearest recorded setting over a lattice of the
+  knob cube, of each of its faces (a knob at an end) and of its corners, where a point off a face
+  counts as farther from the face's settings. Users play at the extremes, and a model extrapolates
+  there, so the faces and corners are covered from points *on* them. Distances are in the knobs'
+  design coordinates (:func:`knobcap.capture.coverage.design_space`: half the screened warp, half the
+  taper).
+* **the sliced Latin hypercube** (``method="lhs"``), with fewer settings a combination: the whole
+  design must then show the model many levels of every knob, so that it learns each knob's course
+  across the combinations (at 16 takes of the TS808, a boundary design of corners alone scored a
+  median ESR of 0.14, the Latin design 0.03). One slice per switch combination (Qian 2012). With
+  ``s`` slices of ``m`` points, each slice is a Latin hypercube on ``m`` coarse levels and the union
+  is one on ``n = m s`` fine levels. A swap optimiser then minimises the Morris-Mitchell criterion of the union plus that of
+  each slice, each with distances measured against the spacing its number of points allows in ``k``
+  knob dimensions (``N^(-1/k)``):
 
       phi = sum_{i<j} (d_ij n^(1/k))^-p + sum_slices sum_{i<j in slice} (d_ij m^(1/k))^-p,   p = 15
 
-  (``d_ij`` = Euclidean distance of the knob coordinates; ``n`` points in all, ``m`` in the slice), a
-  smooth stand-in for maximising the smallest distance, within each switch combination (what matters
-  when a switch changes the sound a lot) and over the union (when it barely does); dividing by
-  ``n^(p/k)`` gives pair weights ``1 + (n/m)^(p/k)`` within a slice and 1 across. When the switch
-  combinations outnumber the
-  budget, or do not divide it, combinations are allocated greedily so that every switch position (and
-  every pair of positions of two switches) is recorded about equally often.
-* **knob ends in every switch combination** (issue 11): users play at the extremes, where the sound
-  often changes fastest (the TS808 tone's last half-turn), and plain Latin points stay ``1/(2n)``
-  away from them. Within each slice, the point of the lowest level in a knob's dimension is put at
-  ``u = 0`` and that of the highest at ``u = 1`` (unless an anchor of that combination is already
-  there), so every combination records each knob at both ends: on the faces and edges of the knob
-  cube, not only at one corner. The other coordinates keep their Latin spread, the optimiser runs
-  half its steps unsnapped, then polishes with the snapped points (it chooses *which* points go to
-  the faces), and of four such optimisations the one with the smallest fill distance is kept. It
-  waits for the budget: a combination with fewer than three settings keeps them spread instead.
-  Measured (benchmarks/design_quality.py): the ends are all covered from 16 takes on, with an
-  interior fill distance no worse than before and a larger maximin distance.
+  (``d_ij`` = Euclidean distance of the knob coordinates; ``n`` points in all, ``m`` in the slice);
+  dividing by ``n^(p/k)`` gives pair weights ``1 + (n/m)^(p/k)`` within a slice and 1 across. With
+  ``edges`` (issue 11's first step), within each slice the point of the lowest level in a knob's
+  dimension is put at ``u = 0`` and that of the highest at ``u = 1``; the optimiser runs half its
+  steps unsnapped, then polishes with the snapped points, and of four such optimisations the one
+  with the smallest fill distance is kept. A combination with fewer than three settings keeps them
+  spread instead. It spreads the points' projections, but leaves most of the faces and corners to
+  be extrapolated to: with 8 settings a combination its worst settings were all there.
+
+  Either way, when the switch combinations outnumber the budget, or do not divide it, combinations
+  are allocated greedily so that every switch position (and every pair of positions of two
+  switches) is recorded about equally often.
 * **anchors**: corners of the knob cube (every knob at its minimum and maximum). Corners come in
   complementary pairs; a switch combination with two or more anchors gets whole pairs.
 * **held-out** settings: random, never trained on, one of them within 10 % of a knob's end, where
@@ -59,9 +65,12 @@ from typing import Literal
 import numpy as np
 
 from knobcap import limits
+from knobcap.capture.coverage import coverage_design, design_space
 from knobcap.controls import Controls, Setting, setting_from_units
 
 Role = Literal["train", "anchor", "holdout"]
+Method = Literal["coverage", "lhs"]
+METHODS: tuple[str, ...] = ("coverage", "lhs")
 ROLES: tuple[str, ...] = ("train", "anchor", "holdout")
 
 _PHI_POWER = 15.0
@@ -637,20 +646,46 @@ def _fill(x: np.ndarray, slice_of: np.ndarray, fixed: np.ndarray, fixed_slices: 
     return float(np.mean(gaps))
 
 
+def boundary_settings(knobs: int) -> int:
+    """Settings that cover the boundary of a ``knobs``-dimensional knob cube from points on it: the
+    3-level grid without its centre, ``3^k - 1`` (8 for two knobs: the corners and edge midpoints)."""
+    return 3 ** knobs - 1
+
+
+def choose_method(controls: Controls, size: DesignSize) -> Method:
+    """``"coverage"`` when each switch combination gets at least :func:`boundary_settings` recorded
+    settings (space-filling + anchors), else ``"lhs"``.
+
+    Measured on the TS808 (session 7, ``benchmarks/data_efficiency.py``, 3 seeds): with fewer, the
+    boundary design spends the takes on corners and faces, and the whole design shows the model too
+    few levels of each knob to learn its course (at 16 takes, 4 a combination: median ESR 0.14 with
+    only corners, 0.031-0.039 with face points, against the Latin design's 0.031); with 8 a
+    combination (32 takes) it has the lower p90 and max (see docs/results.md).
+    """
+    used = max(1, min(len(controls.switch_combinations()), size.train))
+    per_combination = (size.train + size.anchor) / used
+    return "coverage" if per_combination >= boundary_settings(len(controls.knobs)) else "lhs"
+
+
 def initial_design(controls: Controls, size: DesignSize | int | None = None, seed: int = 0,
                    costs: MoveCosts = DEFAULT_COSTS, iterations: int | None = None,
-                   edges: bool = True) -> Design:
-    """The first plan: sliced maximin LHS + anchors + held-out settings, in recording order.
+                   edges: bool = True, method: Method | Literal["auto"] = "auto") -> Design:
+    """The first plan: coverage or sliced maximin LHS + anchors + held-out settings, in recording order.
 
     ``size``: a :class:`DesignSize`, a total number of takes, or ``None`` for :func:`default_size`.
-    ``edges``: every switch combination with two or more settings records each knob at both ends
-    (``False``: the design before issue 11, ends only at the anchors). Deterministic for a ``seed``.
+    ``method``: ``"auto"`` (:func:`choose_method`), ``"coverage"`` or ``"lhs"``. ``edges`` (LHS):
+    every switch combination with three or more settings records each knob at both ends (``False``:
+    the design before issue 11, ends only at the anchors). Deterministic for a ``seed``.
     """
     _require_knobs(controls)
     if size is None:
         size = default_size(controls)
     elif isinstance(size, int):
         size = size_from_total(controls, size)
+    if method not in ("auto", *METHODS):
+        raise DesignError(f"design method {method!r}: use one of auto, {', '.join(METHODS)}.")
+    if method == "auto":
+        method = choose_method(controls, size)
     limits.MAX_TAKES.check(size.total, f"{controls.source or 'controls'}: the plan")
     if size.train < minimum_train(controls):
         raise DesignError(f"{size.train} space-filling settings are too few; these controls need at "
@@ -672,6 +707,12 @@ def initial_design(controls: Controls, size: DesignSize | int | None = None, see
                for u, combo in zip(anchor_units, anchor_combos, strict=True)]
     anchor_slices = [distinct.index(key) if key in distinct else len(distinct)
                      for key in (tuple(c.values()) for c in anchor_combos)]
+    if method == "coverage":
+        space = design_space(controls)
+        x, slice_of = coverage_design(sizes, k, rng, anchor_units, anchor_slices, edges)
+        train = [setting_from_units(space, x[i], dict(zip(combos[0], distinct[slice_of[i]], strict=True)))
+                 for i in range(len(x))]
+        return _finish(controls, train, anchors, size, rng, costs, seed)
     x, slice_of = sliced_maximin_lhs(sizes, k, rng, iterations, anchor_units, anchor_slices, edges)
     if edges:  # snapping makes the landscape rugged: keep the best-filled of a few optimisations
         reference = rng.uniform(size=(256 * k, k))
@@ -683,6 +724,12 @@ def initial_design(controls: Controls, size: DesignSize | int | None = None, see
                 x, best = other, score
     train = [setting_from_units(controls, x[i], dict(zip(combos[0], distinct[slice_of[i]], strict=True)))
              for i in range(len(x))]
+    return _finish(controls, train, anchors, size, rng, costs, seed)
+
+
+def _finish(controls: Controls, train: list[Setting], anchors: list[Setting], size: DesignSize,
+            rng: np.random.Generator, costs: MoveCosts, seed: int) -> Design:
+    """Add the held-out settings and put everything in recording order."""
     held = _holdouts(controls, train + anchors, size.holdout, rng)
     settings = train + anchors + held
     roles: list[Role] = ["train"] * len(train) + ["anchor"] * len(anchors) + ["holdout"] * len(held)

@@ -1,0 +1,264 @@
+"""Coverage designs: points in the knob cube ``[0, 1]^k`` that leave no setting far from a recorded one.
+
+A model interpolates between the settings it was trained on, so its error at a setting grows with the
+distance to the nearest recorded one of the same switch combination (the TS808's switches change the
+sound so much that another combination's takes teach little). The design minimises, over reference
+points ``R_g`` in groups ``g``, both the largest and the mean distance to the nearest design point:
+
+    J(X) = sum_g w_g [ max_{r in R_g} d_g(r, X) + mean_{r in R_g} d_g(r, X) ]
+
+The max term is the *fill distance* (a minimax criterion; Johnson, Moore & Ylvisaker 1990) and bounds
+the worst setting; the mean term the typical one (with the max alone many designs tie). The groups:
+
+* the cube: a lattice of it, ``d = |r - x|``, weight 1;
+* each facet (one knob at one end; ``2k`` of them, weight ``FACE_WEIGHT / 2k`` each): the lattice
+  projected onto it, ``d = |r - x| + beta dist(x, facet)`` with ``beta = FACE_PENALTY``;
+* the corners (every knob at an end; all ``2^k`` up to 6 knobs, else a sample of 64), weight
+  ``CORNER_WEIGHT``: ``d = (1 + beta) |r - x|``.
+
+Why the faces and corners count apart: users play with knobs at their ends, and there a model
+*extrapolates* unless a take sits on the face itself. Measured on the virtual TS808 (issue 11,
+session 7; ``benchmarks/data_efficiency.py``, 32 takes, 3 seeds): a design that covered the cube
+alone left its worst settings on the faces (max ESR 0.06-0.16 against the hand grid's 0.04), among
+them tone 10 with a take at tone 9.7; the sound moves a lot in the last notches of a knob, so a
+setting near an end is not one at the end. With the face and corner terms the worst setting of each
+model scored 0.035-0.048, the hand grid's 0.037-0.041 (the table is in docs/results.md).
+
+Distances are in the design coordinate ``v`` of each knob (:func:`design_knob`): half the screened
+warp (equal steps of measured sound change) and half the knob's taper. The warp is measured at one
+setting of the other controls and by one distance; the model's error also grows where the warp is
+flat (the TS808 tone's lower half: dial 2.5 had the worst median with the full warp), and users and
+the scoring grid spread over the dial. Half of the design's density stays uniform in the taper so no
+stretch of the dial is starved, and half goes where the sound changes (a *defensive* mixture).
+
+It needs enough settings a combination to cover the boundary (``3^k - 1``; with fewer,
+:func:`knobcap.capture.design.choose_method` takes the sliced Latin hypercube instead). Each switch
+combination (a *slice*) is covered on its own. A slice with three or more points (fixed
+ones included) must record every knob at both ends (a penalty per missing end, larger than any
+distance). Points are chosen from a lattice of candidates with the faces on it (21 levels a knob for
+two knobs, at most 1,024 points; for many knobs a sample of the 3-level lattice).
+
+Optimisation: a greedy farthest-point start (each new point the candidate farthest from those chosen,
+one that records a missing end first), then exchange sweeps (Fedorov-style): each free point in turn
+moves to the candidate that lowers ``J`` most, until a sweep changes nothing. Fixed points (the
+anchors) count but never move. Deterministic for a random generator's state; ties are broken by a
+small seeded jitter, which is what makes seeds differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from knobcap.controls import Controls, Knob
+
+WARP_SHARE = 0.5  # design coordinate: this share of the screened warp, the rest the knob's taper
+FACE_WEIGHT = 1.0  # the facets' coverage, all together, next to the cube's
+CORNER_WEIGHT = 0.5  # the corners' coverage (every knob at an end), next to the cube's
+FACE_PENALTY = 3.0  # beta: a point off a face counts as this much farther from the face's settings
+_END_PENALTY = 10.0  # per missing required end: more than any distance in the cube (sqrt(k) <= ~3)
+_LATTICE_POINTS = 1024  # at most this many candidates (also the reference points of the cube)
+_CORNER = -2  # the face marker of corner columns
+_FACE_POINTS = 128  # reference points per facet (a sample when more)
+_MAX_SWEEPS = 12
+_JITTER = 1e-6
+
+
+def candidate_lattice(dims: int, rng: np.random.Generator) -> np.ndarray:
+    """Candidates and reference points: the finest full lattice with at most ``_LATTICE_POINTS``
+    points (faces included; 21 levels a knob for two knobs); for many knobs, where even three levels
+    are too many, the 3-level lattice's corners, face centres and middle are sampled instead."""
+    if dims == 1:
+        return np.linspace(0.0, 1.0, 101)[:, None]
+    levels = min(21, int(np.floor(_LATTICE_POINTS ** (1.0 / dims) + 1e-9)))
+    if levels >= 3:
+        axes = np.meshgrid(*[np.linspace(0.0, 1.0, levels)] * dims, indexing="ij")
+        return np.stack([a.ravel() for a in axes], axis=1)
+    picks = rng.integers(0, 3, size=(_LATTICE_POINTS, dims)) / 2.0
+    return np.unique(np.vstack([picks, np.zeros((1, dims)), np.ones((1, dims))]), axis=0)
+
+
+class _Reference:
+    """Reference points with their face: the cube's lattice (no face) and, for each facet (a knob at
+    one end), the lattice projected onto it; a column's distance from a point ``x`` is
+    ``|x - r| + FACE_PENALTY dist(x, F)``, so a setting on a face is covered best from that face."""
+
+    def __init__(self, cube: np.ndarray, rng: np.random.Generator) -> None:
+        dims = cube.shape[1]
+        columns = [cube]
+        axis = [np.full(len(cube), -1)]
+        end = [np.zeros(len(cube))]
+        self.groups = [(0, len(cube), 1.0)]
+        start = len(cube)
+        for a in range(dims):
+            for e in (0.0, 1.0):
+                face = cube.copy()
+                face[:, a] = e
+                face = np.unique(face, axis=0)
+                if len(face) > _FACE_POINTS:
+                    face = face[np.sort(rng.choice(len(face), _FACE_POINTS, replace=False))]
+                columns.append(face)
+                axis.append(np.full(len(face), a))
+                end.append(np.full(len(face), e))
+                self.groups.append((start, start + len(face), FACE_WEIGHT / (2 * dims)))
+                start += len(face)
+        if dims <= 6:
+            corners = np.array(np.meshgrid(*[[0.0, 1.0]] * dims, indexing="ij")).reshape(dims, -1).T
+        else:
+            corners = rng.integers(0, 2, size=(64, dims)).astype(float)
+        columns.append(corners)
+        axis.append(np.full(len(corners), _CORNER))
+        end.append(np.zeros(len(corners)))
+        self.groups.append((start, start + len(corners), CORNER_WEIGHT))
+        self.points = np.vstack(columns)
+        self.axis = np.concatenate(axis)
+        self.end = np.concatenate(end)
+
+    def gaps(self, points: np.ndarray) -> np.ndarray:
+        """``(len(points), columns)`` face-aware distances (``inf`` for no points)."""
+        if len(points) == 0:
+            return np.full((0, len(self.points)), np.inf, np.float32)
+        plain = np.sqrt(((points[:, None, :] - self.points[None, :, :]) ** 2).sum(axis=2))
+        on_face = self.axis >= 0
+        off = np.zeros_like(plain)
+        off[:, on_face] = np.abs(points[:, self.axis[on_face]] - self.end[on_face][None, :])
+        corner = self.axis == _CORNER
+        off[:, corner] = plain[:, corner]  # a corner is a face of its own: all of the distance is off it
+        return (plain + FACE_PENALTY * off).astype(np.float32)
+
+    def nearest(self, points: np.ndarray) -> np.ndarray:
+        if len(points) == 0:
+            return np.full(len(self.points), np.inf, np.float32)
+        return self.gaps(points).min(axis=0)
+
+    def score(self, nearest: np.ndarray) -> np.ndarray:
+        """``sum_g w_g (max + mean)`` over the groups of columns (the cube, each facet)."""
+        total = np.zeros(nearest.shape[:-1])
+        for a, b, weight in self.groups:
+            part = nearest[..., a:b]
+            total += weight * (part.max(axis=-1) + part.mean(axis=-1))
+        return total
+
+
+def _end_flags(points: np.ndarray) -> np.ndarray:
+    """``(2, k)``: which knob ends (low row, high row) the points record."""
+    if len(points) == 0:
+        return np.zeros((2, points.shape[1]), bool)
+    return np.stack([np.any(points <= 1e-9, axis=0), np.any(points >= 1.0 - 1e-9, axis=0)])
+
+
+def coverage_design(slice_sizes: Sequence[int], dims: int, rng: np.random.Generator,
+                    fixed: np.ndarray | None = None, fixed_slices: Sequence[int] = (),
+                    ends: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """``sum(slice_sizes)`` free points in ``[0, 1]^dims``, ``slice_sizes[t]`` of them in slice ``t``.
+
+    Returns ``(x, slice_of)`` as :func:`knobcap.capture.design.sliced_maximin_lhs` does. ``fixed``
+    points (in slices ``fixed_slices``; an index past the last slice is a slice of its own) count in
+    the criterion but never move. ``ends``: a slice with three or more points (fixed ones included)
+    records every knob at 0 and at 1.
+    """
+    sizes = [int(m) for m in slice_sizes]
+    slice_of = np.repeat(np.arange(len(sizes)), sizes)
+    n = int(sum(sizes))
+    if n == 0 or dims == 0:
+        return np.zeros((n, dims)), slice_of
+    pinned = np.zeros((0, dims)) if fixed is None else np.asarray(fixed, float).reshape(-1, dims)
+    pinned_slice = np.asarray(fixed_slices, int).reshape(len(pinned))
+    candidates = candidate_lattice(dims, rng)
+    reference = _Reference(candidates, rng)
+    distance = reference.gaps(candidates)  # (candidates, reference columns)
+    jitter = rng.uniform(0.0, _JITTER, size=len(candidates))
+    slices = []
+    for t, m in enumerate(sizes):
+        mine = pinned[pinned_slice == t]
+        required = bool(ends) and m + len(mine) >= 3
+        slices.append({"count": m, "fixed": mine, "required": required})
+    chosen = _greedy(slices, candidates, jitter)
+    chosen = _exchange(slices, chosen, candidates, reference, distance, jitter, rng)
+    x = np.vstack([candidates[c] for c in chosen]) if n else np.zeros((0, dims))
+    return x, slice_of
+
+
+def _nearest(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    if len(points) == 0:
+        return np.full(len(reference), np.inf, np.float32)
+    gaps = np.sqrt(((reference[:, None, :] - points[None, :, :]) ** 2).sum(axis=2))
+    return gaps.min(axis=1).astype(np.float32)
+
+
+def _missing_after(required: bool, recorded: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Per candidate, how many required ends stay unrecorded if it joins points recording ``recorded``."""
+    if not required:
+        return np.zeros(len(candidates))
+    low = ~recorded[0][None, :] & (candidates > 1e-9)
+    high = ~recorded[1][None, :] & (candidates < 1.0 - 1e-9)
+    return (low.sum(axis=1) + high.sum(axis=1)).astype(float)
+
+
+def _greedy(slices: list[dict], candidates: np.ndarray, jitter: np.ndarray) -> list[list[int]]:
+    """Farthest-point picks in each slice, a point that records a missing required end first."""
+    chosen: list[list[int]] = [[] for _ in slices]
+    nearest = [_nearest(s["fixed"], candidates) for s in slices]  # per candidate
+    recorded = [_end_flags(s["fixed"]) for s in slices]
+    rounds = max((s["count"] for s in slices), default=0)
+    for _ in range(rounds):
+        for t, s in enumerate(slices):
+            if len(chosen[t]) >= s["count"]:
+                continue
+            gap = np.where(np.isfinite(nearest[t]), nearest[t], 10.0)
+            missing = _missing_after(s["required"], recorded[t], candidates)
+            unrecorded = float((~recorded[t]).sum()) if s["required"] else 0.0
+            score = gap + _END_PENALTY * (unrecorded - missing) + jitter
+            pick = int(np.argmax(score))
+            chosen[t].append(pick)
+            step = np.sqrt(((candidates - candidates[pick]) ** 2).sum(axis=1)).astype(np.float32)
+            nearest[t] = np.minimum(nearest[t], step)
+            recorded[t] = recorded[t] | _end_flags(candidates[pick][None, :])
+    return chosen
+
+
+def _exchange(slices: list[dict], chosen: list[list[int]], candidates: np.ndarray, reference: _Reference,
+              distance: np.ndarray, jitter: np.ndarray, rng: np.random.Generator) -> list[list[int]]:
+    """Move each free point to the candidate that lowers ``J`` most, sweep after sweep, until none moves."""
+    owners = [(t, j) for t, picks in enumerate(chosen) for j in range(len(picks))]
+    for _ in range(_MAX_SWEEPS):
+        moved = False
+        for index in rng.permutation(len(owners)):
+            t, j = owners[index]
+            others = [c for i, c in enumerate(chosen[t]) if i != j]
+            fixed_t = slices[t]["fixed"]
+            base = reference.nearest(fixed_t)
+            if others:
+                base = np.minimum(base, distance[others].min(axis=0))
+            score = reference.score(np.minimum(distance, base[None, :]))
+            recorded = _end_flags(np.vstack([fixed_t, candidates[others]]) if others else fixed_t)
+            missing = _missing_after(slices[t]["required"], recorded, candidates)
+            total = score + _END_PENALTY * missing - jitter
+            best = int(np.argmin(total))
+            current = chosen[t][j]
+            if total[best] < total[current] - 1e-7:
+                chosen[t][j] = best
+                moved = True
+        if not moved:
+            break
+    return chosen
+
+
+def design_knob(knob: Knob, samples: int = 101) -> Knob:
+    """The knob in the design's coordinate ``v``: ``WARP_SHARE`` of its screened warp and the rest of
+    its taper, ``v(p) = s w(p) + (1 - s) u_taper(p)`` at rotation ``p`` (the taper's own ``u`` when
+    there is no warp)."""
+    plain = replace(knob, warp=None)
+    p = np.linspace(0.0, 1.0, samples)
+    taper = np.array([plain.to_unit(knob.min + q * (knob.max - knob.min)) for q in p])
+    v = taper if knob.warp is None else \
+        WARP_SHARE * np.interp(p, np.linspace(0.0, 1.0, len(knob.warp)), knob.warp) + (1 - WARP_SHARE) * taper
+    v[0], v[-1] = 0.0, 1.0
+    return replace(knob, warp=tuple(float(x) for x in np.maximum.accumulate(v)))
+
+
+def design_space(controls: Controls) -> Controls:
+    """The controls with every knob in the design's coordinate (:func:`design_knob`)."""
+    return replace(controls, knobs=tuple(design_knob(k) for k in controls.knobs))

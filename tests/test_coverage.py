@@ -1,0 +1,82 @@
+"""Coverage designs: every knob end in every switch combination, no setting far from a recorded one."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from knobcap.capture import coverage as cov
+from knobcap.controls import Controls, Knob
+
+
+def ends_recorded(points: np.ndarray) -> bool:
+    return bool(np.all(np.any(points <= 1e-9, axis=0)) and np.all(np.any(points >= 1 - 1e-9, axis=0)))
+
+
+def fill_distance(points: np.ndarray, reference: np.ndarray) -> float:
+    gaps = np.linalg.norm(reference[:, None, :] - points[None, :, :], axis=2)
+    return float(gaps.min(axis=1).max())
+
+
+@pytest.mark.parametrize("sizes, dims", [([8] * 4, 2), ([3] * 4, 2), ([6, 5], 3), ([12], 4), ([5] * 3, 1)])
+def test_every_slice_records_every_knob_at_both_ends(sizes: list[int], dims: int) -> None:
+    x, slice_of = cov.coverage_design(sizes, dims, np.random.default_rng(0))
+    assert x.shape == (sum(sizes), dims) and np.bincount(slice_of).tolist() == sizes
+    assert np.all((x >= 0) & (x <= 1))
+    for t in range(len(sizes)):
+        assert ends_recorded(x[slice_of == t])
+
+
+def test_fixed_points_count_towards_the_ends_and_are_kept_away_from() -> None:
+    fixed = np.array([[0.0, 0.0], [1.0, 1.0]])
+    x, slice_of = cov.coverage_design([2, 3], 2, np.random.default_rng(1), fixed, fixed_slices=[0, 0])
+    first = np.vstack([x[slice_of == 0], fixed])
+    assert ends_recorded(first)
+    assert np.min(np.linalg.norm(x[slice_of == 0][:, None] - fixed[None], axis=2)) > 0.3
+    assert ends_recorded(x[slice_of == 1])          # the other slice covers itself
+
+
+def test_a_slice_too_small_for_both_ends_is_still_placed() -> None:
+    x, _ = cov.coverage_design([1, 2], 2, np.random.default_rng(0))
+    assert len(x) == 3 and np.all((x >= 0) & (x <= 1))
+
+
+def test_coverage_beats_random_designs_within_every_combination() -> None:
+    sizes, dims = [8] * 4, 2
+    x, slice_of = cov.coverage_design(sizes, dims, np.random.default_rng(3))
+    lattice = cov.candidate_lattice(dims, np.random.default_rng(0))
+    ours = max(fill_distance(x[slice_of == t], lattice) for t in range(4))
+    rng = np.random.default_rng(7)
+    for _ in range(40):
+        other = max(fill_distance(rng.uniform(size=(8, dims)), lattice) for _ in range(4))
+        assert ours < other
+
+
+def test_deterministic_for_a_seed_and_different_across_seeds() -> None:
+    def make(seed: int) -> np.ndarray:
+        return cov.coverage_design([6] * 4, 2, np.random.default_rng(seed))[0]
+
+    assert np.array_equal(make(4), make(4))
+    assert not np.array_equal(make(4), make(5))
+
+
+def test_many_knobs_use_a_sampled_lattice() -> None:
+    lattice = cov.candidate_lattice(9, np.random.default_rng(0))
+    assert len(lattice) <= 1025 and set(np.unique(lattice)) == {0.0, 0.5, 1.0}
+    x, slice_of = cov.coverage_design([6, 6], 9, np.random.default_rng(0))
+    for t in range(2):
+        assert ends_recorded(x[slice_of == t])
+
+
+def test_design_space_keeps_the_ends_and_the_order() -> None:
+    knob = Knob("tone", warp=(0.0, 0.2, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 1.0))
+    plain = Knob("drive", taper="audio")
+    space = cov.design_space(Controls(knobs=(knob, plain)))
+    for original, designed in zip((knob, plain), space.knobs, strict=True):
+        assert designed.from_unit(0.0) == original.min and designed.from_unit(1.0) == original.max
+        values = [designed.from_unit(v) for v in np.linspace(0, 1, 41)]
+        assert all(b >= a for a, b in itertools.pairwise(values))
+    # no warp: the design coordinate is the taper's own
+    assert space.knobs[1].to_unit(7.3) == pytest.approx(plain.to_unit(7.3), abs=0.01)
