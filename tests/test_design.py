@@ -320,3 +320,14 @@ def test_the_boundary_design_waits_for_enough_settings_per_combination() -> None
     assert auto.points == dsg.initial_design(controls, size, seed=1, method="coverage").points
     with pytest.raises(dsg.DesignError, match="design method 'grid': use one of auto, coverage, lhs"):
         dsg.initial_design(controls, 16, method="grid")  # type: ignore[arg-type]
+
+
+def test_plan_says_which_design_and_when_the_other_one_comes() -> None:
+    controls = ts_like()
+    assert dsg.coverage_threshold(controls) == 36   # 28 space-filling + 4 anchors: 8 a combination
+    small = dsg.initial_design(controls, seed=0)
+    assert small.method == "lhs"
+    assert "from --n 36 on" in dsg.describe_method(controls, small)
+    big = dsg.initial_design(controls, 36, seed=0)
+    assert big.method == "coverage" and "ends and corners" in dsg.describe_method(controls, big)
+    assert dsg.coverage_threshold(many(8, 4)) is None   # 6,560 a combination: beyond the take limit

@@ -88,6 +88,7 @@ def test_plan_prints_the_table_and_the_session_time(planned: Path) -> None:
     result = invoke("plan", planned, "--quick", "--n", "7")       # same options: nothing rewritten
     assert result.exit_code == 0, result.output
     assert "unchanged" in result.output and "Session time" in result.output
+    assert "Design: a sliced Latin hypercube" in " ".join(result.output.split())
     rows = plan_rows(planned)
     assert list(rows[0]) == ["take", "gain", "mix", "mode", "role"]
     assert [r["take"] for r in rows] == [f"take{i:02d}" for i in range(1, 8)]

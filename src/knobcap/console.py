@@ -243,6 +243,8 @@ def planned(console: Console, result: Any, controls: Controls, directory: Path) 
     counts = {r: sum(t.role == r for t in result.takes) for r in ("train", "anchor", "holdout")}
     _say(console, f"{counts['train']} space-filling, {counts['anchor']} anchor (knob ends) and "
          f"{counts['holdout']} held-out settings (never trained on).")
+    if result.design:
+        _say(console, result.design)
     _say(console, f"Session time: {result.time.describe()}.")
     _say(console, f"[dim]Assumed: {result.costs.describe()}.[/]")
     written = [name for name, did in (("plan.csv", result.wrote_plan), ("input.wav", result.wrote_input))

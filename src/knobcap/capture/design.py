@@ -19,9 +19,9 @@ held-out settings:
   across the combinations (at 16 takes of the TS808, a boundary design of corners alone scored a
   median ESR of 0.14, the Latin design 0.03). One slice per switch combination (Qian 2012). With
   ``s`` slices of ``m`` points, each slice is a Latin hypercube on ``m`` coarse levels and the union
-  is one on ``n = m s`` fine levels. A swap optimiser then minimises the Morris-Mitchell criterion of the union plus that of
-  each slice, each with distances measured against the spacing its number of points allows in ``k``
-  knob dimensions (``N^(-1/k)``):
+  is one on ``n = m s`` fine levels. A swap optimiser then minimises the Morris-Mitchell criterion
+  of the union plus that of each slice, each with distances measured against the spacing its number
+  of points allows in ``k`` knob dimensions (``N^(-1/k)``):
 
       phi = sum_{i<j} (d_ij n^(1/k))^-p + sum_slices sum_{i<j in slice} (d_ij m^(1/k))^-p,   p = 15
 
@@ -469,6 +469,7 @@ class Design:
     points: tuple[DesignPoint, ...]
     seed: int = 0
     costs: MoveCosts = field(default_factory=MoveCosts)
+    method: Method = "coverage"  # how the training settings were chosen (:func:`choose_method`)
 
     @property
     def settings(self) -> list[Setting]:
@@ -662,9 +663,35 @@ def choose_method(controls: Controls, size: DesignSize) -> Method:
     only corners, 0.031-0.039 with face points, against the Latin design's 0.031); with 8 a
     combination (32 takes) it has the lower p90 and max (see docs/results.md).
     """
-    used = max(1, min(len(controls.switch_combinations()), size.train))
+    used = max(1, min(controls.combination_count, size.train))
     per_combination = (size.train + size.anchor) / used
     return "coverage" if per_combination >= boundary_settings(len(controls.knobs)) else "lhs"
+
+
+def coverage_threshold(controls: Controls) -> int | None:
+    """The fewest takes in all (:func:`size_from_total`) for which the boundary-covering design is
+    chosen; ``None`` when no plan within the take limit gets it."""
+    smallest = minimum_train(controls) + 3
+    for total in range(smallest, limits.MAX_TAKES.value + 1):
+        try:
+            if choose_method(controls, size_from_total(controls, total)) == "coverage":
+                return total
+        except DesignError:
+            continue
+    return None
+
+
+def describe_method(controls: Controls, design: Design) -> str:
+    """A sentence for ``knobcap plan``: which design, and when the other one would be chosen."""
+    need = boundary_settings(len(controls.knobs))
+    if design.method == "coverage":
+        return (f"Design: each switch combination is covered to its knobs' ends and corners from takes on "
+                f"them ({need} or more settings a combination).")
+    text = (f"Design: a sliced Latin hypercube, which shows the model many levels of every knob (fewer "
+            f"than {need} settings a switch combination")
+    threshold = coverage_threshold(controls)
+    return text + (f"; from --n {threshold} on, knobcap covers every knob's ends and corners from takes "
+                   "on them)." if threshold is not None else ").")
 
 
 def initial_design(controls: Controls, size: DesignSize | int | None = None, seed: int = 0,
@@ -712,7 +739,7 @@ def initial_design(controls: Controls, size: DesignSize | int | None = None, see
         x, slice_of = coverage_design(sizes, k, rng, anchor_units, anchor_slices, edges)
         train = [setting_from_units(space, x[i], dict(zip(combos[0], distinct[slice_of[i]], strict=True)))
                  for i in range(len(x))]
-        return _finish(controls, train, anchors, size, rng, costs, seed)
+        return _finish(controls, train, anchors, size, rng, costs, seed, "coverage")
     x, slice_of = sliced_maximin_lhs(sizes, k, rng, iterations, anchor_units, anchor_slices, edges)
     if edges:  # snapping makes the landscape rugged: keep the best-filled of a few optimisations
         reference = rng.uniform(size=(256 * k, k))
@@ -724,18 +751,18 @@ def initial_design(controls: Controls, size: DesignSize | int | None = None, see
                 x, best = other, score
     train = [setting_from_units(controls, x[i], dict(zip(combos[0], distinct[slice_of[i]], strict=True)))
              for i in range(len(x))]
-    return _finish(controls, train, anchors, size, rng, costs, seed)
+    return _finish(controls, train, anchors, size, rng, costs, seed, "lhs")
 
 
 def _finish(controls: Controls, train: list[Setting], anchors: list[Setting], size: DesignSize,
-            rng: np.random.Generator, costs: MoveCosts, seed: int) -> Design:
+            rng: np.random.Generator, costs: MoveCosts, seed: int, method: Method) -> Design:
     """Add the held-out settings and put everything in recording order."""
     held = _holdouts(controls, train + anchors, size.holdout, rng)
     settings = train + anchors + held
     roles: list[Role] = ["train"] * len(train) + ["anchor"] * len(anchors) + ["holdout"] * len(held)
     order = order_path(cost_matrix(controls, settings, costs))
     points = tuple(DesignPoint(settings[i], roles[i]) for i in order)
-    return Design(controls, points, seed, costs)
+    return Design(controls, points, seed, costs, method)
 
 
 def size_for_minutes(controls: Controls, minutes: float, signal_seconds: float, seed: int = 0,

@@ -34,6 +34,7 @@ from knobcap.capture.design import (
     Role,
     SessionTime,
     default_size,
+    describe_method,
     initial_design,
     session_time,
     size_for_minutes,
@@ -379,6 +380,7 @@ class PlanResult:
     wrote_plan: bool
     wrote_input: bool
     recorded: int
+    design: str = ""  # which design, in a sentence (design.describe_method)
 
 
 def _recordings(root: Path) -> list[Path]:
@@ -497,7 +499,8 @@ def make_plan(root: str | Path, *, n: int | None = None, minutes: float | None =
         write_text_atomic(plan_path, text)
     (root / TAKES_DIR).mkdir(exist_ok=True)
     time = session_time(controls, [t.setting for t in takes], signal_seconds, costs)
-    return PlanResult(takes, time, costs, signal_seconds, plan_changes, wrote_input, len(recordings))
+    return PlanResult(takes, time, costs, signal_seconds, plan_changes, wrote_input, len(recordings),
+                      describe_method(controls, design))
 
 
 # ------------------------------------------------------------------------------------------ init
