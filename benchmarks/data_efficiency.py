@@ -175,8 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     config = dict(epochs=args.epochs, steps_per_epoch=max(1, args.steps // args.epochs),
                   batch_size=args.batch, segment_length=args.segment, threads=args.threads,
                   val_max_seconds=3.0)
-    print(f"output: {out}; training: {config['epochs']} x {config['steps_per_epoch']} steps of "
-          f"{args.batch} windows of {args.segment} samples")
+    print(f"output: {out}; " + ("the runs as they were trained and scored" if args.report else
+                                 f"training: {config['epochs']} x {config['steps_per_epoch']} steps of "
+                                 f"{args.batch} windows of {args.segment} samples"))
     results: dict[tuple[str, int, int], dict[str, float]] = {}
     for seed in args.seeds:
         for n in args.sizes:
