@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"output: {out}; " + ("the runs as they were trained and scored" if args.report else
                                  f"training: {config['epochs']} x {config['steps_per_epoch']} steps of "
                                  f"{args.batch} windows of {args.segment} samples"))
-    results: dict[tuple[str, int, int], dict[str, float]] = {}
+    results: dict[tuple[str, int, int], dict] = {}
     for seed in args.seeds:
         for n in args.sizes:
             for name in args.designs:
@@ -216,10 +216,9 @@ def main(argv: list[str] | None = None) -> int:
                 minutes = float(run.read_summary()["minutes"])
                 doc = evaluate_run(run.path, device=args.device, grid=args.grid, use_di=False,
                                    cache_dir=cache)
-                s = doc["grid"]["summary"]  # type: ignore[index]
-                levels = per_level_medians(controls, doc["grid"]["rows"], args.grid)  # type: ignore[index]
-                results[(name, n, seed)] = {**s, "minutes": minutes, "trained": n, "levels": levels,
-                                            "rows": doc["grid"]["rows"]}  # type: ignore[index]
+                result = run_result(doc, minutes, controls, args.grid)
+                results[(name, n, seed)] = result
+                s, levels = result, result["levels"]
                 print(f"  seed {seed} {name:>8} n={n:<3} median {s['median']:.5f}  p90 {s['p90']:.5f}  "
                       f"max {s['max']:.5f}  ({s['count']} grid points never trained on; training "
                       f"{minutes:.1f} min)", flush=True)
@@ -273,9 +272,15 @@ def scored_run(root: Path, controls: Controls, levels: int) -> dict:
         raise SystemExit(f"{metrics}: no scored run; run without --report first to train and score it.")
     doc = json.loads(metrics.read_text(encoding="utf-8"))
     summary = json.loads((root / "runs" / "r" / "summary.json").read_text(encoding="utf-8"))
+    return run_result(doc, float(summary["minutes"]), controls, levels)
+
+
+def run_result(doc: dict, minutes: float, controls: Controls, levels: int) -> dict:
+    """One run's row of the tables: its grid summary (median, p90, max, count), training minutes,
+    median per knob level and the grid rows (for the common points)."""
     rows = doc["grid"]["rows"]
-    return {**doc["grid"]["summary"], "minutes": float(summary["minutes"]),
-            "levels": per_level_medians(controls, rows, levels), "rows": rows}
+    return {**doc["grid"]["summary"], "minutes": minutes, "levels": per_level_medians(controls, rows, levels),
+            "rows": rows}
 
 
 def common_scores(rows_by_design: list[list[dict]]) -> list[tuple[float, float, float, int]]:

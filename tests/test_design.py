@@ -327,7 +327,7 @@ def test_plan_says_which_design_and_when_the_other_one_comes() -> None:
     assert dsg.coverage_threshold(controls) == 36   # 28 space-filling + 4 anchors: 8 a combination
     small = dsg.initial_design(controls, seed=0)
     assert small.method == "lhs"
-    assert "from --n 36 on" in dsg.describe_method(controls, small)
+    assert "from --n 36 on" in dsg.describe_method(small)
     big = dsg.initial_design(controls, 36, seed=0)
-    assert big.method == "coverage" and "ends and corners" in dsg.describe_method(controls, big)
+    assert big.method == "coverage" and "ends and corners" in dsg.describe_method(big)
     assert dsg.coverage_threshold(many(8, 4)) is None   # 6,560 a combination: beyond the take limit

@@ -174,7 +174,8 @@ def coverage_design(slice_sizes: Sequence[int], dims: int, rng: np.random.Genera
     for t, m in enumerate(sizes):
         mine = pinned[pinned_slice == t]
         required = bool(ends) and m + len(mine) >= 3
-        slices.append({"count": m, "fixed": mine, "required": required})
+        slices.append({"count": m, "fixed": mine, "required": required,
+                       "fixed_nearest": reference.nearest(mine)})
     chosen = _greedy(slices, candidates, jitter)
     chosen = _exchange(slices, chosen, candidates, reference, distance, jitter, rng)
     x = np.vstack([candidates[c] for c in chosen]) if n else np.zeros((0, dims))
@@ -213,8 +214,7 @@ def _greedy(slices: list[dict], candidates: np.ndarray, jitter: np.ndarray) -> l
             score = gap + _END_PENALTY * (unrecorded - missing) + jitter
             pick = int(np.argmax(score))
             chosen[t].append(pick)
-            step = np.sqrt(((candidates - candidates[pick]) ** 2).sum(axis=1)).astype(np.float32)
-            nearest[t] = np.minimum(nearest[t], step)
+            nearest[t] = np.minimum(nearest[t], _nearest(candidates[pick:pick + 1], candidates))
             recorded[t] = recorded[t] | _end_flags(candidates[pick][None, :])
     return chosen
 
@@ -229,7 +229,7 @@ def _exchange(slices: list[dict], chosen: list[list[int]], candidates: np.ndarra
             t, j = owners[index]
             others = [c for i, c in enumerate(chosen[t]) if i != j]
             fixed_t = slices[t]["fixed"]
-            base = reference.nearest(fixed_t)
+            base = slices[t]["fixed_nearest"]
             if others:
                 base = np.minimum(base, distance[others].min(axis=0))
             score = reference.score(np.minimum(distance, base[None, :]))

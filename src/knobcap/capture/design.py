@@ -670,9 +670,15 @@ def choose_method(controls: Controls, size: DesignSize) -> Method:
 
 def coverage_threshold(controls: Controls) -> int | None:
     """The fewest takes in all (:func:`size_from_total`) for which the boundary-covering design is
-    chosen; ``None`` when no plan within the take limit gets it."""
+    chosen; ``None`` when no plan within the take limit gets it.
+
+    With ``need`` settings a combination and ``C`` combinations, a plan of ``need C`` space-filling
+    settings plus the most anchors and held-out settings a plan has always qualifies, so the search
+    stops there even when the take limit is raised far above it."""
     smallest = minimum_train(controls) + 3
-    for total in range(smallest, limits.MAX_TAKES.value + 1):
+    sure = (boundary_settings(len(controls.knobs)) * controls.combination_count + minimum_train(controls)
+            + default_anchors(controls) + default_holdouts(controls))
+    for total in range(smallest, min(limits.MAX_TAKES.value, sure) + 1):
         try:
             if choose_method(controls, size_from_total(controls, total)) == "coverage":
                 return total
@@ -681,8 +687,9 @@ def coverage_threshold(controls: Controls) -> int | None:
     return None
 
 
-def describe_method(controls: Controls, design: Design) -> str:
+def describe_method(design: Design) -> str:
     """A sentence for ``knobcap plan``: which design, and when the other one would be chosen."""
+    controls = design.controls
     need = boundary_settings(len(controls.knobs))
     if design.method == "coverage":
         return (f"Design: each switch combination is covered to its knobs' ends and corners from takes on "
@@ -737,26 +744,19 @@ def initial_design(controls: Controls, size: DesignSize | int | None = None, see
     if method == "coverage":
         space = design_space(controls)
         x, slice_of = coverage_design(sizes, k, rng, anchor_units, anchor_slices, edges)
-        train = [setting_from_units(space, x[i], dict(zip(combos[0], distinct[slice_of[i]], strict=True)))
-                 for i in range(len(x))]
-        return _finish(controls, train, anchors, size, rng, costs, seed, "coverage")
-    x, slice_of = sliced_maximin_lhs(sizes, k, rng, iterations, anchor_units, anchor_slices, edges)
-    if edges:  # snapping makes the landscape rugged: keep the best-filled of a few optimisations
-        reference = rng.uniform(size=(256 * k, k))
-        best = _fill(x, slice_of, anchor_units, anchor_slices, reference)
-        for _ in range(_EDGE_RESTARTS - 1):
-            other, _ = sliced_maximin_lhs(sizes, k, rng, iterations, anchor_units, anchor_slices, True)
-            score = _fill(other, slice_of, anchor_units, anchor_slices, reference)
-            if score < best:
-                x, best = other, score
-    train = [setting_from_units(controls, x[i], dict(zip(combos[0], distinct[slice_of[i]], strict=True)))
+    else:
+        space = controls
+        x, slice_of = sliced_maximin_lhs(sizes, k, rng, iterations, anchor_units, anchor_slices, edges)
+        if edges:  # snapping makes the landscape rugged: keep the best-filled of a few optimisations
+            reference = rng.uniform(size=(256 * k, k))
+            best = _fill(x, slice_of, anchor_units, anchor_slices, reference)
+            for _ in range(_EDGE_RESTARTS - 1):
+                other, _ = sliced_maximin_lhs(sizes, k, rng, iterations, anchor_units, anchor_slices, True)
+                score = _fill(other, slice_of, anchor_units, anchor_slices, reference)
+                if score < best:
+                    x, best = other, score
+    train = [setting_from_units(space, x[i], dict(zip(combos[0], distinct[slice_of[i]], strict=True)))
              for i in range(len(x))]
-    return _finish(controls, train, anchors, size, rng, costs, seed, "lhs")
-
-
-def _finish(controls: Controls, train: list[Setting], anchors: list[Setting], size: DesignSize,
-            rng: np.random.Generator, costs: MoveCosts, seed: int, method: Method) -> Design:
-    """Add the held-out settings and put everything in recording order."""
     held = _holdouts(controls, train + anchors, size.holdout, rng)
     settings = train + anchors + held
     roles: list[Role] = ["train"] * len(train) + ["anchor"] * len(anchors) + ["holdout"] * len(held)

@@ -500,7 +500,7 @@ def make_plan(root: str | Path, *, n: int | None = None, minutes: float | None =
     (root / TAKES_DIR).mkdir(exist_ok=True)
     time = session_time(controls, [t.setting for t in takes], signal_seconds, costs)
     return PlanResult(takes, time, costs, signal_seconds, plan_changes, wrote_input, len(recordings),
-                      describe_method(controls, design))
+                      describe_method(design))
 
 
 # ------------------------------------------------------------------------------------------ init
