@@ -17,7 +17,9 @@ For each size ``n`` (training settings: space-filling + anchors) and each design
   knob ends for n < 8, else 4); ``knobcap-coverage`` and ``knobcap-lhs`` force one method;
 * ``grid``: what a person does by hand: per switch combination a grid of evenly spaced *dial*
   positions (:func:`grid_levels`: 0/10, or 0/5/10), e.g. 2 x 2 corners for n = 16 on two knobs and
-  3 x 3 less one corner for 32; a single point is the middle of the dial;
+  3 x 3 less one corner for 32; a single point is the middle of the dial; where one knob gets a level
+  more than another (3 x 2 for n = 24), ``grid`` gives it to the first knob, ``grid-reversed`` to the
+  last (the TS808's drive / tone);
 * ``random``: knob coordinates uniform in the taper's ``u`` (not the warp), switch combinations dealt
   in turn;
 * ``knobcap-more``: knobcap's design with ``n - more`` settings, a model trained on it, then
@@ -65,7 +67,7 @@ from knobcap.devices import get_device
 from knobcap.evaluation.evaluate import evaluate_run, random_settings
 from knobcap.fileio import write_text_atomic
 
-DESIGNS = ("knobcap", "knobcap-more", "knobcap-coverage", "knobcap-lhs", "grid", "random")
+DESIGNS = ("knobcap", "knobcap-more", "knobcap-coverage", "knobcap-lhs", "grid", "grid-reversed", "random")
 
 
 def knobcap_design(controls: Controls, n: int, seed: int, anchors: int | None = None, method: str = "auto"
@@ -75,25 +77,27 @@ def knobcap_design(controls: Controls, n: int, seed: int, anchors: int | None = 
     return [(p.setting, p.role) for p in design.points]
 
 
-def grid_levels(knobs: int, per: int) -> list[int]:
+def grid_levels(knobs: int, per: int, reverse: bool = False) -> list[int]:
     """Dial positions per knob of the smallest balanced grid with at least ``per`` points (2 x 2 for 4
     on two knobs, 3 x 3 for 8): every knob starts at 2 levels (0 and 10) and the knob with the fewest
-    gets one more until the grid is large enough; a single point is the middle of every dial."""
+    gets one more until the grid is large enough, the first such knob (the last with ``reverse``: a
+    person may give the extra level to either knob); a single point is the middle of every dial."""
     if per <= 1:
         return [1] * knobs
     counts = [2] * knobs
+    order = list(reversed(range(knobs))) if reverse else list(range(knobs))
     while math.prod(counts) < per:
-        counts[counts.index(min(counts))] += 1
+        counts[min(order, key=lambda i: counts[i])] += 1
     return counts
 
 
-def grid_design(controls: Controls, n: int) -> list[tuple[Setting, str]]:
+def grid_design(controls: Controls, n: int, reverse: bool = False) -> list[tuple[Setting, str]]:
     """What a person does by hand: per switch combination a grid of evenly spaced *dial* positions
     (:func:`grid_levels`), cut to the takes it has (the last points of the grid, around the top
     corner, are the ones left out)."""
     combos = controls.switch_combinations()
     per = max(1, n // len(combos))
-    counts = grid_levels(len(controls.knobs), per)
+    counts = grid_levels(len(controls.knobs), per, reverse)
     axes = [[0.5] if count == 1 else [i / (count - 1) for i in range(count)] for count in counts]
     points = list(itertools.product(*axes))[:per]
     out = []
@@ -192,8 +196,8 @@ def main(argv: list[str] | None = None) -> int:
                 if name.startswith("knobcap"):
                     method = {"knobcap-lhs": "lhs", "knobcap-coverage": "coverage"}.get(name, "auto")
                     settings = knobcap_design(controls, first_n, seed, args.anchors, method)
-                elif name == "grid":
-                    settings = grid_design(controls, n)
+                elif name.startswith("grid"):
+                    settings = grid_design(controls, n, reverse=name == "grid-reversed")
                 else:
                     settings = random_design(controls, n, seed)
                 session = Session.open(root) if (root / "plan.csv").is_file() else \
