@@ -80,3 +80,16 @@ def test_design_space_keeps_the_ends_and_the_order() -> None:
         assert all(b >= a for a, b in itertools.pairwise(values))
     # no warp: the design coordinate is the taper's own
     assert space.knobs[1].to_unit(7.3) == pytest.approx(plain.to_unit(7.3), abs=0.01)
+
+
+def test_switch_combinations_fill_the_knob_space_together() -> None:
+    """With the union term the combinations' interior points go to different places, so the design as
+    a whole (switches ignored) leaves no knob's middle unrecorded; each combination's own coverage is
+    what it would be without it."""
+    lattice = cov.candidate_lattice(2, np.random.default_rng(0))
+    for seed in range(4):
+        x, slice_of = cov.coverage_design([6] * 4, 2, np.random.default_rng(seed))
+        alone = [fill_distance(x[slice_of == t], lattice) for t in range(4)]
+        assert fill_distance(x, lattice) < 0.36 < min(alone)
+        for knob in range(2):
+            assert np.any((x[:, knob] > 0.2) & (x[:, knob] < 0.8))
