@@ -6,11 +6,12 @@ settings, from one of two methods chosen by the budget (:func:`choose_method`), 
 held-out settings:
 
 * **coverage** (:mod:`knobcap.capture.coverage`, issue 11), when each switch combination gets at
-  least ``3^k - 1`` settings (enough to cover the boundary of the knob cube from points on it: 8 for
-  two knobs): no setting a user can dial is far from a recorded one of its switch combination. It
-  minimises the largest and the mean distance to the nearest recorded setting over a lattice of the
-  knob cube, of each of its faces (a knob at an end) and of its corners, where a point off a face
-  counts as farther from the face's settings. Users play at the extremes, and a model extrapolates
+  least ``3^k - 2`` settings (one fewer than cover the boundary of the knob cube from points on it:
+  7 for two knobs; :func:`coverage_settings`): no setting a user can dial is far from a recorded one
+  of its switch combination. It minimises the largest and the mean distance to the nearest recorded
+  setting over a lattice of the knob cube, of each of its faces (a knob at an end), of its corners
+  (a point off a face counts as farther from the face's settings), and of the cube against every
+  combination's points together. Users play at the extremes, and a model extrapolates
   there, so the faces and corners are covered from points *on* them. Distances are in the knobs'
   design coordinates (:func:`knobcap.capture.coverage.design_space`: half the screened warp, half the
   taper).
@@ -653,19 +654,30 @@ def boundary_settings(knobs: int) -> int:
     return 3 ** knobs - 1
 
 
+def coverage_settings(knobs: int) -> int:
+    """Settings a switch combination needs before the coverage design is chosen: the boundary's
+    (:func:`boundary_settings`) less one, and at least 2 (7 for two knobs). A combination with one
+    setting fewer than the boundary has still covers every knob's ends and its corners, and the
+    design's union term spreads the remaining interior points across the combinations."""
+    return max(2, boundary_settings(knobs) - 1)
+
+
 def choose_method(controls: Controls, size: DesignSize) -> Method:
-    """``"coverage"`` when each switch combination gets at least :func:`boundary_settings` recorded
+    """``"coverage"`` when each switch combination gets at least :func:`coverage_settings` recorded
     settings (space-filling + anchors), else ``"lhs"``.
 
-    Measured on the TS808 (session 7, ``benchmarks/data_efficiency.py``, 3 seeds): with fewer, the
-    boundary design spends the takes on corners and faces, and the whole design shows the model too
-    few levels of each knob to learn its course (at 16 takes, 4 a combination: median ESR 0.14 with
-    only corners, 0.031-0.039 with face points, against the Latin design's 0.031); with 8 a
-    combination (32 takes) it has the lower p90 and max (see docs/results.md).
+    Measured on the TS808 (``benchmarks/data_efficiency.py``, 3 seeds, docs/results.md). With 4 a
+    combination (16 takes) the boundary design spends the takes on corners, and the whole design
+    shows the model too few levels of each knob to learn its course (median ESR 0.14 against the
+    Latin design's 0.031). With 6 (24 takes) it has the lower p90 and max (0.044 / 0.060 against
+    0.050 / 0.106) but a 1.5x higher median (0.028 against 0.018). With 7 (28 takes, what
+    ``plan --n 32`` trains on) it wins all three at 2,000 steps (0.0204 / 0.0384 / 0.0562 against
+    0.0224 / 0.0518 / 0.0909) and p90 and max at 6,000 (0.024 / 0.043 against 0.041 / 0.095, the
+    median level); with 8 (32 takes) too (session 7).
     """
     used = max(1, min(controls.combination_count, size.train))
     per_combination = (size.train + size.anchor) / used
-    return "coverage" if per_combination >= boundary_settings(len(controls.knobs)) else "lhs"
+    return "coverage" if per_combination >= coverage_settings(len(controls.knobs)) else "lhs"
 
 
 def coverage_threshold(controls: Controls) -> int | None:
@@ -676,7 +688,7 @@ def coverage_threshold(controls: Controls) -> int | None:
     settings plus the most anchors and held-out settings a plan has always qualifies, so the search
     stops there even when the take limit is raised far above it."""
     smallest = minimum_train(controls) + 3
-    sure = (boundary_settings(len(controls.knobs)) * controls.combination_count + minimum_train(controls)
+    sure = (coverage_settings(len(controls.knobs)) * controls.combination_count + minimum_train(controls)
             + default_anchors(controls) + default_holdouts(controls))
     for total in range(smallest, min(limits.MAX_TAKES.value, sure) + 1):
         try:
@@ -690,7 +702,7 @@ def coverage_threshold(controls: Controls) -> int | None:
 def describe_method(design: Design) -> str:
     """A sentence for ``knobcap plan``: which design, and when the other one would be chosen."""
     controls = design.controls
-    need = boundary_settings(len(controls.knobs))
+    need = coverage_settings(len(controls.knobs))
     if design.method == "coverage":
         return (f"Design: each switch combination is covered to its knobs' ends and corners from takes on "
                 f"them ({need} or more settings a combination).")
