@@ -93,3 +93,13 @@ def test_switch_combinations_fill_the_knob_space_together() -> None:
         assert fill_distance(x, lattice) < 0.36 < min(alone)
         for knob in range(2):
             assert np.any((x[:, knob] > 0.2) & (x[:, knob] < 0.8))
+
+
+def test_the_union_term_is_off_once_each_combination_covers_its_boundary(monkeypatch) -> None:
+    def design(sizes: list[int], weight: float) -> np.ndarray:
+        monkeypatch.setattr(cov, "UNION_WEIGHT", weight)
+        return cov.coverage_design(sizes, 2, np.random.default_rng(5))[0]
+
+    assert cov.boundary_settings(2) == 8
+    assert np.array_equal(design([8] * 4, 1.0), design([8] * 4, 0.0))
+    assert not np.array_equal(design([6] * 4, 1.0), design([6] * 4, 0.0))

@@ -17,10 +17,14 @@ the worst setting; the mean term the typical one (with the max alone many design
 * the corners (every knob at an end; all ``2^k`` up to 6 knobs, else a sample of 64), weight
   ``CORNER_WEIGHT``: ``d = (1 + beta) |r - x|``;
 * the union: the cube's lattice again, against the points of *every* switch combination, weight
-  ``UNION_WEIGHT``. A model shares what a knob does across switch positions, so the combinations'
-  interior points should go to different places. Without it, 6 settings a combination on the TS808
-  became the 4 corners plus the same 2 points everywhere; in one seed of three both sat on the tone's
-  ends, no take anywhere had the tone in its middle, and the model collapsed (median ESR 0.137).
+  ``UNION_WEIGHT``, while the combinations are sparse (fewer settings each, on average, than
+  :func:`boundary_settings`). A model shares what a knob does across switch positions, so sparse
+  combinations' interior points should go to different places. Without it, 6 settings a combination
+  on the TS808 became the 4 corners plus the same 2 points everywhere; in one seed of three both sat
+  on the tone's ends, no take anywhere had the tone in its middle, and the model collapsed (median
+  ESR 0.137). With it, 7 a combination had the lowest p90 and max of any design measured. With 8,
+  where each combination covers its own boundary, it pulled takes off the per-combination optimum
+  and cost 10-15 % in p90 and max (docs/results.md, session 8), so it is off there.
 
 Why the faces and corners count apart: users play with knobs at their ends, and there a model
 *extrapolates* unless a take sits on the face itself. Measured on the virtual TS808 (issue 11,
@@ -71,6 +75,12 @@ _CORNER = -2  # the face marker of corner columns
 _FACE_POINTS = 128  # reference points per facet (a sample when more)
 _MAX_SWEEPS = 12
 _JITTER = 1e-6
+
+
+def boundary_settings(knobs: int) -> int:
+    """Settings that cover the boundary of a ``knobs``-dimensional knob cube from points on it: the
+    3-level grid without its centre, ``3^k - 1`` (8 for two knobs: the corners and edge midpoints)."""
+    return 3 ** knobs - 1
 
 
 def candidate_lattice(dims: int, rng: np.random.Generator) -> np.ndarray:
@@ -185,7 +195,10 @@ def coverage_design(slice_sizes: Sequence[int], dims: int, rng: np.random.Genera
                        "fixed_nearest": reference.nearest(mine)})
     chosen = _greedy(slices, candidates, jitter)
     union_fixed = reference.nearest(pinned)[:len(candidates)]
-    chosen = _exchange(slices, chosen, candidates, reference, distance, jitter, rng, union_fixed)
+    sparse = (n + len(pinned)) / len(sizes) < boundary_settings(dims)
+    union_weight = UNION_WEIGHT if sparse and len(sizes) > 1 else 0.0
+    chosen = _exchange(slices, chosen, candidates, reference, distance, jitter, rng, union_fixed,
+                       union_weight)
     x = np.vstack([candidates[c] for c in chosen]) if n else np.zeros((0, dims))
     return x, slice_of
 
@@ -229,7 +242,7 @@ def _greedy(slices: list[dict], candidates: np.ndarray, jitter: np.ndarray) -> l
 
 def _exchange(slices: list[dict], chosen: list[list[int]], candidates: np.ndarray, reference: _Reference,
               distance: np.ndarray, jitter: np.ndarray, rng: np.random.Generator,
-              union_fixed: np.ndarray) -> list[list[int]]:
+              union_fixed: np.ndarray, union_weight: float) -> list[list[int]]:
     """Move each free point to the candidate that lowers ``J`` most, sweep after sweep, until none moves."""
     owners = [(t, j) for t, picks in enumerate(chosen) for j in range(len(picks))]
     cube = distance[:, :len(candidates)]  # the cube's columns come first, at plain distance
@@ -243,11 +256,11 @@ def _exchange(slices: list[dict], chosen: list[list[int]], candidates: np.ndarra
             if others:
                 base = np.minimum(base, distance[others].min(axis=0))
             score = reference.score(np.minimum(distance, base[None, :]))
-            if UNION_WEIGHT and len(slices) > 1:
+            if union_weight:
                 rest = [c for u, picks in enumerate(chosen) for i, c in enumerate(picks) if (u, i) != (t, j)]
                 union = union_fixed if not rest else np.minimum(union_fixed, cube[rest].min(axis=0))
                 covered = np.minimum(cube, union[None, :])
-                score = score + UNION_WEIGHT * (covered.max(axis=1) + covered.mean(axis=1))
+                score = score + union_weight * (covered.max(axis=1) + covered.mean(axis=1))
             recorded = _end_flags(np.vstack([fixed_t, candidates[others]]) if others else fixed_t)
             missing = _missing_after(slices[t]["required"], recorded, candidates)
             total = score + _END_PENALTY * missing - jitter

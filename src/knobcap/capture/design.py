@@ -66,7 +66,7 @@ from typing import Literal
 import numpy as np
 
 from knobcap import limits
-from knobcap.capture.coverage import coverage_design, design_space
+from knobcap.capture.coverage import boundary_settings, coverage_design, design_space
 from knobcap.controls import Controls, Setting, setting_from_units
 
 Role = Literal["train", "anchor", "holdout"]
@@ -646,12 +646,6 @@ def _fill(x: np.ndarray, slice_of: np.ndarray, fixed: np.ndarray, fixed_slices: 
         mine = points[groups == t]
         gaps.append(float(np.max(np.min(np.linalg.norm(reference[:, None] - mine[None], axis=2), axis=1))))
     return float(np.mean(gaps))
-
-
-def boundary_settings(knobs: int) -> int:
-    """Settings that cover the boundary of a ``knobs``-dimensional knob cube from points on it: the
-    3-level grid without its centre, ``3^k - 1`` (8 for two knobs: the corners and edge midpoints)."""
-    return 3 ** knobs - 1
 
 
 def coverage_settings(knobs: int) -> int:
