@@ -107,6 +107,26 @@ def test_plan_errors_end_in_a_message_not_a_traceback(tmp_path: Path) -> None:
     assert long.exit_code == 1 and "30 to 180 s" in long.output
 
 
+def test_plan_method_forces_a_design_and_says_so(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    invoke("init", root, "--device", "standin")
+    auto = invoke("plan", root, "--n", "12", "--seconds", "30")
+    assert auto.exit_code == 0 and "Design: a sliced Latin hypercube" in auto.output
+    latin = plan_rows(root)
+    (root / "plan.csv").unlink()
+    forced = invoke("plan", root, "--n", "12", "--seconds", "30", "--method", "coverage")
+    assert forced.exit_code == 0, forced.output
+    assert "ends and corners from takes on them, as --method asked" in forced.output
+    covered = plan_rows(root)
+    assert covered != latin
+    for mode in ("plain", "flip"):   # both ends of both knobs in each switch position
+        rows = [r for r in covered if r["mode"] == mode and r["role"] != "holdout"]
+        for knob in ("gain", "mix"):
+            assert {"0", "10"} <= {r[knob] for r in rows}
+    bad = invoke("plan", root, "--n", "12", "--method", "grid")
+    assert bad.exit_code == 1 and "--method 'grid': use one of auto, coverage, lhs" in bad.output
+
+
 def test_reamp_records_every_take_once_with_latency_and_noise(planned: Path, tmp_path: Path) -> None:
     root = Path(shutil.copytree(planned, tmp_path / "s"))
     result = invoke("reamp", root, "--device", "standin", "--seed", "3")

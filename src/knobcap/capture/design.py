@@ -693,10 +693,16 @@ def coverage_threshold(controls: Controls) -> int | None:
     return None
 
 
-def describe_method(design: Design) -> str:
-    """A sentence for ``knobcap plan``: which design, and when the other one would be chosen."""
+def describe_method(design: Design, forced: bool = False) -> str:
+    """A sentence for ``knobcap plan``: which design, and when the other one would be chosen
+    (``forced``: the user chose it with ``--method``)."""
     controls = design.controls
     need = coverage_settings(len(controls.knobs))
+    if forced:
+        kind = ("each switch combination covered to its knobs' ends and corners from takes on them"
+                if design.method == "coverage" else "a sliced Latin hypercube")
+        return (f"Design: {kind}, as --method asked (without it, knobcap takes the coverage design from "
+                f"{need} settings a switch combination on).")
     if design.method == "coverage":
         return (f"Design: each switch combination is covered to its knobs' ends and corners from takes on "
                 f"them ({need} or more settings a combination).")
@@ -772,7 +778,7 @@ def initial_design(controls: Controls, size: DesignSize | int | None = None, see
 
 
 def size_for_minutes(controls: Controls, minutes: float, signal_seconds: float, seed: int = 0,
-                     costs: MoveCosts = DEFAULT_COSTS) -> Design:
+                     costs: MoveCosts = DEFAULT_COSTS, method: Method | Literal["auto"] = "auto") -> Design:
     """The largest default-shaped design whose session fits in ``minutes``."""
     _require_knobs(controls)
     per_take = signal_seconds + costs.take + len(controls.knobs) * (costs.touch + 0.3 * costs.turn)
@@ -782,11 +788,11 @@ def size_for_minutes(controls: Controls, minutes: float, signal_seconds: float, 
     limits.MAX_TAKES.check(total, f"--minutes {minutes:g}")
     smallest = minimum_train(controls) + 3
     while total >= smallest:
-        design = initial_design(controls, total, seed, costs)
+        design = initial_design(controls, total, seed, costs, method=method)
         if design.time(signal_seconds).minutes <= minutes:
             return design
         total -= 1
-    needed = initial_design(controls, smallest, seed, costs).time(signal_seconds).minutes
+    needed = initial_design(controls, smallest, seed, costs, method=method).time(signal_seconds).minutes
     raise DesignError(
         f"--minutes {minutes:g} is too short: even the smallest plan ({smallest} takes of "
         f"{signal_seconds:g} s) takes about {math.ceil(needed)} min. Allow more minutes or a shorter "

@@ -27,6 +27,7 @@ import numpy as np
 from knobcap import limits
 from knobcap.capture.design import (
     DEFAULT_COSTS,
+    METHODS,
     ROLES,
     Design,
     DesignSize,
@@ -411,12 +412,13 @@ def _same_audio(a: np.ndarray, b: np.ndarray) -> bool:
 
 def make_plan(root: str | Path, *, n: int | None = None, minutes: float | None = None,
               seconds: float | None = None, seed: int = 0, input_file: str | Path | None = None,
-              quick: bool = False, costs: MoveCosts = DEFAULT_COSTS) -> PlanResult:
+              quick: bool = False, costs: MoveCosts = DEFAULT_COSTS, method: str = "auto") -> PlanResult:
     """Choose the settings (design.py), write plan.csv and input.wav (+ input.json) into ``root``.
 
     ``n``: total takes; ``minutes``: a time budget instead; neither: the default size (``quick``: half
     as many space-filling settings and a 30 s signal). ``seconds``: the test signal's length (default
-    90 s); ``input_file``: the user's own test signal instead, used as it is.
+    90 s); ``input_file``: the user's own test signal instead, used as it is. ``method``: the design's
+    (design.py): "auto" (chosen by the budget), "coverage" or "lhs".
 
     Safe to re-run: the same options give the same plan and nothing is rewritten. When takes/ holds
     recordings, a plan or input that differs from the one they were made with is refused.
@@ -424,6 +426,8 @@ def make_plan(root: str | Path, *, n: int | None = None, minutes: float | None =
     root = Path(root)
     if n is not None and minutes is not None:
         raise SessionError("give either --n (takes) or --minutes (a time budget), not both.")
+    if method not in ("auto", *METHODS):
+        raise SessionError(f"--method {method!r}: use one of auto, {', '.join(METHODS)}.")
     if n is not None:
         limits.MAX_TAKES.check(n, f"--n {n}")
     if input_file is not None and seconds is not None:
@@ -457,10 +461,11 @@ def make_plan(root: str | Path, *, n: int | None = None, minutes: float | None =
     signal_seconds = signal.map.length / signal.map.sample_rate
 
     if minutes is not None:
-        design: Design = size_for_minutes(controls, minutes, signal_seconds, seed, costs)
+        design: Design = size_for_minutes(controls, minutes, signal_seconds, seed, costs,
+                                          method=method)  # type: ignore[arg-type]
     else:
         size: DesignSize | int = n if n is not None else default_size(controls, quick)
-        design = initial_design(controls, size, seed, costs)
+        design = initial_design(controls, size, seed, costs, method=method)  # type: ignore[arg-type]
     takes = [PlannedTake(take_name(i + 1), p.setting, p.role) for i, p in enumerate(design.points)]
     text = plan_csv_text(controls, takes)
 
@@ -481,7 +486,7 @@ def make_plan(root: str | Path, *, n: int | None = None, minutes: float | None =
         raise SessionError(
             f"{root / TAKES_DIR} already holds {len(recordings)} recording(s) made for {plan_path}; a new "
             f"plan would change the settings they were recorded at, so knobcap keeps the plan as it is. "
-            f"Re-run 'knobcap plan' with the options used before (same --seed and size) to see it. "
+            f"Re-run 'knobcap plan' with the options used before (same --seed, size and --method) to see it. "
             + start_over)
     if recordings and input_changes:
         raise SessionError(
@@ -500,7 +505,7 @@ def make_plan(root: str | Path, *, n: int | None = None, minutes: float | None =
     (root / TAKES_DIR).mkdir(exist_ok=True)
     time = session_time(controls, [t.setting for t in takes], signal_seconds, costs)
     return PlanResult(takes, time, costs, signal_seconds, plan_changes, wrote_input, len(recordings),
-                      describe_method(design))
+                      describe_method(design, forced=method != "auto"))
 
 
 # ------------------------------------------------------------------------------------------ init

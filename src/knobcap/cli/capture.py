@@ -103,6 +103,9 @@ def plan(
                                                 "WAV, e.g. NAM's reamp file), used as it is.")] = None,
     quick: Annotated[bool, typer.Option(help="A small session for a demo: 30 s signal, half the "
                                          "settings.")] = False,
+    method: Annotated[str, typer.Option(help="The design: auto (chosen by the number of takes), "
+                                        "coverage (every knob's ends and corners in every switch "
+                                        "combination) or lhs (a sliced Latin hypercube).")] = "auto",
     more: Annotated[int | None, typer.Option(help="After a first model: append this many settings "
                                              "where it is least trustworthy.")] = None,
     run: Annotated[str | None, typer.Option(help="With --more: the run to refine from (default: the "
@@ -120,7 +123,7 @@ def plan(
         return
     try:
         result = sessions.make_plan(directory, n=n, minutes=minutes, seconds=seconds, seed=seed,
-                                    input_file=input, quick=quick)
+                                    input_file=input, quick=quick, method=method)
     except ValueError as error:
         fail(str(error))
     controls = controls_lib.load_controls(directory / controls_lib.CONTROLS_FILE)
