@@ -41,9 +41,10 @@ flat (the TS808 tone's lower half: dial 2.5 had the worst median with the full w
 the scoring grid spread over the dial. Half of the design's density stays uniform in the taper so no
 stretch of the dial is starved, and half goes where the sound changes (a *defensive* mixture).
 
-It needs about enough settings a combination to cover the boundary (``3^k - 2``; with fewer,
-:func:`knobcap.capture.design.choose_method` takes the sliced Latin hypercube instead). Each switch
-combination (a *slice*) is covered on its own. A slice with three or more points (fixed
+It needs nearly enough settings a combination to cover the boundary (``3^k - 2``, one fewer than the
+boundary's ``3^k - 1``; with fewer, :func:`knobcap.capture.design.choose_method` takes the sliced
+Latin hypercube instead). Each switch combination (a *slice*) is covered on its own, and sparse
+slices together through the union term. A slice with three or more points (fixed
 ones included) must record every knob at both ends (a penalty per missing end, larger than any
 distance). Points are chosen from a lattice of candidates with the faces on it (21 levels a knob for
 two knobs, at most 1,024 points; for many knobs a sample of the 3-level lattice).
