@@ -693,19 +693,24 @@ def coverage_threshold(controls: Controls) -> int | None:
     return None
 
 
+def check_method(method: str, label: str) -> None:
+    """Refuse a design method other than auto, coverage or lhs, naming it as ``label`` does."""
+    if method not in ("auto", *METHODS):
+        raise DesignError(f"{label} {method!r}: use one of auto, {', '.join(METHODS)}.")
+
+
 def describe_method(design: Design, forced: bool = False) -> str:
     """A sentence for ``knobcap plan``: which design, and when the other one would be chosen
     (``forced``: the user chose it with ``--method``)."""
     controls = design.controls
     need = coverage_settings(len(controls.knobs))
+    covered = "each switch combination covered to its knobs' ends and corners from takes on them"
     if forced:
-        kind = ("each switch combination covered to its knobs' ends and corners from takes on them"
-                if design.method == "coverage" else "a sliced Latin hypercube")
+        kind = covered if design.method == "coverage" else "a sliced Latin hypercube"
         return (f"Design: {kind}, as --method asked (without it, knobcap takes the coverage design from "
                 f"{need} settings a switch combination on).")
     if design.method == "coverage":
-        return (f"Design: each switch combination is covered to its knobs' ends and corners from takes on "
-                f"them ({need} or more settings a combination).")
+        return f"Design: {covered} ({need} or more settings a combination)."
     text = (f"Design: a sliced Latin hypercube, which shows the model many levels of every knob (fewer "
             f"than {need} settings a switch combination")
     threshold = coverage_threshold(controls)
@@ -728,8 +733,7 @@ def initial_design(controls: Controls, size: DesignSize | int | None = None, see
         size = default_size(controls)
     elif isinstance(size, int):
         size = size_from_total(controls, size)
-    if method not in ("auto", *METHODS):
-        raise DesignError(f"design method {method!r}: use one of auto, {', '.join(METHODS)}.")
+    check_method(method, "design method")
     if method == "auto":
         method = choose_method(controls, size)
     limits.MAX_TAKES.check(size.total, f"{controls.source or 'controls'}: the plan")

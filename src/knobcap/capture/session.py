@@ -27,13 +27,13 @@ import numpy as np
 from knobcap import limits
 from knobcap.capture.design import (
     DEFAULT_COSTS,
-    METHODS,
     ROLES,
     Design,
     DesignSize,
     MoveCosts,
     Role,
     SessionTime,
+    check_method,
     default_size,
     describe_method,
     initial_design,
@@ -426,8 +426,7 @@ def make_plan(root: str | Path, *, n: int | None = None, minutes: float | None =
     root = Path(root)
     if n is not None and minutes is not None:
         raise SessionError("give either --n (takes) or --minutes (a time budget), not both.")
-    if method not in ("auto", *METHODS):
-        raise SessionError(f"--method {method!r}: use one of auto, {', '.join(METHODS)}.")
+    check_method(method, "--method")  # before the signal is generated
     if n is not None:
         limits.MAX_TAKES.check(n, f"--n {n}")
     if input_file is not None and seconds is not None:
