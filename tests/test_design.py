@@ -310,9 +310,9 @@ def test_edge_design_keeps_the_interior_filled() -> None:
 def test_the_boundary_design_waits_for_enough_settings_per_combination() -> None:
     controls = ts_like()   # 2 knobs: 8 settings a combination cover the square's boundary (3 x 3 less 1)
     assert dsg.boundary_settings(2) == 8 and dsg.boundary_settings(1) == 2
-    assert dsg.coverage_settings(2) == 7 and dsg.coverage_settings(1) == 2 and dsg.coverage_settings(3) == 25
-    assert dsg.choose_method(controls, dsg.DesignSize(24, 4, 0)) == "coverage"   # 7 a combination
-    assert dsg.choose_method(controls, dsg.DesignSize(23, 4, 0)) == "lhs"
+    assert dsg.coverage_settings(2) == 6 and dsg.coverage_settings(1) == 2 and dsg.coverage_settings(3) == 24
+    assert dsg.choose_method(controls, dsg.DesignSize(20, 4, 0)) == "coverage"   # 6 a combination
+    assert dsg.choose_method(controls, dsg.DesignSize(19, 4, 0)) == "lhs"
     assert dsg.choose_method(controls, dsg.default_size(controls)) == "lhs"
     assert dsg.choose_method(many(1, 0), dsg.default_size(many(1, 0))) == "coverage"
     assert dsg.choose_method(many(8, 4), dsg.DesignSize(30, 4, 0)) == "lhs"   # 16 combinations, 8 knobs
@@ -325,10 +325,10 @@ def test_the_boundary_design_waits_for_enough_settings_per_combination() -> None
 
 def test_plan_says_which_design_and_when_the_other_one_comes() -> None:
     controls = ts_like()
-    assert dsg.coverage_threshold(controls) == 32   # 24 space-filling + 4 anchors: 7 a combination
+    assert dsg.coverage_threshold(controls) == 28   # 20 space-filling + 4 anchors: 6 a combination
     small = dsg.initial_design(controls, seed=0)
     assert small.method == "lhs"
-    assert "from --n 32 on" in dsg.describe_method(small)
+    assert "from --n 28 on" in dsg.describe_method(small)
     big = dsg.initial_design(controls, 32, seed=0)
     assert big.method == "coverage" and "ends and corners" in dsg.describe_method(big)
     assert dsg.coverage_threshold(many(8, 4)) is None   # 6,560 a combination: beyond the take limit

@@ -22,7 +22,7 @@ the worst setting; the mean term the typical one (with the max alone many design
   combinations' interior points should go to different places. Without it, 6 settings a combination
   on the TS808 became the 4 corners plus the same 2 points everywhere; in one seed of three both sat
   on the tone's ends, no take anywhere had the tone in its middle, and the model collapsed (median
-  ESR 0.137). With it, 7 a combination had the lowest p90 and max of any design measured. With 8,
+  ESR 0.137). With it, 6 and 7 a combination had the lowest p90 and max of any design measured. With 8,
   where each combination covers its own boundary, it pulled takes off the per-combination optimum
   and cost 10-15 % in p90 and max (docs/results.md, session 8), so it is off there.
 
@@ -41,7 +41,7 @@ flat (the TS808 tone's lower half: dial 2.5 had the worst median with the full w
 the scoring grid spread over the dial. Half of the design's density stays uniform in the taper so no
 stretch of the dial is starved, and half goes where the sound changes (a *defensive* mixture).
 
-It needs nearly enough settings a combination to cover the boundary (``3^k - 2``, one fewer than the
+It needs nearly enough settings a combination to cover the boundary (``3^k - 3``, two fewer than the
 boundary's ``3^k - 1``; with fewer, :func:`knobcap.capture.design.choose_method` takes the sliced
 Latin hypercube instead). Each switch combination (a *slice*) is covered on its own, and sparse
 slices together through the union term. A slice with three or more points (fixed

@@ -6,8 +6,8 @@ settings, from one of two methods chosen by the budget (:func:`choose_method`), 
 held-out settings:
 
 * **coverage** (:mod:`knobcap.capture.coverage`, issue 11), when each switch combination gets at
-  least ``3^k - 2`` settings (one fewer than cover the boundary of the knob cube from points on it:
-  7 for two knobs; :func:`coverage_settings`): no setting a user can dial is far from a recorded one
+  least ``3^k - 3`` settings (two fewer than cover the boundary of the knob cube from points on it:
+  6 for two knobs; :func:`coverage_settings`): no setting a user can dial is far from a recorded one
   of its switch combination. It minimises the largest and the mean distance to the nearest recorded
   setting over a lattice of the knob cube, of each of its faces (a knob at an end), of its corners
   (a point off a face counts as farther from the face's settings), and of the cube against every
@@ -650,10 +650,9 @@ def _fill(x: np.ndarray, slice_of: np.ndarray, fixed: np.ndarray, fixed_slices: 
 
 def coverage_settings(knobs: int) -> int:
     """Settings a switch combination needs before the coverage design is chosen: the boundary's
-    (:func:`boundary_settings`) less one, and at least 2 (7 for two knobs). A combination with one
-    setting fewer than the boundary has still covers every knob's ends and its corners, and the
-    design's union term spreads the remaining interior points across the combinations."""
-    return max(2, boundary_settings(knobs) - 1)
+    (:func:`boundary_settings`) less two, and at least 2 (6 for two knobs: the square's 4 corners and
+    2 more, which the design's union term spreads across the combinations)."""
+    return max(2, boundary_settings(knobs) - 2)
 
 
 def choose_method(controls: Controls, size: DesignSize) -> Method:
@@ -663,11 +662,13 @@ def choose_method(controls: Controls, size: DesignSize) -> Method:
     Measured on the TS808 (``benchmarks/data_efficiency.py``, 3 seeds, docs/results.md). With 4 a
     combination (16 takes) the boundary design spends the takes on corners, and the whole design
     shows the model too few levels of each knob to learn its course (median ESR 0.14 against the
-    Latin design's 0.031). With 6 (24 takes) it has the lower p90 and max (0.044 / 0.060 against
-    0.050 / 0.106) but a 1.5x higher median (0.028 against 0.018). With 7 (28 takes, what
-    ``plan --n 32`` trains on) it wins all three at 2,000 steps (0.0204 / 0.0384 / 0.0562 against
-    0.0224 / 0.0518 / 0.0909) and p90 and max at 6,000 (0.024 / 0.043 against 0.041 / 0.095, the
-    median level); with 8 (32 takes) too (session 7).
+    Latin design's 0.031). With 6 (24 takes, what ``plan --n 28`` trains on) it has the lower p90 and
+    max at every training budget measured: 0.044 / 0.060 against 0.050 / 0.106 at 2,000 steps, 0.028 /
+    0.040 against 0.028 / 0.081 at 6,000 (the Latin design's worst settings are at a knob's end, tone 10
+    in one combination), and on average at 15,000; its median is 1.3-1.5x higher at 2,000 and 6,000
+    steps and level at 15,000. The worst setting is what a user notices, so from 6 a combination the
+    coverage design is chosen. With 7 (``plan --n 32``) it wins all three at 2,000 steps (0.0204 /
+    0.0384 / 0.0562 against 0.0224 / 0.0518 / 0.0909) and p90 and max at 6,000; with 8 too (session 7).
     """
     used = max(1, min(controls.combination_count, size.train))
     per_combination = (size.train + size.anchor) / used
