@@ -146,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=8, help="windows per step")
     parser.add_argument("--segment", type=int, default=4096, help="scored samples per window")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--take-weighting", type=float, default=0.0,
+                        help="TrainConfig.take_weighting: the share of windows drawn by each take's error")
     parser.add_argument("--grid", type=int, default=5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0],
                         help="design and training seeds; figures are medians over them")
@@ -178,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     cache = out / "grid-cache"
     config = dict(epochs=args.epochs, steps_per_epoch=max(1, args.steps // args.epochs),
                   batch_size=args.batch, segment_length=args.segment, threads=args.threads,
-                  val_max_seconds=3.0)
+                  val_max_seconds=3.0, take_weighting=args.take_weighting)
     print(f"output: {out}; " + ("the runs as they were trained and scored" if args.report else
                                  f"training: {config['epochs']} x {config['steps_per_epoch']} steps of "
                                  f"{args.batch} windows of {args.segment} samples"))

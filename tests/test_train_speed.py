@@ -146,11 +146,15 @@ def test_cli_default_accelerator_is_auto_and_lr_schedule_is_an_option(
     runner = CliRunner()
     bad = runner.invoke(app, ["train", *common, "--run", "bad", "--lr-schedule", "linear"])
     assert bad.exit_code == 1 and "lr_schedule" in bad.output and "cosine" in bad.output
-    result = runner.invoke(app, ["train", *common, "--run", "r1", "--lr-schedule", "cosine"])
+    heavy = runner.invoke(app, ["train", *common, "--run", "bad2", "--take-weighting", "2"])
+    assert heavy.exit_code == 1 and "take_weighting must be a fraction" in heavy.output
+    result = runner.invoke(app, ["train", *common, "--run", "r1", "--lr-schedule", "cosine",
+                                 "--take-weighting", "0.5"])
     assert result.exit_code == 0, result.output
     assert "training on cpu (1 thread)" in result.output
     saved = json.loads((session / "runs" / "r1" / "config.json").read_text(encoding="utf-8"))
     assert saved["lr_schedule"] == "cosine" and saved["accelerator"] == "auto"
+    assert saved["take_weighting"] == 0.5
     assert TrainConfig().lr_schedule == "exponential" and TrainConfig().accelerator == "auto"
 
 
@@ -223,3 +227,43 @@ def test_dc_term_charges_an_offset_the_pre_emphasised_esr_hardly_sees() -> None:
     assert "dc" not in plain(offset, y)
     with pytest.raises(TrainingError, match="dc_weight"):
         TrainConfig.from_dict({"dc_weight": -1.0})
+
+
+def test_take_weights_draw_the_worst_fitted_take_more_and_keep_every_take() -> None:
+    data = clipped_data()
+    sampler = TensorSampler(data, 300, 256, batch_size=4000, seed=3)
+    uniform, _, _ = sampler.draw(0, 0)
+    sampler.set_weights(np.array([0.01, 0.01, 0.08]), weighting=0.5)
+    assert np.allclose(sampler.probabilities.numpy(), [1 / 6 + 0.05, 1 / 6 + 0.05, 1 / 6 + 0.4])
+    weighted, _, _ = sampler.draw(0, 0)
+    share = np.bincount(weighted.numpy(), minlength=3) / 4000
+    assert abs(share[2] - (1 / 6 + 0.4)) < 0.03 and share.min() > 0.18  # every take still drawn
+    assert abs(np.bincount(uniform.numpy(), minlength=3)[2] / 4000 - 1 / 3) < 0.03
+    assert torch.equal(weighted, sampler.draw(0, 0)[0])  # the same weights: the same batch
+    for bad in (None, np.array([0.0, 0.0, 0.0]), np.array([0.1, np.nan, 0.1]), np.array([0.1, 0.2])):
+        sampler.set_weights(bad, weighting=0.5)
+        assert sampler.probabilities is None and torch.equal(sampler.draw(0, 0)[0], uniform)
+
+
+def test_take_weighting_is_checked_and_survives_a_resume(tmp_path: Path) -> None:
+    for bad in (-0.1, 1.5, True, "half"):
+        with pytest.raises(TrainingError, match="take_weighting"):
+            tiny(take_weighting=bad)
+    with pytest.raises(TrainingError, match="sampler 'tensor'"):
+        tiny(take_weighting=0.5, sampler="loader")
+    data = clipped_data()
+    module, _ = ParametricModule.for_data(data, tiny(take_weighting=0.5))
+    module.last_esr = np.array([0.02, 0.01, 0.05])
+    checkpoint: dict = {}
+    module.on_save_checkpoint(checkpoint)
+    resumed, _ = ParametricModule.for_data(data, tiny(take_weighting=0.5))
+    resumed.on_load_checkpoint(checkpoint)
+    assert np.array_equal(resumed.last_esr, module.last_esr)
+    sampler = TensorSampler(data, 300, 256, batch_size=8, seed=0)
+    resumed.weigh_takes(sampler)  # what each epoch's start does: the resumed run weighs as before
+    assert np.allclose(sampler.probabilities.numpy(), 0.5 / 3 + 0.5 * np.array([2, 1, 5]) / 8)
+    fresh, _ = ParametricModule.for_data(data, tiny(take_weighting=0.5))
+    fresh.weigh_takes(sampler)  # no validation yet: uniform
+    assert sampler.probabilities is None
+    result = train(data, tiny(take_weighting=0.5, epochs=2), tmp_path / "run", progress=False)
+    assert result.epochs == 2

@@ -57,6 +57,9 @@ def train(
         help="Learning-rate schedule: exponential (default, 0.9 an epoch), cosine (decays over the budget "
              "you give, --minutes or --epochs x --steps, whichever ends first) or wsd (the full rate, then "
              "a decay over the budget's last quarter).")] = None,
+    take_weighting: Annotated[float | None, typer.Option(
+        help="Share of each batch drawn from takes in proportion to their held-out-time ESR at the last "
+             "validation, so training time goes where the fit is worst (0-1; 0: all equally).")] = None,
     init_from: Annotated[str | None, typer.Option(help="Start from the weights of this run (or model file) "
                                                    "instead of fresh ones; it is only read.")] = None,
     dc_blocker: Annotated[str | None, typer.Option(
@@ -82,7 +85,8 @@ def train(
                                   "devices": int(devices) if devices.isdigit() else devices}
     for key, value in (("epochs", epochs), ("steps_per_epoch", steps), ("batch_size", batch_size),
                        ("ema_decay", ema_decay), ("max_minutes", minutes), ("lr_schedule", lr_schedule),
-                       ("init_from", init_from), ("dc_blocker", dc_blocker_option(dc_blocker))):
+                       ("init_from", init_from), ("dc_blocker", dc_blocker_option(dc_blocker)),
+                       ("take_weighting", take_weighting)):
         if value is not None:
             options[key] = value
     try:

@@ -60,6 +60,9 @@ class TrainConfig:
     # and warps: dense-grid median ESR 0.053 -> 0.047; held-out-time ESR stops swinging between epochs)
     ema_decay: float = 0.998
     control_noise: float = 0.0  # std of Gaussian noise added to the setting vector of each training window
+    # > 0: this fraction of each batch's windows comes from takes drawn in proportion to their
+    # held-out-time ESR at the last validation, the rest uniformly (training/sampler.py); 0: uniform
+    take_weighting: float = 0.0
     val_max_seconds: float | None = 2.0  # per take and epoch; the final report uses everything
     max_minutes: float | None = None
     threads: int | None = None  # CPU threads; None = min(cores, 8)
@@ -110,6 +113,11 @@ class TrainConfig:
         if not 0 <= self.ema_decay < 1 or self.control_noise < 0:
             raise TrainingError(f"{source}: ema_decay must be in [0, 1) and control_noise >= 0, got "
                                 f"{self.ema_decay!r} and {self.control_noise!r}.")
+        weighting = self.take_weighting
+        if isinstance(weighting, bool) or not isinstance(weighting, int | float) or not 0 <= weighting <= 1:
+            raise TrainingError(f"{source}: take_weighting must be a fraction in [0, 1], got {weighting!r}.")
+        if weighting > 0 and self.sampler != "tensor":
+            raise TrainingError(f"{source}: take_weighting needs sampler 'tensor', got {self.sampler!r}.")
         if self.lr_schedule not in LR_SCHEDULES or not 0 <= self.lr_final <= 1:
             raise TrainingError(f"{source}: lr_schedule must be one of {', '.join(LR_SCHEDULES)} and "
                                 f"lr_final in [0, 1], got {self.lr_schedule!r} and {self.lr_final!r}.")

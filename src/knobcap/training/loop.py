@@ -57,7 +57,7 @@ from knobcap.training.data import (
 from knobcap.training.losses import TrainingLoss
 from knobcap.training.run import Run, RunError
 from knobcap.training.runlock import RunLock
-from knobcap.training.sampler import EpochBatches, make_sampler
+from knobcap.training.sampler import EpochBatches, TensorSampler, make_sampler
 from knobcap.training.schedule import budget_progress, lr_factor
 from knobcap.training.warmstart import initial_weights, load_into, resolve_init
 
@@ -143,7 +143,16 @@ class ParametricModule(pl.LightningModule):
             dataset.epoch = self.current_epoch
         if isinstance(dataset, EpochBatches):  # batches are drawn where the model trains
             dataset.sampler.to(self.device)
+            if isinstance(dataset.sampler, TensorSampler):
+                self.weigh_takes(dataset.sampler)
         self._train_losses = []
+
+    def weigh_takes(self, sampler: TensorSampler) -> None:
+        """With ``take_weighting``: draw the training takes by their last held-out-time ESR
+        (training/sampler.py); uniformly before the first validation."""
+        if self.cfg.take_weighting > 0:
+            errors = self.last_esr[self.time_takes]
+            sampler.set_weights(errors if np.all(np.isfinite(errors)) else None, self.cfg.take_weighting)
 
     def predict_batch(self, x: torch.Tensor, c: torch.Tensor, length: int) -> torch.Tensor:
         """The training forward pass: the last ``length`` outputs (the compiled model if ``compile``)."""
@@ -236,7 +245,7 @@ class ParametricModule(pl.LightningModule):
         checkpoint["knobcap"] = {
             "best_state": self.best_state, "best_score": self.best_score, "best_epoch": self.best_epoch,
             "elapsed": self.elapsed_before + time.monotonic() - self.fit_started,
-            "training_seconds": 60.0 * self.training_minutes()}
+            "training_seconds": 60.0 * self.training_minutes(), "last_esr": self.last_esr.tolist()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         extra = checkpoint.get("knobcap", {})
@@ -245,6 +254,9 @@ class ParametricModule(pl.LightningModule):
         self.best_epoch = int(extra.get("best_epoch", -1))
         self.elapsed_before = float(extra.get("elapsed", 0.0))
         self.train_seconds_before = float(extra.get("training_seconds", self.elapsed_before))
+        last = np.asarray(extra.get("last_esr", []), dtype=np.float64)
+        if last.shape == (self.n_takes,):  # the take weights of a resumed run (training/sampler.py)
+            self.last_esr = last
 
 
 class _RunWriter(pl.Callback):

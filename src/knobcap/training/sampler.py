@@ -2,9 +2,18 @@
 a batch gathered in a few tensor operations (no per-window Python, no DataLoader workers).
 
 Batch ``step`` of epoch ``epoch`` is drawn by a generator seeded with ``(seed, epoch, step)``: a
-resumed run draws exactly the batches it would have drawn. Each window picks a training take uniformly,
-then a window start uniformly among the take's starts (over all its clips); context before a clip's
-start (or the signal's) is silence, as :func:`knobcap.training.data.window_input` does.
+resumed run draws exactly the batches it would have drawn (with take weights, given the same
+weights). Each window picks a training take, uniformly or with :meth:`TensorSampler.set_weights`'s
+probabilities, then a window start uniformly among the take's starts (over all its clips); context
+before a clip's start (or the signal's) is silence, as :func:`knobcap.training.data.window_input` does.
+
+Take weights (``take_weighting`` = lambda > 0): take ``t`` is drawn with probability
+
+    p_t = (1 - lambda) / N + lambda e_t / sum_s e_s
+
+where ``e_t`` is its held-out-time ESR at the last validation. Training time then goes where the fit is
+worst (a mild form of minimising the worst take's loss), while every take keeps at least
+``(1 - lambda) / N``.
 
 :class:`LoaderSampler` is the former path (a :class:`WindowDataset` through a per-window loop), kept
 for ``sampler="loader"`` and for comparison.
@@ -50,6 +59,20 @@ class TensorSampler:
             self.total[k] = int(counts[-1])
         self.context, self.length, self.batch_size, self.seed = context, length, batch_size, seed
         self.offsets = torch.arange(-context, length)
+        self.probabilities: torch.Tensor | None = None  # None: every take equally likely
+
+    def set_weights(self, errors: np.ndarray | None, weighting: float) -> None:
+        """Draw takes by ``p_t`` (module docstring) from each training take's ``errors``; ``None``, a
+        zero ``weighting`` or errors that are not all finite and >= 0 with a positive sum: uniformly."""
+        if errors is None or weighting <= 0:
+            self.probabilities = None
+            return
+        e = np.asarray(errors, dtype=np.float64)
+        if e.shape != (len(self.total),) or not np.all(np.isfinite(e)) or np.any(e < 0) or e.sum() <= 0:
+            self.probabilities = None
+            return
+        p = (1.0 - weighting) / len(e) + weighting * e / e.sum()
+        self.probabilities = torch.from_numpy(p / p.sum())
 
     def to(self, device: torch.device | str) -> TensorSampler:
         for name in ("x", "y", "vectors", "offsets"):
@@ -60,7 +83,11 @@ class TensorSampler:
         """``(take, start, rest)`` of the windows of batch ``step`` of ``epoch`` (CPU, int64)."""
         state = np.random.SeedSequence([self.seed, epoch, step]).generate_state(2)
         generator = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
-        take = torch.randint(len(self.total), (self.batch_size,), generator=generator)
+        if self.probabilities is None:
+            take = torch.randint(len(self.total), (self.batch_size,), generator=generator)
+        else:
+            take = torch.multinomial(self.probabilities, self.batch_size, replacement=True,
+                                     generator=generator)
         u = torch.rand(self.batch_size, generator=generator, dtype=torch.float64)
         k = (u * self.total[take]).long().clamp(max=self.total[take] - 1)
         region = torch.searchsorted(self.ends[take], k[:, None], right=True)[:, 0]
