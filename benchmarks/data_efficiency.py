@@ -191,7 +191,11 @@ def main(argv: list[str] | None = None) -> int:
                 label = f"{name}-a{args.anchors}" if name == "knobcap" and args.anchors is not None else name
                 root = out / f"{label}-{n}-seed{seed}"
                 if args.report:
-                    results[(name, n, seed)] = scored_run(root, controls, args.grid)
+                    if (root / "runs" / "r" / "metrics.json").is_file():
+                        results[(name, n, seed)] = scored_run(root, controls, args.grid)
+                    else:
+                        print(f"  {root}: no scored run; left out of the tables (run without --report to "
+                              "train and score it)")
                     continue
                 more = args.more if args.more is not None else n // 4
                 first_n = n - more if name == "knobcap-more" else n
@@ -239,9 +243,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"(medians over {len(args.seeds)} seed(s) {args.seeds}; model coordinates "
           f"{'without' if args.no_screen else 'with'} screening warps)")
     print(f"{'n':>4}  " + "  ".join(f"{name:^29}" for name in args.designs))
+    def complete(name: str, n: int) -> bool:  # every seed's run of this design and size was scored
+        return all((name, n, seed) in results for seed in args.seeds)
+
     for n in args.sizes:
         cells = []
         for name in args.designs:
+            if not complete(name, n):
+                cells.append("-")
+                continue
             runs = [results[(name, n, seed)] for seed in args.seeds]
             med = [float(np.median([r[key] for r in runs])) for key in ("median", "p90", "max")]
             cells.append(f"{med[0]:.4f} / {med[1]:.4f} / {med[2]:.4f}")
@@ -252,23 +262,66 @@ def main(argv: list[str] | None = None) -> int:
           "corners, is otherwise scored without them)")
     print(f"{'n':>4}  " + "  ".join(f"{name:^29}" for name in args.designs))
     for n in args.sizes:
-        common = {seed: common_scores([results[(name, n, seed)]["rows"] for name in args.designs])
+        present = [name for name in args.designs if complete(name, n)]
+        if not present:
+            continue
+        common = {seed: common_scores([results[(name, n, seed)]["rows"] for name in present])
                   for seed in args.seeds}
         cells = []
-        for i, _ in enumerate(args.designs):
-            med = np.median([common[seed][i][:3] for seed in args.seeds], axis=0)
+        for name in args.designs:
+            if name not in present:
+                cells.append("-")
+                continue
+            med = np.median([common[seed][present.index(name)][:3] for seed in args.seeds], axis=0)
             cells.append(f"{med[0]:.4f} / {med[1]:.4f} / {med[2]:.4f}")
         points = sorted({int(common[seed][0][3]) for seed in args.seeds})
         print(f"{n:>4}  " + "  ".join(f"{c:^29}" for c in cells) + f"  ({'/'.join(map(str, points))} points)")
     print()
     print("median ESR per knob level (grid levels low -> high; medians over seeds)")
     for n in args.sizes:
-        for name in args.designs:
+        for name in (d for d in args.designs if complete(d, n)):
             runs = [results[(name, n, seed)] for seed in args.seeds]
             for knob in runs[0]["levels"]:
                 meds = np.median([r["levels"][knob] for r in runs], axis=0)
                 print(f"{n:>4} {name:>13} {knob:>6}: " + " / ".join(f"{m:.4f}" for m in meds))
+    print()
+    print("knob ends against the interior: each knob's worse end level over its middle level (medians "
+          "over seeds; goal <= 2)")
+    for n in args.sizes:
+        for name in (d for d in args.designs if complete(d, n)):
+            runs = [results[(name, n, seed)] for seed in args.seeds]
+            levels = {knob: list(np.median([r["levels"][knob] for r in runs], axis=0)) for knob in
+                      runs[0]["levels"]}
+            print(f"{n:>4} {name:>13}: " + ", ".join(f"{knob} {ratio:.2f}x" for knob, ratio in
+                                                     end_to_interior(levels).items()))
+    if "knobcap" in args.designs and len(args.sizes) > 1:
+        print()
+        print("takes each design needs for knobcap's p90 (the fewest of --sizes whose p90 is as low; goal: "
+              ">= 2x knobcap's)")
+        p90 = {name: {n: float(np.median([results[(name, n, seed)]["p90"] for seed in args.seeds]))
+                      for n in args.sizes if complete(name, n)} for name in args.designs}
+        for n in (n for n in args.sizes if n in p90["knobcap"]):
+            for name in (d for d in args.designs if d != "knobcap"):
+                need = takes_for_p90(p90[name], p90["knobcap"][n])
+                said = (f"{need} ({need / n:.2f}x)" if need is not None else
+                        f"more than {max(p90[name], default=0)} (the most it was run with)")
+                print(f"{n:>4} knobcap p90 {p90['knobcap'][n]:.4f}: {name} needs {said}")
     return 0
+
+
+def end_to_interior(levels: dict[str, list[float]]) -> dict[str, float]:
+    """Per knob: the larger of its two end levels' median ESR over its middle level's (``L // 2``)."""
+    out = {}
+    for knob, meds in levels.items():
+        middle = meds[len(meds) // 2]
+        out[knob] = max(meds[0], meds[-1]) / middle if middle > 0 else float("inf")
+    return out
+
+
+def takes_for_p90(p90_by_size: dict[int, float], target: float) -> int | None:
+    """The fewest takes among ``p90_by_size`` whose p90 is at most ``target`` (None: no size reaches it)."""
+    sizes = [n for n, value in sorted(p90_by_size.items()) if value <= target]
+    return sizes[0] if sizes else None
 
 
 def scored_run(root: Path, controls: Controls, levels: int) -> dict:
