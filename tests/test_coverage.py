@@ -103,3 +103,18 @@ def test_the_union_term_is_off_once_each_combination_covers_its_boundary(monkeyp
     assert cov.boundary_settings(2) == 8
     assert np.array_equal(design([8] * 4, 1.0), design([8] * 4, 0.0))
     assert not np.array_equal(design([6] * 4, 1.0), design([6] * 4, 0.0))
+
+
+def test_a_take_sits_on_a_knob_end_or_a_margin_away_from_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    def near_an_end(x: np.ndarray) -> int:
+        inside = (x > 1e-9) & (x < 1 - 1e-9)
+        near = (x < cov.END_MARGIN - 1e-9) | (x > 1 - cov.END_MARGIN + 1e-9)
+        return int((inside & near).any(axis=1).sum())
+
+    designs = [cov.coverage_design([8] * 4, 2, np.random.default_rng(seed))[0] for seed in range(3)]
+    assert cov.END_MARGIN == 0.1 and all(near_an_end(x) == 0 for x in designs)
+    assert all(np.isclose(x, 0).any() and np.isclose(x, 1).any() for x in designs)
+    monkeypatch.setattr(cov, "END_MARGIN", 0.0)  # without the rule, takes a notch from an end appear
+    loose = [cov.coverage_design([8] * 4, 2, np.random.default_rng(seed))[0] for seed in range(3)]
+    monkeypatch.setattr(cov, "END_MARGIN", 0.1)
+    assert sum(near_an_end(x) for x in loose) > 0

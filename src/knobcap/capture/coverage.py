@@ -70,6 +70,7 @@ FACE_WEIGHT = 1.0  # the facets' coverage, all together, next to the cube's
 CORNER_WEIGHT = 0.5  # the corners' coverage (every knob at an end), next to the cube's
 FACE_PENALTY = 3.0  # beta: a point off a face counts as this much farther from the face's settings
 UNION_WEIGHT = 1.0  # the whole design's coverage of the cube, switch positions ignored
+END_MARGIN = 0.1  # a take is on a knob's end or at least this far (design coordinate) from it
 _END_PENALTY = 10.0  # per missing required end: more than any distance in the cube (sqrt(k) <= ~3)
 _LATTICE_POINTS = 1024  # at most this many candidates (also the reference points of the cube)
 _CORNER = -2  # the face marker of corner columns
@@ -188,6 +189,7 @@ def coverage_design(slice_sizes: Sequence[int], dims: int, rng: np.random.Genera
     reference = _Reference(candidates, rng)
     distance = reference.gaps(candidates)  # (candidates, reference columns)
     jitter = rng.uniform(0.0, _JITTER, size=len(candidates))
+    jitter = np.where(playable(candidates), jitter, np.nan)  # NaN: never a take (_greedy, _exchange)
     slices = []
     for t, m in enumerate(sizes):
         mine = pinned[pinned_slice == t]
@@ -202,6 +204,22 @@ def coverage_design(slice_sizes: Sequence[int], dims: int, rng: np.random.Genera
                        union_weight)
     x = np.vstack([candidates[c] for c in chosen]) if n else np.zeros((0, dims))
     return x, slice_of
+
+
+def playable(candidates: np.ndarray, margin: float | None = None) -> np.ndarray:
+    """Which candidates may be takes: each knob on an end or at least ``margin`` from both ends.
+
+    A take a notch from an end covers that end only by extrapolation, where the sound often changes
+    fastest (the TS808 tone's last half-turn), and the interior barely better than a take on the end.
+    Measured on the TS808 (32 takes, docs/results.md, session 9): without the margin, one model of two
+    trained for 15,000 steps scored 0.05-0.09 on the whole tone-10 face at drive 4.6-6.8, whose nearest
+    take sat at tone 9.8 (median / p90 / max 0.0082 / 0.0156 / 0.0547 over 2 seeds); with it 0.0064 /
+    0.0134 / 0.0167. At 6,000 steps it cost 5-12 % (0.0102 / 0.0217 / 0.0267 against 0.0097 / 0.0194 /
+    0.0252, 3 seeds): the faces take points from the interior, which a shorter training fills less."""
+    margin = END_MARGIN if margin is None else margin
+    inside = (candidates > 1e-9) & (candidates < 1.0 - 1e-9)
+    near = inside & ((candidates < margin - 1e-9) | (candidates > 1.0 - margin + 1e-9))
+    return ~near.any(axis=1)
 
 
 def _nearest(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -233,7 +251,7 @@ def _greedy(slices: list[dict], candidates: np.ndarray, jitter: np.ndarray) -> l
             gap = np.where(np.isfinite(nearest[t]), nearest[t], 10.0)
             missing = _missing_after(s["required"], recorded[t], candidates)
             unrecorded = float((~recorded[t]).sum()) if s["required"] else 0.0
-            score = gap + _END_PENALTY * (unrecorded - missing) + jitter
+            score = np.nan_to_num(gap + _END_PENALTY * (unrecorded - missing) + jitter, nan=-np.inf)
             pick = int(np.argmax(score))
             chosen[t].append(pick)
             nearest[t] = np.minimum(nearest[t], _nearest(candidates[pick:pick + 1], candidates))
@@ -264,7 +282,7 @@ def _exchange(slices: list[dict], chosen: list[list[int]], candidates: np.ndarra
                 score = score + union_weight * (covered.max(axis=1) + covered.mean(axis=1))
             recorded = _end_flags(np.vstack([fixed_t, candidates[others]]) if others else fixed_t)
             missing = _missing_after(slices[t]["required"], recorded, candidates)
-            total = score + _END_PENALTY * missing - jitter
+            total = np.nan_to_num(score + _END_PENALTY * missing - jitter, nan=np.inf)
             best = int(np.argmin(total))
             current = chosen[t][j]
             if total[best] < total[current] - 1e-7:
