@@ -47,7 +47,8 @@ Latin hypercube instead). Each switch combination (a *slice*) is covered on its 
 slices together through the union term. A slice with three or more points (fixed
 ones included) must record every knob at both ends (a penalty per missing end, larger than any
 distance). Points are chosen from a lattice of candidates with the faces on it (21 levels a knob for
-two knobs, at most 1,024 points; for many knobs a sample of the 3-level lattice).
+two knobs, at most 1,024 points; for many knobs a sample of the 3-level lattice), less those a notch
+from a knob's end (:func:`playable`: on an end, or ``END_MARGIN`` from it).
 
 Optimisation: a greedy farthest-point start (each new point the candidate farthest from those chosen,
 one that records a missing end first), then exchange sweeps (Fedorov-style): each free point in turn
