@@ -212,11 +212,12 @@ def playable(candidates: np.ndarray, margin: float | None = None) -> np.ndarray:
 
     A take a notch from an end covers that end only by extrapolation, where the sound often changes
     fastest (the TS808 tone's last half-turn), and the interior barely better than a take on the end.
-    Measured on the TS808 (32 takes, docs/results.md, session 9): without the margin, one model of two
-    trained for 15,000 steps scored 0.05-0.09 on the whole tone-10 face at drive 4.6-6.8, whose nearest
-    take sat at tone 9.8 (median / p90 / max 0.0082 / 0.0156 / 0.0547 over 2 seeds); with it 0.0064 /
-    0.0134 / 0.0167. At 6,000 steps it cost 5-12 % (0.0102 / 0.0217 / 0.0267 against 0.0097 / 0.0194 /
-    0.0252, 3 seeds): the faces take points from the interior, which a shorter training fills less."""
+    Measured on the TS808 (32 takes, 15,000 steps, 3 seeds; docs/results.md, session 9): without the
+    margin, one model of three scored 0.05-0.09 on the whole tone-10 face at drive 4.6-6.8, whose
+    nearest take sat at tone 9.8 (per-seed max 0.094 / 0.015 / 0.020; medians over seeds 0.0072 /
+    0.0128 / 0.0196); with it the worst model's max is 0.028 (0.016 / 0.017 / 0.028; 0.0066 / 0.0136 /
+    0.0172). The price: a higher p90 in two seeds of three, and 5-12 % at 6,000 steps (0.0102 / 0.0217 /
+    0.0267 against 0.0097 / 0.0194 / 0.0252), as the faces take points from the interior."""
     margin = END_MARGIN if margin is None else margin
     inside = (candidates > 1e-9) & (candidates < 1.0 - 1e-9)
     near = inside & ((candidates < margin - 1e-9) | (candidates > 1.0 - margin + 1e-9))
