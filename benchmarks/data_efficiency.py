@@ -278,22 +278,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{n:>4}  " + "  ".join(f"{c:^29}" for c in cells) + f"  ({'/'.join(map(str, points))} points)")
     print()
     print("median ESR per knob level (grid levels low -> high; medians over seeds)")
-    for n in args.sizes:
-        for name in (d for d in args.designs if complete(d, n)):
-            runs = [results[(name, n, seed)] for seed in args.seeds]
-            for knob in runs[0]["levels"]:
-                meds = np.median([r["levels"][knob] for r in runs], axis=0)
-                print(f"{n:>4} {name:>13} {knob:>6}: " + " / ".join(f"{m:.4f}" for m in meds))
+    level_medians = {(n, name): {knob: list(np.median([results[(name, n, seed)]["levels"][knob]
+                                                       for seed in args.seeds], axis=0))
+                                 for knob in results[(name, n, args.seeds[0])]["levels"]}
+                     for n in args.sizes for name in args.designs if complete(name, n)}
+    for (n, name), levels in level_medians.items():
+        for knob, meds in levels.items():
+            print(f"{n:>4} {name:>13} {knob:>6}: " + " / ".join(f"{m:.4f}" for m in meds))
     print()
     print("knob ends against the interior: each knob's worse end level over its middle level (medians "
           "over seeds; goal <= 2)")
-    for n in args.sizes:
-        for name in (d for d in args.designs if complete(d, n)):
-            runs = [results[(name, n, seed)] for seed in args.seeds]
-            levels = {knob: list(np.median([r["levels"][knob] for r in runs], axis=0)) for knob in
-                      runs[0]["levels"]}
-            print(f"{n:>4} {name:>13}: " + ", ".join(f"{knob} {ratio:.2f}x" for knob, ratio in
-                                                     end_to_interior(levels).items()))
+    for (n, name), levels in level_medians.items():
+        print(f"{n:>4} {name:>13}: " + ", ".join(f"{knob} {ratio:.2f}x" for knob, ratio in
+                                                 end_to_interior(levels).items()))
     if "knobcap" in args.designs and len(args.sizes) > 1:
         print()
         print("takes each design needs for knobcap's p90 (the fewest of --sizes whose p90 is as low; goal: "

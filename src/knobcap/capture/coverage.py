@@ -207,8 +207,8 @@ def coverage_design(slice_sizes: Sequence[int], dims: int, rng: np.random.Genera
     return x, slice_of
 
 
-def playable(candidates: np.ndarray, margin: float | None = None) -> np.ndarray:
-    """Which candidates may be takes: each knob on an end or at least ``margin`` from both ends.
+def playable(candidates: np.ndarray) -> np.ndarray:
+    """Which candidates may be takes: each knob on an end or at least ``END_MARGIN`` from both ends.
 
     A take a notch from an end covers that end only by extrapolation, where the sound often changes
     fastest (the TS808 tone's last half-turn), and the interior barely better than a take on the end.
@@ -218,9 +218,8 @@ def playable(candidates: np.ndarray, margin: float | None = None) -> np.ndarray:
     0.0128 / 0.0196); with it the worst model's max is 0.028 (0.016 / 0.017 / 0.028; 0.0066 / 0.0136 /
     0.0172). The price: a higher p90 in two seeds of three, and 5-12 % at 6,000 steps (0.0102 / 0.0217 /
     0.0267 against 0.0097 / 0.0194 / 0.0252), as the faces take points from the interior."""
-    margin = END_MARGIN if margin is None else margin
     inside = (candidates > 1e-9) & (candidates < 1.0 - 1e-9)
-    near = inside & ((candidates < margin - 1e-9) | (candidates > 1.0 - margin + 1e-9))
+    near = inside & ((candidates < END_MARGIN - 1e-9) | (candidates > 1.0 - END_MARGIN + 1e-9))
     return ~near.any(axis=1)
 
 

@@ -149,10 +149,10 @@ class ParametricModule(pl.LightningModule):
 
     def weigh_takes(self, sampler: TensorSampler) -> None:
         """With ``take_weighting``: draw the training takes by their last held-out-time ESR
-        (training/sampler.py); uniformly before the first validation."""
+        (training/sampler.py); uniformly before the first validation (``last_esr`` is NaN then, which
+        :meth:`TensorSampler.set_weights` takes as uniform)."""
         if self.cfg.take_weighting > 0:
-            errors = self.last_esr[self.time_takes]
-            sampler.set_weights(errors if np.all(np.isfinite(errors)) else None, self.cfg.take_weighting)
+            sampler.set_weights(self.last_esr[self.time_takes], self.cfg.take_weighting)
 
     def predict_batch(self, x: torch.Tensor, c: torch.Tensor, length: int) -> torch.Tensor:
         """The training forward pass: the last ``length`` outputs (the compiled model if ``compile``)."""
