@@ -7,7 +7,7 @@ about 5-7 minutes on one core of a quiet 2-core CPU, so 3 designs x 3 sizes x 1 
 Runs are kept in ``--out`` and reused, so a killed run continues and more seeds can be added later.
 
     .venv/bin/python benchmarks/data_efficiency.py [--sizes 4 8 16 24] [--steps 300] [--grid 5]
-        [--seeds 0 1 2] [--designs knobcap grid random] [--no-screen] [--out DIR]
+        [--seeds 0 1 2] [--designs knobcap grid random] [--no-screen] [--train KEY=VALUE ...] [--out DIR]
 
 For each size ``n`` (training settings: space-filling + anchors) and each design:
 
@@ -148,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--take-weighting", type=float, default=0.0,
                         help="TrainConfig.take_weighting: the share of windows drawn by each take's error")
+    parser.add_argument("--train", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="more TrainConfig options for every model, VALUE as JSON (e.g. pre_emphasis=0)")
     parser.add_argument("--grid", type=int, default=5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0],
                         help="design and training seeds; figures are medians over them")
@@ -180,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     cache = out / "grid-cache"
     config = dict(epochs=args.epochs, steps_per_epoch=max(1, args.steps // args.epochs),
                   batch_size=args.batch, segment_length=args.segment, threads=args.threads,
-                  val_max_seconds=3.0, take_weighting=args.take_weighting)
+                  val_max_seconds=3.0, take_weighting=args.take_weighting) | train_options(args.train)
     print(f"output: {out}; " + ("the runs as they were trained and scored" if args.report else
                                  f"training: {config['epochs']} x {config['steps_per_epoch']} steps of "
                                  f"{args.batch} windows of {args.segment} samples"))
@@ -304,6 +306,20 @@ def main(argv: list[str] | None = None) -> int:
                         f"more than {max(p90[name], default=0)} (the most it was run with)")
                 print(f"{n:>4} knobcap p90 {p90['knobcap'][n]:.4f}: {name} needs {said}")
     return 0
+
+
+def train_options(pairs: list[str]) -> dict[str, object]:
+    """``KEY=VALUE`` pairs (VALUE as JSON, else a string) as TrainConfig options."""
+    options: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--train: expected KEY=VALUE, got {pair!r}")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
 
 
 def end_to_interior(levels: dict[str, list[float]]) -> dict[str, float]:
