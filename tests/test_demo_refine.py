@@ -68,7 +68,7 @@ def test_demo_with_a_refinement_round_adds_takes_and_continues_from_the_first_mo
     assert final["init_from"] == str((folder / "runs" / demo.FIRST_RUN / "model.knobcap").resolve())
     assert first["max_minutes"] + final["max_minutes"] == pytest.approx(5.0)
     assert first["epochs"] + final["epochs"] == 2
-    assert final["lr"] < first["lr"]  # the exponential decay goes on from the first model's end
+    assert final["lr"] < first["lr"]  # the schedule goes on from where the first model left it
 
     console = Console(record=True, width=200)
     again = demo.run_demo(folder, config, console)

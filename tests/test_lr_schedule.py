@@ -63,6 +63,18 @@ def test_cosine_follows_the_time_budget() -> None:
     assert factor(1000) == pytest.approx(0.0, abs=1e-9)
 
 
+def test_a_continued_run_starts_where_one_schedule_over_the_whole_budget_would_be() -> None:
+    from knobcap.training.schedule import continued_lr
+
+    exponential = TrainConfig(lr=1e-2, lr_decay=0.5, lr_schedule="exponential")
+    assert continued_lr(exponential, 3, 0.4) == pytest.approx(1e-2 * 0.5 ** 3)
+    cosine = TrainConfig(lr=1e-2, lr_schedule="cosine", lr_final=0.1)
+    assert continued_lr(cosine, 3, 0.5) == pytest.approx(1e-2 * (0.1 + 0.9 * 0.5))
+    assert continued_lr(cosine, 3, 1.0) == pytest.approx(1e-3)
+    wsd = TrainConfig(lr=1e-2, lr_schedule="wsd", lr_cooldown=0.25)
+    assert continued_lr(wsd, 3, 0.4) == pytest.approx(1e-2)  # still in the stable part
+
+
 def test_bad_schedule_is_refused() -> None:
     with pytest.raises(TrainingError, match="lr_schedule"):
         TrainConfig.from_dict({"lr_schedule": "step"})

@@ -148,14 +148,14 @@ def test_cli_default_accelerator_is_auto_and_lr_schedule_is_an_option(
     assert bad.exit_code == 1 and "lr_schedule" in bad.output and "cosine" in bad.output
     heavy = runner.invoke(app, ["train", *common, "--run", "bad2", "--take-weighting", "2"])
     assert heavy.exit_code == 1 and "take_weighting must be a fraction" in heavy.output
-    result = runner.invoke(app, ["train", *common, "--run", "r1", "--lr-schedule", "cosine",
+    result = runner.invoke(app, ["train", *common, "--run", "r1", "--lr-schedule", "wsd",
                                  "--take-weighting", "0.5"])
     assert result.exit_code == 0, result.output
     assert "training on cpu (1 thread)" in result.output
     saved = json.loads((session / "runs" / "r1" / "config.json").read_text(encoding="utf-8"))
-    assert saved["lr_schedule"] == "cosine" and saved["accelerator"] == "auto"
+    assert saved["lr_schedule"] == "wsd" and saved["accelerator"] == "auto"
     assert saved["take_weighting"] == 0.5
-    assert TrainConfig().lr_schedule == "exponential" and TrainConfig().accelerator == "auto"
+    assert TrainConfig().lr_schedule == "cosine" and TrainConfig().accelerator == "auto"
 
 
 def test_spectral_gradient_in_closed_form_matches_autograd_with_silent_bins() -> None:

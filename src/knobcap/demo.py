@@ -47,8 +47,8 @@ class DemoConfig:
     starts with ``takes - refine_takes`` takes; a first model trains for ``refine_share`` of the budget
     (``max_minutes`` and ``epochs``); ``plan --more refine_takes`` adds takes where it is least
     trustworthy; they are recorded and checked; the final model starts from the first one's weights
-    and trains for the rest of the budget, its learning rate going on from where the first one's
-    exponential decay ended (``lr x lr_decay^epochs``).
+    and trains for the rest of the budget, its learning rate starting where one schedule over the
+    whole budget would be at that point (:func:`knobcap.training.schedule.continued_lr`).
     """
 
     signal_seconds: float = 60.0
@@ -237,6 +237,7 @@ def refine_step(directory: Path, config: DemoConfig, total: int | None, say: Say
     from knobcap.capture.session import Session
     from knobcap.training.config import TrainConfig
     from knobcap.training.refine import plan_more
+    from knobcap.training.schedule import continued_lr
 
     training = dict(config.training)
     base = TrainConfig.from_dict(training, "demo training")  # the fields the demo leaves at their defaults
@@ -264,8 +265,8 @@ def refine_step(directory: Path, config: DemoConfig, total: int | None, say: Say
     record()
     summary = Run(first).read_summary()
     done_epochs = int(summary.get("epochs", 0)) if isinstance(summary, dict) else 0
-    if base.lr_schedule == "exponential" and done_epochs:
-        rest_training["lr"] = base.lr * base.lr_decay ** done_epochs
+    if done_epochs:
+        rest_training["lr"] = continued_lr(base, done_epochs, config.refine_share)
     rest_training["init_from"] = str(Run(first).model_path)
     final = train_step(directory, replace(config, training=rest_training), say,
                        what="train: the final model, from the first one's weights, on every take")

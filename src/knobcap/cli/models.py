@@ -54,9 +54,9 @@ def train(
         help="Decay of the moving average of the weights that is scored and saved (0: off; default "
              "0.998).")] = None,
     lr_schedule: Annotated[str | None, typer.Option(
-        help="Learning-rate schedule: exponential (default, 0.9 an epoch), cosine (decays over the budget "
-             "you give, --minutes or --epochs x --steps, whichever ends first) or wsd (the full rate, then "
-             "a decay over the budget's last quarter).")] = None,
+        help="Learning-rate schedule: cosine (default: decays over the budget you give, --minutes or "
+             "--epochs x --steps, whichever ends first), exponential (0.9 an epoch, whatever the budget) "
+             "or wsd (the full rate, then a decay over the budget's last quarter).")] = None,
     take_weighting: Annotated[float | None, typer.Option(
         help="Share of each batch drawn from takes in proportion to their held-out-time ESR at the last "
              "validation, so training time goes where the fit is worst (0-1; 0: all equally).")] = None,

@@ -37,11 +37,14 @@ class TrainConfig:
     recurrent_warmup: int = 2048  # unscored leading samples for a recurrent model
     lr: float = 6e-3
     lr_decay: float = 0.9  # per epoch (lr_schedule "exponential")
-    # "cosine", "wsd": to lr * lr_final over the budget given, the epochs or max_minutes, whichever ends
-    # first (training/schedule.py). Not the default: at 800 and 2,400 steps both gave a lower held-out-time
-    # ESR but a higher held-out-settings ESR than "exponential" (docs/results.md, issue 13). Earlier
-    # (training_recipe.py, 8 min): cosine + lr 1e-2 + plain ESR halved held-out time, not held-out settings.
-    lr_schedule: str = "exponential"
+    # "cosine" (the default), "wsd": to lr * lr_final over the budget given, the epochs or max_minutes,
+    # whichever ends first (training/schedule.py); "exponential": lr_decay an epoch, whatever the budget.
+    # Cosine: dense grid never trained on, 32 takes, 6,000 steps, 3 seeds (data_efficiency.py), median /
+    # p90 / max over seeds 0.0102 / 0.0217 / 0.0267 -> 0.0087 / 0.0174 / 0.0222 on the TS808 and 0.0400 /
+    # 0.0653 / 0.1011 -> 0.0354 / 0.0434 / 0.0583 on the GxTubeScreamer against exponential over 6 epochs
+    # (docs/results.md, issue 11 session 10). Issue 13's 800- and 2,400-step runs (12 takes, 2 held-out
+    # settings, 1-2 seeds) had found it worse on held-out settings.
+    lr_schedule: str = "cosine"
     lr_final: float = 0.05  # the last lr of cosine and wsd, as a fraction of lr
     lr_cooldown: float = 0.25  # wsd: the last fraction of the budget, where lr falls linearly to lr_final
     warmup_steps: int = 10

@@ -38,3 +38,13 @@ def lr_factor(config: TrainConfig, step: int, progress: float) -> float:
         return ramp * (final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * progress)))
     left = (1.0 - progress) / config.lr_cooldown  # wsd: 1 until the cooldown starts, then 1 -> 0
     return ramp * (final + (1.0 - final) * min(1.0, max(left, 0.0)))
+
+
+def continued_lr(config: TrainConfig, done_epochs: int, progress: float) -> float:
+    """The ``lr`` of a run that goes on from a finished one (a refinement round's final model): where
+    one run over the whole budget would be after the first one's ``done_epochs``, i.e. ``progress`` of
+    the budget. ``exponential``: ``lr * lr_decay ** done_epochs``; ``cosine`` and ``wsd``: ``lr`` times
+    their factor at ``progress`` (the continued run then decays over its own budget from there)."""
+    if config.lr_schedule == "exponential":
+        return config.lr * config.lr_decay ** done_epochs
+    return config.lr * lr_factor(config, config.warmup_steps, progress)
