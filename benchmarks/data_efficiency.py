@@ -35,7 +35,9 @@ aligned with the virtual reamp's known latency (see :func:`write_true_alignment`
 session shares the test signal and the same 2 held-out takes (seeded random settings), and
 every model the same training recipe and number of steps (``--epochs`` x ``--steps``/epochs, of
 ``--batch`` windows of ``--segment`` samples: smaller than ``knobcap train``'s defaults so that a dozen
-models fit in an hour), so only the recorded settings differ. Each model is scored against the
+models fit in an hour; the learning rate follows ``TrainConfig``'s default schedule over those steps,
+cosine since issue 11's session 10; ``--train KEY=VALUE`` changes any other option), so only the
+recorded settings differ. Each model is scored against the
 device on a dense grid (``--grid`` levels per knob in taper coordinates x every switch combination, on the
 validation segment, held-out time); grid points that coincide with a training setting are left out.
 Prints median / p90 / max ESR per design, size and seed, then the medians over seeds, and the
