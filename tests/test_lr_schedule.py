@@ -75,6 +75,15 @@ def test_a_continued_run_starts_where_one_schedule_over_the_whole_budget_would_b
     assert continued_lr(wsd, 3, 0.4) == pytest.approx(1e-2)  # still in the stable part
 
 
+def test_a_run_saved_before_the_schedule_option_resumes_with_its_exponential_decay() -> None:
+    saved = {k: v for k, v in TrainConfig().to_dict().items() if k != "lr_schedule"}
+    assert TrainConfig.from_saved(saved).lr_schedule == "exponential"
+    assert TrainConfig.from_saved({**saved, "lr_schedule": "cosine"}).lr_schedule == "cosine"
+    assert TrainConfig.from_dict(saved).lr_schedule == "cosine"  # a new run: today's default
+    with pytest.raises(TrainingError, match="not a JSON object"):
+        TrainConfig.from_saved(["epochs"])  # type: ignore[arg-type]
+
+
 def test_bad_schedule_is_refused() -> None:
     with pytest.raises(TrainingError, match="lr_schedule"):
         TrainConfig.from_dict({"lr_schedule": "step"})

@@ -23,6 +23,10 @@ class TrainingError(ValueError):
     """Training cannot start or resume; the message says what to do."""
 
 
+# the value an option had in runs saved before it existed, where that differs from today's default
+_SAVED_BEFORE: dict[str, Any] = {"lr_schedule": "exponential"}
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a training run (JSON-able through :meth:`to_dict`)."""
@@ -106,6 +110,14 @@ class TrainConfig:
         config = cls(**dict(data))
         config.validate(source)
         return config
+
+    @classmethod
+    def from_saved(cls, data: Mapping[str, Any], source: str = "config") -> TrainConfig:
+        """A run's saved ``config.json``: options it predates keep the value they had then (a run saved
+        before ``lr_schedule`` existed decayed exponentially; cosine became the default later)."""
+        if not isinstance(data, Mapping):
+            raise TrainingError(f"{source}: not a JSON object of training options; start a new run.")
+        return cls.from_dict({**_SAVED_BEFORE, **data}, source)
 
     def validate(self, source: str = "config") -> None:
         positive = ("epochs", "steps_per_epoch", "batch_size", "segment_length")

@@ -566,7 +566,7 @@ def train_session(session_dir: str | Path, config: TrainConfig | None = None, ru
         if not saved.is_file():
             raise TrainingError(f"{run_dir}: not a training run (no {Run.CONFIG}).")
         try:
-            stored = TrainConfig.from_dict(folder.read_config(), str(saved))
+            stored = TrainConfig.from_saved(folder.read_config(), str(saved))
         except RunError as error:
             raise TrainingError(f"{error}; start a new run.") from None
         if config is not None:
