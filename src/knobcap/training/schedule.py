@@ -43,8 +43,7 @@ def lr_factor(config: TrainConfig, step: int, progress: float) -> float:
 def continued_lr(config: TrainConfig, done_epochs: int, progress: float) -> float:
     """The ``lr`` of a run that goes on from a finished one (a refinement round's final model): where
     one run over the whole budget would be after the first one's ``done_epochs``, i.e. ``progress`` of
-    the budget. ``exponential``: ``lr * lr_decay ** done_epochs``; ``cosine`` and ``wsd``: ``lr`` times
-    their factor at ``progress`` (the continued run then decays over its own budget from there)."""
-    if config.lr_schedule == "exponential":
-        return config.lr * config.lr_decay ** done_epochs
-    return config.lr * lr_factor(config, config.warmup_steps, progress)
+    the budget (:func:`lr_factor` there, past the warm-up: ``lr * lr_decay ** done_epochs`` for
+    ``exponential``). The continued run then decays over its own budget from there."""
+    step = max(done_epochs * config.steps_per_epoch, config.warmup_steps)
+    return config.lr * lr_factor(config, step, progress)
