@@ -439,6 +439,14 @@ def test_gxtubescreamer_drive_and_tone_through_the_whole_journey(tmp_path):
     assert min(offsets) >= -8 and max(offsets) <= 1  # check reads this plugin up to a sample late
     assert "renders aligned" in metrics["device_delay"]["note"]
     assert isinstance(metrics["warnings"], list)
+    # aligned on the reamp's truth instead (as the benchmarks align), the renders follow the takes
+    (root / "check.json").write_text(json.dumps({"ok": True, "takes": {
+        name: {"status": "ok", "latency": t["latency"], "polarity": t["polarity"], "problems": []}
+        for name, t in truth.items()}}))
+    code, out = _cli("eval", root / "runs" / "tiny", "--grid", "2", "--no-di")
+    assert code == 0, out
+    metrics = json.loads((root / "runs" / "tiny" / "metrics.json").read_text())
+    assert metrics["device_delay"]["samples"] == 0 and "session's takes" in metrics["device_delay"]["note"]
 
 
 class _Late:
@@ -481,6 +489,50 @@ def test_a_delay_read_early_moves_renders_later_and_the_median_setting_counts():
     settings = [{"gain": g} for g in np.linspace(0.5, 4.0, 20)]
     several = DelayAligned(_Late(), probe=probe, settings=settings)
     assert several.delay(RATE) == 37 and len(several._settings) <= 8
+
+
+def _takes_of_late(shift: int, count: int = 3) -> list:
+    """Takes of :class:`_Late` as a session would hold them, aligned ``shift`` samples short of its
+    true 37 (0: on the reamp's truth; 1: read a sample early by a calibration)."""
+    from knobcap.capture.device_delay import RecordedTake
+
+    rng = np.random.default_rng(2)
+    out = []
+    for gain in np.linspace(1.0, 3.0, count):
+        x = rng.standard_normal(24_000)
+        y = _Late().process(x, RATE, {})
+        take = np.concatenate([y[37 - shift:], np.zeros(37 - shift)])
+        out.append(RecordedTake({"gain": float(gain)}, x, take, 4_000, 20_000, RATE))
+    return out
+
+
+@pytest.mark.parametrize("shift", [0, 1])
+def test_renders_line_up_with_the_sessions_takes_however_they_were_aligned(shift):
+    from knobcap.capture.device_delay import DelayAligned, delay_from_takes, take_lag
+
+    takes = _takes_of_late(shift)
+    lag, rho = take_lag(_Late(), takes[0])
+    assert lag == 37 - shift and rho > 0.99
+    assert delay_from_takes(_Late(), takes).samples == 37 - shift
+    aligned = DelayAligned(_Late(), takes=takes)
+    t = takes[1]
+    y = aligned.process(t.audio, RATE, t.setting)
+    assert aligned.delay(RATE) == 37 - shift and "session's takes" in aligned.note
+    assert np.allclose(y[100:-100], t.take[100:-100])
+
+
+def test_takes_that_do_not_match_the_device_fall_back_to_its_measured_delay():
+    from dataclasses import replace
+
+    from knobcap.capture.device_delay import DelayAligned, delay_from_takes
+
+    noise = np.random.default_rng(3).standard_normal(24_000)
+    takes = [replace(t, take=noise) for t in _takes_of_late(0)]
+    assert not delay_from_takes(_Late(), takes).confident
+    aligned = DelayAligned(_Late(), takes=takes)
+    assert aligned.delay(RATE) == 37 and aligned.latencies[RATE].method == "blips"
+    other_rate = DelayAligned(_Late(), takes=[replace(t, sample_rate=44_100) for t in _takes_of_late(1)])
+    assert other_rate.delay(RATE) == 37  # takes at another rate say nothing about this one
 
 
 def test_demo_config_captures_a_chosen_device():

@@ -20,17 +20,23 @@ sample ahead of its takes, and its dense-grid median ESR read 0.054 instead of 0
 reason the evaluation measures on the session's own signal (:func:`signal_probe`) at its recorded
 settings (the median reading): the calibration's bias moves by a sample or two with the music and
 the setting.
+
+Where a session's recorded takes are at hand, the evaluation does better still: it lines the renders up
+with the takes themselves (:func:`delay_from_takes`), since a model learns the takes however they were
+aligned: by the calibration (``knobcap check``), by a virtual reamp's known latency (the benchmarks'
+``check.json``) or by hand. The calibration's reading is the fallback, for a session without takes at
+the device's sample rate or whose takes do not match the device's renders.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
-from scipy.signal import resample_poly
+from scipy.signal import correlate, resample_poly
 
 from knobcap.capture.latency import Latency, calibrate_latency
 from knobcap.capture.testsignal import MIN_SECONDS, SAMPLE_RATE, Segment, SignalMap, generate_signal
@@ -39,6 +45,8 @@ from knobcap.devices import Device
 PROBE_SEGMENTS = ("silence", "blip_1", "blip_2", "validation_1")
 PAD = 64  # samples of delay added before measuring, so that a reading up to PAD early stays signed
 MAX_SETTINGS = 8  # settings a session-aligned device is measured at
+TAKE_PREROLL = 8192  # samples a device renders before a take's compared span, to settle
+MIN_TAKE_CORRELATION = 0.5  # a take whose best correlation with the render is lower says nothing
 
 
 @lru_cache(maxsize=8)
@@ -96,6 +104,54 @@ def measure_delay(device: Device, sample_rate: int, setting: Mapping[str, object
     return replace(latency, samples=latency.samples - PAD)
 
 
+@dataclass(frozen=True)
+class RecordedTake:
+    """A recorded take as its session aligned it: ``take`` is the aligned recording of ``audio`` (its
+    input, at ``sample_rate``) at ``setting``, and ``[start, stop)`` the span to compare on."""
+
+    setting: Mapping[str, object]
+    audio: np.ndarray
+    take: np.ndarray
+    start: int
+    stop: int
+    sample_rate: int
+
+
+def take_lag(device: Device, recorded: RecordedTake, max_lag: int = PAD) -> tuple[int, float]:
+    """The shift ``d`` (samples, within ``±max_lag``) for which the device's render ``y`` lines up with
+    the take ``t``, and the correlation coefficient there:
+
+        d = argmax_d Σ_n t[n] y[n + d]   over n in [start + max_lag, stop - max_lag)
+
+    so that ``y[n + d]`` is what the take holds at ``n`` (``d > 0``: the render is late)."""
+    start, stop = recorded.start, recorded.stop
+    if stop - start <= 4 * max_lag:
+        raise ValueError(f"take_lag: the span [{start}, {stop}) is too short for a lag of ±{max_lag}.")
+    begin = max(0, start - TAKE_PREROLL)
+    render = np.asarray(device.process(np.array(recorded.audio[begin:stop], dtype=np.float64),
+                                       recorded.sample_rate, dict(recorded.setting)), dtype=np.float64)
+    rendered = render[start - begin:]
+    target = np.asarray(recorded.take[start + max_lag:stop - max_lag], dtype=np.float64)
+    scores = correlate(rendered, target, mode="valid", method="fft")
+    best = int(np.argmax(scores))
+    window = rendered[best:best + len(target)]
+    norm = float(np.sqrt(np.sum(target ** 2) * np.sum(window ** 2)))
+    return best - max_lag, float(scores[best] / norm) if norm > 0 else 0.0
+
+
+def delay_from_takes(device: Device, takes: Sequence[RecordedTake], max_lag: int = PAD) -> Latency:
+    """The delay that lines ``device``'s renders up with a session's takes (the median of
+    :func:`take_lag` over the takes that correlate, at most :data:`MAX_SETTINGS` of them spread over
+    the list). Not confident when no take correlates at :data:`MIN_TAKE_CORRELATION` or more."""
+    chosen = list(takes)[:: max(1, -(-len(takes) // MAX_SETTINGS))]
+    lags = sorted(lag for lag, rho in (take_lag(device, t, max_lag) for t in chosen)
+                  if rho >= MIN_TAKE_CORRELATION)
+    if not lags:
+        return Latency(0, 1, "takes", 0, False, f"no recorded take matches the device's render (of "
+                       f"{len(chosen)} compared, none correlates at {MIN_TAKE_CORRELATION} or more)")
+    return Latency(lags[(len(lags) - 1) // 2], 1, "takes", lags[-1] - lags[0], True)
+
+
 class DelayAligned:
     """``device`` with its own delay measured once per sample rate and removed from every render.
 
@@ -103,12 +159,17 @@ class DelayAligned:
     where no take's blips are there to align on. Only the delay is removed: the device's polarity is
     kept (a session keeps it too, so a model learns it). A measurement that is not confident (a device
     that mutes at its default setting) leaves renders as they are, and says why in ``note``.
+
+    With ``takes`` (a session's recorded takes), the delay is the one that lines renders up with them
+    (:func:`delay_from_takes`) at their sample rate; the calibration's reading where they do not match.
     """
 
     def __init__(self, device: Device, setting: Mapping[str, object] | None = None,
                  probe: tuple[np.ndarray, SignalMap] | None = None,
-                 settings: Sequence[Mapping[str, object]] = ()) -> None:
+                 settings: Sequence[Mapping[str, object]] = (),
+                 takes: Sequence[RecordedTake] = ()) -> None:
         self.device = device
+        self._takes = list(takes)
         # measured at each of these (a session's recorded settings, at most MAX_SETTINGS of them) and
         # the median kept: the calibration's reading of a device can move by a sample with the setting
         self._settings = [dict(s) for s in settings][:: max(1, -(-len(settings) // MAX_SETTINGS))]
@@ -121,6 +182,11 @@ class DelayAligned:
     def delay(self, sample_rate: int) -> int:
         """Samples removed from renders at ``sample_rate`` (measured on first use)."""
         rate = int(sample_rate)
+        matching = [t for t in self._takes if t.sample_rate == rate]
+        if rate not in self.latencies and matching:
+            matched = delay_from_takes(self.device, matching)
+            if matched.confident:
+                self.latencies[rate] = matched
         if rate not in self.latencies:
             probe = self._probe if self._probe is not None and self._probe[1].sample_rate == rate else None
             readings = [measure_delay(self.device, rate, s, probe=probe)
@@ -135,7 +201,12 @@ class DelayAligned:
         """One line per measured rate: the delay removed, or why none was."""
         lines = []
         for rate, latency in sorted(self.latencies.items()):
-            if latency.confident:
+            if latency.confident and latency.method == "takes":
+                when = (f"{latency.samples} samples late" if latency.samples >= 0 else
+                        f"{-latency.samples} sample(s) early")
+                lines.append(f"{self.name}'s renders line up with the session's takes {when} at {rate} Hz "
+                             "(measured on its recorded takes); renders aligned.")
+            elif latency.confident:
                 when = (f"{latency.samples} samples late" if latency.samples >= 0 else
                         f"{-latency.samples} sample(s) early as a take's calibration reads it")
                 lines.append(f"{self.name} answers {when} at {rate} Hz (measured, {latency.method}); "
@@ -166,10 +237,12 @@ class DelayAligned:
 
 
 def delay_aligned(device: Device, probe: tuple[np.ndarray, SignalMap] | None = None,
-                  settings: Sequence[Mapping[str, object]] = ()) -> DelayAligned:
-    """``device`` aligned on its own measured delay (an already aligned one is returned as it is),
-    measured on ``probe`` (:func:`signal_probe` of a session's signal) when given, at the median of
-    ``settings`` (a session's recorded ones) when given, else at its default setting."""
+                  settings: Sequence[Mapping[str, object]] = (),
+                  takes: Sequence[RecordedTake] = ()) -> DelayAligned:
+    """``device`` aligned on its own measured delay (an already aligned one is returned as it is): lined
+    up with ``takes`` (a session's recorded ones) when given and they match, else measured on ``probe``
+    (:func:`signal_probe` of a session's signal) when given, at the median of ``settings`` (a
+    session's recorded ones) when given, else at its default setting."""
     if isinstance(device, DelayAligned):
         return device
-    return DelayAligned(device, probe=probe, settings=settings)
+    return DelayAligned(device, probe=probe, settings=settings, takes=takes)

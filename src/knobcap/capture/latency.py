@@ -88,7 +88,7 @@ SMEARED = 10.0            # a correlation whose peak stands less than this over 
 SHARPER = 3.0             # how many times clearer than a smeared estimate the other must be to overrule it
 MIN_CLARITY = 20.0        # and it must stand at least this far above its own background
 
-Method = Literal["blips", "xcorr"]
+Method = Literal["blips", "xcorr", "takes"]  # "takes": a device lined up with a session's takes
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -37,6 +38,10 @@ from knobcap.controls import Controls, Knob, Setting, setting_label
 from knobcap.fileio import read_wav, write_json_atomic, write_wav_atomic
 from knobcap.metrics import VERDICTS, EvaluationError, esr, verdict
 from knobcap.training.run import Run, RunError
+
+if TYPE_CHECKING:
+    from knobcap.capture.device_delay import RecordedTake
+    from knobcap.capture.session import Session
 
 METRICS_FORMAT = "knobcap-metrics"
 METRICS_VERSION = 1
@@ -402,6 +407,22 @@ def session_device(root: Path) -> str | None:
     return name if isinstance(name, str) and name else None
 
 
+def recorded_takes(session: Session, rows: Sequence[tuple[str, Setting, str]]) -> list[RecordedTake]:
+    """At most :data:`~knobcap.capture.device_delay.MAX_SETTINGS` of ``rows`` (take, setting, role),
+    spread over the list, as ``session`` aligned them, on the validation segment of each take's input:
+    what a device's renders are lined up with (:func:`~knobcap.capture.device_delay.delay_from_takes`)."""
+    from knobcap.capture.device_delay import MAX_SETTINGS, RecordedTake
+
+    out = []
+    for take, setting, _ in list(rows)[:: max(1, -(-len(rows) // MAX_SETTINGS))]:
+        own = session.take_input(take)
+        span = own.map.segment(VALIDATION_SEGMENT)
+        out.append(RecordedTake(dict(setting), np.asarray(own.audio, np.float32),
+                                np.asarray(session.aligned_take(take), np.float32), span.start, span.stop,
+                                int(own.map.sample_rate)))
+    return out
+
+
 def evaluate_run(run: str | Path, device: str | None = None, grid: int = 6,
                  di: str | Path | None = None, use_di: bool = True, di_settings: int = DEFAULT_DI_SETTINGS,
                  di_seconds: float | None = None, seed: int = 0, progress: Progress | None = None,
@@ -474,9 +495,10 @@ def evaluate_run(run: str | Path, device: str | None = None, grid: int = 6,
         from knobcap.capture.device_delay import delay_aligned, signal_probe
         from knobcap.capture.session_device import open_device
 
-        # renders aligned on the device's own delay, read on the session's signal as its takes were
+        # renders lined up with the session's takes (the fallback: the device's own delay, read on the
+        # session's signal as a take's calibration reads it)
         dev = delay_aligned(open_device(device, session.controls), probe=signal_probe(audio, signal.map),
-                            settings=training)
+                            settings=training, takes=recorded_takes(session, seen))
         if dev.controls.names != controls.names:
             raise EvaluationError(
                 f"device {device!r} has controls {', '.join(dev.controls.names)} but the model has "

@@ -359,6 +359,24 @@ def _device_name(run: RunData) -> str | None:
     return None
 
 
+def _session_takes(run: RunData) -> list[Any]:
+    """The run's recorded takes as its session aligned them (what a device's renders are lined up with,
+    :func:`knobcap.evaluation.evaluate.recorded_takes`); none where the session cannot be read."""
+    from knobcap.capture.session import Session, SessionError
+    from knobcap.evaluation.evaluate import recorded_takes
+
+    session_dir = session_dir_of(run.run_dir, run.config)
+    if session_dir is None:
+        return []
+    try:
+        session = Session.open(session_dir)
+        rows = [(t.take, dict(t.setting), t.role) for t in session.training_takes()
+                if session.take_path(t.take).is_file()]
+        return recorded_takes(session, rows)
+    except (SessionError, OSError, ValueError):
+        return []
+
+
 def di_example(run: RunData, renderer: Any, setting: Mapping[str, object], notes: list[str],
                clip: str | Path | None = None) -> Example | None:
     """The model on a real DI clip at ``setting``; the target too when a virtual device is known."""
@@ -382,7 +400,8 @@ def di_example(run: RunData, renderer: Any, setting: Mapping[str, object], notes
             from knobcap.capture.device_delay import delay_aligned
             from knobcap.capture.session_device import open_device
 
-            device = delay_aligned(open_device(device_name, run.controls)) if run.controls else None
+            device = delay_aligned(open_device(device_name, run.controls), takes=_session_takes(run)) \
+                if run.controls else None
             if device is None:
                 raise ValueError("the controls are unknown")
             target = np.asarray(device.process(dry.astype(np.float64), renderer.sample_rate, setting),
