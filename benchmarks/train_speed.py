@@ -113,13 +113,13 @@ def _time_parts(module: Any, context: int, data: Any, config: Any, device: str, 
 
     for step in range(steps + 2):  # two warm-up steps
         t0 = time.perf_counter()
-        x, y, c = sampler.batch(0, step)
+        x, y, c, energy = sampler.batch(0, step)
         sync()
         t1 = time.perf_counter()
         y_hat = module.predict_batch(x, c, y.shape[-1])
         sync()
         t2 = time.perf_counter()
-        loss = module.loss(y_hat, y)["loss"]
+        loss = module.loss(y_hat, y, energy if config.esr_floor_scope == "take" else None)["loss"]
         sync()
         t3 = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)

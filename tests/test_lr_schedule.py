@@ -84,6 +84,14 @@ def test_a_run_saved_before_the_schedule_option_resumes_with_its_exponential_dec
         TrainConfig.from_saved(["epochs"])  # type: ignore[arg-type]
 
 
+def test_a_run_saved_before_the_take_floor_resumes_with_the_batch_floor() -> None:
+    saved = {k: v for k, v in TrainConfig().to_dict().items() if k != "esr_floor_scope"}
+    assert TrainConfig.from_saved(saved).esr_floor_scope == "batch"
+    assert TrainConfig.from_dict(saved).esr_floor_scope == "take"
+    with pytest.raises(TrainingError, match="esr_floor_scope"):
+        TrainConfig.from_dict({"esr_floor_scope": "window"})
+
+
 def test_bad_schedule_is_refused() -> None:
     with pytest.raises(TrainingError, match="lr_schedule"):
         TrainConfig.from_dict({"lr_schedule": "step"})

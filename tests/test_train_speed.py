@@ -40,7 +40,7 @@ def test_tensor_sampler_windows_are_the_former_windows_of_the_starts_it_draws() 
     takes = data.train_takes
     seen_takes, seen_regions = set(), set()
     for step in range(4):
-        x, y, c = sampler.batch(epoch=2, step=step)
+        x, y, c, _ = sampler.batch(epoch=2, step=step)
         take, start, rest = sampler.draw(2, step)
         assert x.shape == (64, context + length) and y.shape == (64, length) and c.shape == (64, 3)
         for i in range(64):
@@ -67,6 +67,23 @@ def test_loader_sampler_is_the_former_window_dataset_path() -> None:
     assert batch[0].shape == (4, 556) and batch[1].shape == (4, 256)
 
 
+def test_both_samplers_give_each_window_its_own_takes_energy() -> None:
+    from knobcap.training.losses import take_energy
+
+    data = clipped_data()
+    for k, take in enumerate(data.train_takes):  # takes at very different levels
+        take.audio = take.audio * 10.0 ** (-k)
+    energies = [take_energy(t.audio, 0.85) for t in data.train_takes]
+    tensor = TensorSampler(data, 300, 256, batch_size=16, seed=0, pre_emphasis=0.85)
+    take, _, _ = tensor.draw(0, 1)
+    np.testing.assert_allclose(tensor.batch(0, 1)[3].numpy(), [energies[int(t)] for t in take], rtol=1e-5)
+    loader = LoaderSampler(data, 300, 256, batch_size=4, seed=0, items=40, pre_emphasis=0.85)
+    batch = loader.batch(1, 2)
+    expected = [energies[loader.windows.take_of(8 + i)] for i in range(4)]
+    np.testing.assert_allclose(batch[3].numpy(), expected, rtol=1e-5)
+    assert len(set(expected)) > 1 or len(data.train_takes) == 1
+
+
 def tiny(**changes: object) -> TrainConfig:
     options: dict = {"model": dict(tiny_wavenet_config(CONTROLS.vector_size)), "epochs": 1,
                      "steps_per_epoch": 2, "batch_size": 2, "segment_length": 512, "mrstft_weight": 1e-3,
@@ -83,7 +100,7 @@ def test_compiled_and_eager_training_give_the_same_loss() -> None:
     for compiled in (False, True):
         torch.manual_seed(0)
         module, context = ParametricModule.for_data(data, tiny(compile=compiled))
-        x, y, c = TensorSampler(data, context, 512, 2, 0).batch(0, 0)
+        x, y, c, _ = TensorSampler(data, context, 512, 2, 0).batch(0, 0)
         optimizer = torch.optim.Adam(module.model.parameters(), lr=1e-3)
         run = []
         for _ in range(3):

@@ -92,6 +92,26 @@ except ImportError:
     assert result.stdout.strip() == "torch blocked"
 
 
+def test_a_quiet_takes_windows_weigh_as_much_as_a_loud_ones_against_their_own_take() -> None:
+    """The floor's reference is the window's own take: a take 40 dB down with the same relative error
+    scores the same ESR, where the batch's mean floored it about 200x lower (the former rule)."""
+    from knobcap.training.losses import take_energy
+
+    rng = np.random.default_rng(2)
+    loud = rng.standard_normal(4000)
+    takes = np.stack([loud, 0.01 * loud])
+    y = torch.from_numpy(takes[:, 1000:2000])
+    y_hat = y * 1.1  # 1 % ESR in both
+    energy = torch.tensor([take_energy(t, 0.85) for t in takes])
+    per_take = esr_per_item(y_hat, y, 0.85, 0.2, energy).numpy()
+    np.testing.assert_allclose(per_take, [0.01, 0.01], rtol=1e-6)
+    per_batch = esr_per_item(y_hat, y, 0.85, 0.2).numpy()
+    assert per_batch[0] == pytest.approx(0.01, rel=1e-6) and per_batch[1] < 0.01 / 50
+    silent = torch.zeros(1, 1000)  # a silent stretch of a take still cannot blow the loss up
+    assert float(esr_per_item(silent + 0.01, silent, 0.85, 0.2, energy[:1])) < 1e-3
+    assert take_energy(np.ones(1)) == 0.0
+
+
 def test_esr_loss_matches_its_formula_and_keeps_the_level() -> None:
     rng = np.random.default_rng(1)
     y = rng.standard_normal((3, 400))

@@ -24,7 +24,8 @@ class TrainingError(ValueError):
 
 
 # the value an option had in runs saved before it existed, where that differs from today's default
-_SAVED_BEFORE: dict[str, Any] = {"lr_schedule": "exponential"}
+_SAVED_BEFORE: dict[str, Any] = {"lr_schedule": "exponential", "esr_floor_scope": "batch"}
+ESR_FLOOR_SCOPES = ("take", "batch")
 
 
 @dataclass
@@ -54,7 +55,10 @@ class TrainConfig:
     warmup_steps: int = 10
     pre_emphasis: float = 0.85  # as NAM; 0 = plain ESR, the figure evaluation reports
     mrstft_weight: float = 2e-3  # 0: no spectral term (about 15% cheaper a step)
-    esr_floor: float = 0.2  # a window's energy counts as at least this fraction of the batch mean
+    esr_floor: float = 0.2  # a window's energy counts as at least this fraction of the scope's mean
+    # the esr_floor's reference (training/losses.py): "take", the mean energy of the window's own take;
+    # "batch", the batch's mean (the former rule, which floored quiet and dark takes whole)
+    esr_floor_scope: str = "take"
     # > 0: plus dc_weight x the DC term |mean(y - y_hat)|^2 / mean(y^2) per window (Wright and Valimaki):
     # the pre-emphasis leaves a model's DC and sub-20 Hz drift almost free, and at settings never trained
     # on it drifts (session 5: a fifth of the demo's dense-grid median ESR was below 20 Hz). Not the
@@ -142,6 +146,10 @@ class TrainConfig:
         if isinstance(cooldown, bool) or not isinstance(cooldown, int | float) or not 0 < cooldown <= 1:
             raise TrainingError(f"{source}: lr_cooldown must be a fraction of the budget in (0, 1], "
                                 f"got {self.lr_cooldown!r}.")
+        if self.esr_floor_scope not in ESR_FLOOR_SCOPES or not 0 <= self.esr_floor <= 1:
+            raise TrainingError(f"{source}: esr_floor_scope must be one of {', '.join(ESR_FLOOR_SCOPES)} "
+                                f"and esr_floor in [0, 1], got {self.esr_floor_scope!r} and "
+                                f"{self.esr_floor!r}.")
         if self.sampler not in SAMPLERS or not isinstance(self.compile, bool):
             raise TrainingError(f"{source}: sampler must be one of {', '.join(SAMPLERS)} and compile true "
                                 f"or false, got {self.sampler!r} and {self.compile!r}.")

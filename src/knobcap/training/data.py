@@ -216,9 +216,16 @@ class WindowDataset(Dataset):
     def __len__(self) -> int:
         return self.items
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _draw(self, index: int) -> tuple[np.random.Generator, int]:
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        take = int(rng.integers(len(self.y)))
+        return rng, int(rng.integers(len(self.y)))
+
+    def take_of(self, index: int) -> int:
+        """The training take (index into ``train_takes``) that item ``index`` of this epoch is cut from."""
+        return self._draw(index)[1]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rng, take = self._draw(index)
         regions = self.regions[take]
         if len(regions) == 1:
             first, last, rest = regions[0]

@@ -164,9 +164,9 @@ class ParametricModule(pl.LightningModule):
         return forward(x, c)[:, -length:]
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        x, y, c = batch
+        x, y, c, energy = batch
         y_hat = self.predict_batch(x, c, y.shape[-1])
-        parts = self.loss(y_hat, y)
+        parts = self.loss(y_hat, y, energy if self.cfg.esr_floor_scope == "take" else None)
         self.log("loss", parts["loss"], prog_bar=True, on_step=True, on_epoch=False)
         self._train_losses.append(parts["loss"].detach())
         return parts["loss"]

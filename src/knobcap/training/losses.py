@@ -4,7 +4,11 @@ ESR of one segment:  ``sum((p(y_hat) - p(y))^2) / sum(p(y)^2)`` with the first-o
 ``p(y)[n] = y[n] - a * y[n - 1]`` (a = 0.85 as in NAM; a = 0 is plain ESR). It is computed per item
 of a batch and averaged, so a quiet setting (a low level knob) weighs as much as a loud one, while
 the level itself is still learned (the target is never normalised). The energy of a nearly silent
-item is floored at ``floor`` times the batch's mean energy, so that silence cannot blow the loss up.
+item is floored, so that silence cannot blow the loss up: at ``floor`` times its own take's mean energy
+(:func:`take_energy`; ``esr_floor_scope`` "take", the default), or at ``floor`` times the batch's mean
+("batch", the former rule). The batch's mean is set by its loud windows, so that rule also floored
+every window of a quiet or dark take, whole: their ESR weighed up to 200x less (GxTubeScreamer at level
+-20 dB and tone 100; the TS808's tone-0 takes 3-6x less), and those settings were the worst fitted.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -23,9 +28,21 @@ def pre_emphasis(y: torch.Tensor, coefficient: float) -> torch.Tensor:
     return y[..., 1:] - coefficient * y[..., :-1]
 
 
-def floored(energy: torch.Tensor, floor: float) -> torch.Tensor:
-    """Each item's ``energy`` (B,), at least ``floor`` times the batch's mean (and above 0)."""
-    return torch.clamp(energy, min=float(floor) * energy.mean().detach() + 1e-12)
+def floored(energy: torch.Tensor, floor: float, reference: torch.Tensor | None = None) -> torch.Tensor:
+    """Each item's ``energy`` (B,), at least ``floor`` times its ``reference`` (B,) when given, else
+    ``floor`` times the batch's mean (and above 0)."""
+    if reference is None:
+        return torch.clamp(energy, min=float(floor) * energy.mean().detach() + 1e-12)
+    return torch.maximum(energy, float(floor) * reference.to(energy.dtype) + 1e-12)
+
+
+def take_energy(y: np.ndarray, coefficient: float = 0.0) -> float:
+    """A take's mean energy per sample after pre-emphasis, ``mean(p(y)[n]^2)``: what its windows' energy
+    is floored against (times the window's length)."""
+    y = np.asarray(y, dtype=np.float64)
+    if len(y) < 2:
+        return 0.0
+    return float(np.mean((y[1:] - coefficient * y[:-1]) ** 2))
 
 
 def dc_per_item(y_hat: torch.Tensor, y: torch.Tensor, floor: float = 1e-3) -> torch.Tensor:
@@ -35,10 +52,12 @@ def dc_per_item(y_hat: torch.Tensor, y: torch.Tensor, floor: float = 1e-3) -> to
 
 
 def esr_per_item(y_hat: torch.Tensor, y: torch.Tensor, coefficient: float = 0.0,
-                 floor: float = 1e-3) -> torch.Tensor:
-    """ESR of each item of a ``(B, T)`` batch, with optional pre-emphasis."""
+                 floor: float = 1e-3, reference: torch.Tensor | None = None) -> torch.Tensor:
+    """ESR of each item of a ``(B, T)`` batch, with optional pre-emphasis; ``reference`` (B,): each
+    item's take's :func:`take_energy` (per sample), the energy floor's reference instead of the batch."""
     e_hat, e = pre_emphasis(y_hat, coefficient), pre_emphasis(y, coefficient)
-    return (e_hat - e).pow(2).sum(-1) / floored(e.pow(2).sum(-1), floor)
+    scale = None if reference is None else reference * e.shape[-1]
+    return (e_hat - e).pow(2).sum(-1) / floored(e.pow(2).sum(-1), floor, scale)
 
 
 def _magnitude(spectrum: torch.Tensor, floor: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,8 +138,11 @@ class TrainingLoss(nn.Module):
         if self.mrstft_weight > 0:
             self.mrstft = MultiResolutionSTFT(fft_sizes)
 
-    def forward(self, y_hat: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        esr = esr_per_item(y_hat, y, self.pre_emphasis, self.floor).mean()
+    def forward(self, y_hat: torch.Tensor, y: torch.Tensor,
+                reference: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The loss's terms; ``reference``: each item's take's energy (:func:`take_energy`), which the
+        ESR's floor is taken against (None: the batch's mean)."""
+        esr = esr_per_item(y_hat, y, self.pre_emphasis, self.floor, reference).mean()
         parts = {"esr": esr, "loss": esr}
         if self.mrstft is not None:
             spectral = self.mrstft(y_hat, y)

@@ -29,13 +29,18 @@ from torch.utils.data import Dataset
 
 from knobcap.training.config import TrainConfig
 from knobcap.training.data import TrainingData, WindowDataset
+from knobcap.training.losses import take_energy
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # x, y, vectors, take energy
 
 
 class TensorSampler:
     """Random training windows drawn as tensor indexing (see the module docstring)."""
 
-    def __init__(self, data: TrainingData, context: int, length: int, batch_size: int, seed: int) -> None:
+    def __init__(self, data: TrainingData, context: int, length: int, batch_size: int, seed: int,
+                 pre_emphasis: float = 0.0) -> None:
         takes = data.train_takes
+        self.energy = take_energies(data, pre_emphasis)
         size = max(len(data.input_of(t)) for t in takes)
         self.x = torch.zeros(len(takes), size)
         self.y = torch.zeros(len(takes), size)
@@ -75,7 +80,7 @@ class TensorSampler:
         self.probabilities = torch.from_numpy(p / p.sum())
 
     def to(self, device: torch.device | str) -> TensorSampler:
-        for name in ("x", "y", "vectors", "offsets"):
+        for name in ("x", "y", "vectors", "offsets", "energy"):
             setattr(self, name, getattr(self, name).to(device))
         return self
 
@@ -95,8 +100,9 @@ class TensorSampler:
         start = self.first[take, region] + k - before
         return take, start, self.rest[take, region]
 
-    def batch(self, epoch: int, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(x (B, context + length), y (B, length), vectors (B, C))`` on the sampler's device."""
+    def batch(self, epoch: int, step: int) -> Batch:
+        """``(x (B, context + length), y (B, length), vectors (B, C), energy (B,))`` on the sampler's
+        device; ``energy``: each window's take's :func:`~knobcap.training.losses.take_energy`."""
         take, start, rest = self.draw(epoch, step)
         device = self.x.device
         take, start, rest = take.to(device), start.to(device), rest.to(device)
@@ -104,15 +110,16 @@ class TensorSampler:
         x = self.x[take[:, None], index.clamp(min=0)]
         x = torch.where(index >= rest[:, None], x, torch.zeros((), device=device))
         y = self.y[take[:, None], index[:, self.context:]]
-        return x, y, self.vectors[take]
+        return x, y, self.vectors[take], self.energy[take]
 
 
 class LoaderSampler:
     """The former path: :class:`WindowDataset` items collated one window at a time."""
 
     def __init__(self, data: TrainingData, context: int, length: int, batch_size: int, seed: int,
-                 items: int) -> None:
+                 items: int, pre_emphasis: float = 0.0) -> None:
         self.windows = WindowDataset(data, context, length, items, seed)
+        self.energy = take_energies(data, pre_emphasis)
         self.batch_size = batch_size
         self.device: torch.device | str = "cpu"
 
@@ -120,22 +127,31 @@ class LoaderSampler:
         self.device = device
         return self
 
-    def batch(self, epoch: int, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def batch(self, epoch: int, step: int) -> Batch:
         self.windows.epoch = epoch
-        items = [self.windows[step * self.batch_size + i] for i in range(self.batch_size)]
-        return tuple(torch.stack([item[j] for item in items]).to(self.device)  # type: ignore[return-value]
-                     for j in range(3))
+        indices = [step * self.batch_size + i for i in range(self.batch_size)]
+        items = [self.windows[i] for i in indices]
+        x, y, c = (torch.stack([item[j] for item in items]).to(self.device) for j in range(3))
+        energy = self.energy[[self.windows.take_of(i) for i in indices]].to(self.device)
+        return x, y, c, energy
 
 
 Sampler = TensorSampler | LoaderSampler
+
+
+def take_energies(data: TrainingData, pre_emphasis: float) -> torch.Tensor:
+    """Each training take's :func:`~knobcap.training.losses.take_energy` (float32, in ``train_takes``'
+    order): the reference of its windows' ESR floor."""
+    return torch.tensor([take_energy(t.audio, pre_emphasis) for t in data.train_takes], dtype=torch.float32)
 
 
 def make_sampler(data: TrainingData, context: int, config: TrainConfig, device: Any = "cpu") -> Sampler:
     """The sampler ``config.sampler`` names, its tensors on ``device``."""
     if config.sampler == "loader":
         return LoaderSampler(data, context, config.segment_length, config.batch_size, config.seed,
-                             config.steps_per_epoch * config.batch_size).to(device)
-    return TensorSampler(data, context, config.segment_length, config.batch_size, config.seed).to(device)
+                             config.steps_per_epoch * config.batch_size, config.pre_emphasis).to(device)
+    return TensorSampler(data, context, config.segment_length, config.batch_size, config.seed,
+                         config.pre_emphasis).to(device)
 
 
 class EpochBatches(Dataset):
@@ -148,5 +164,5 @@ class EpochBatches(Dataset):
     def __len__(self) -> int:
         return self.steps
 
-    def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __getitem__(self, step: int) -> Batch:
         return self.sampler.batch(self.epoch, step)
