@@ -59,7 +59,7 @@ def default_config(architecture: str, n_controls: int) -> dict[str, Any]:
             # session 11): 32 takes, 6,000 steps, 3 seeds, dense grid never trained on, median / p90 /
             # max 0.0080 / 0.0190 / 0.0246 -> 0.0054 / 0.0118 / 0.0144 on the TS808 and 0.0051 / 0.0152
             # / 0.0256 -> 0.0028 / 0.0085 / 0.0257 on the GxTubeScreamer, for about 1.5x the training
-            # time a step and 1.8x the engine's CPU cost (docs/results.md, issue 11)
+            # time a step and 2.2x the engine's CPU cost, 0.030 cores at block 64 (docs/results.md)
             "arrays": [
                 {"channels": 12, "head_size": 6, "kernel_size": 3, "dilations": _dilations(8)},
                 {"channels": 6, "head_size": 1, "kernel_size": 3, "dilations": _dilations(8)},
