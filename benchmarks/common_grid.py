@@ -26,10 +26,10 @@ from knobcap.capture.session_device import open_device
 from knobcap.evaluation.evaluate import (
     VALIDATION_SEGMENT,
     RenderCache,
+    delay_reference_takes,
     dense_grid,
     evaluate_against_device,
     model_predictor,
-    recorded_takes,
 )
 from knobcap.models.modelfile import load_model_file
 
@@ -52,11 +52,9 @@ def main() -> None:
     audio = np.asarray(signal.audio, dtype=np.float32)
     segment = signal.map.segment(VALIDATION_SEGMENT)
     recorded = [dict(t.setting) for t in reference.plan() if t.role != "holdout"]
-    rows = [(t.take, dict(t.setting), t.role) for t in reference.training_takes()
-            if reference.take_path(t.take).is_file()]
     device = delay_aligned(open_device(reference.controls.device or "ts808", reference.controls),
                            probe=signal_probe(audio, signal.map), settings=recorded,
-                           takes=recorded_takes(reference, rows))
+                           takes=delay_reference_takes(reference))
     cache = RenderCache(args.cache or args.reference / "grid-cache")
     results = []
     for run in args.runs:

@@ -119,7 +119,7 @@ def _time_parts(module: Any, context: int, data: Any, config: Any, device: str, 
         y_hat = module.predict_batch(x, c, y.shape[-1])
         sync()
         t2 = time.perf_counter()
-        loss = module.loss(y_hat, y, energy if config.esr_floor_scope == "take" else None)["loss"]
+        loss = module.loss(y_hat, y, energy)["loss"]
         sync()
         t3 = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)

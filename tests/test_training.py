@@ -107,6 +107,9 @@ def test_a_quiet_takes_windows_weigh_as_much_as_a_loud_ones_against_their_own_ta
     np.testing.assert_allclose(per_take, [0.01, 0.01], rtol=1e-6)
     per_batch = esr_per_item(y_hat, y, 0.85, 0.2).numpy()
     assert per_batch[0] == pytest.approx(0.01, rel=1e-6) and per_batch[1] < 0.01 / 50
+    for scope, expected in (("take", per_take), ("batch", per_batch)):  # the loss applies its own scope
+        loss = TrainingLoss(0.85, 0.0, floor=0.2, floor_scope=scope)
+        assert float(loss(y_hat, y, energy)["esr"]) == pytest.approx(float(expected.mean()), rel=1e-6)
     silent = torch.zeros(1, 1000)  # a silent stretch of a take still cannot blow the loss up
     assert float(esr_per_item(silent + 0.01, silent, 0.85, 0.2, energy[:1])) < 1e-3
     assert take_energy(np.ones(1)) == 0.0

@@ -34,6 +34,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from typing import TypeVar
 
 import numpy as np
 from scipy.signal import correlate, resample_poly
@@ -45,6 +46,7 @@ from knobcap.devices import Device
 PROBE_SEGMENTS = ("silence", "blip_1", "blip_2", "validation_1")
 PAD = 64  # samples of delay added before measuring, so that a reading up to PAD early stays signed
 MAX_SETTINGS = 8  # settings a session-aligned device is measured at
+T = TypeVar("T")
 TAKE_PREROLL = 8192  # samples a device renders before a take's compared span, to settle
 MIN_TAKE_CORRELATION = 0.5  # a take whose best correlation with the render is lower says nothing
 
@@ -104,6 +106,11 @@ def measure_delay(device: Device, sample_rate: int, setting: Mapping[str, object
     return replace(latency, samples=latency.samples - PAD)
 
 
+def spread(items: Sequence[T], count: int = MAX_SETTINGS) -> list[T]:
+    """At most about ``count`` of ``items``, every k-th, spread over the list."""
+    return list(items)[:: max(1, -(-len(items) // count))]
+
+
 @dataclass(frozen=True)
 class RecordedTake:
     """A recorded take as its session aligned it: ``take`` is the aligned recording of ``audio`` (its
@@ -143,7 +150,7 @@ def delay_from_takes(device: Device, takes: Sequence[RecordedTake], max_lag: int
     """The delay that lines ``device``'s renders up with a session's takes (the median of
     :func:`take_lag` over the takes that correlate, at most :data:`MAX_SETTINGS` of them spread over
     the list). Not confident when no take correlates at :data:`MIN_TAKE_CORRELATION` or more."""
-    chosen = list(takes)[:: max(1, -(-len(takes) // MAX_SETTINGS))]
+    chosen = spread(takes)
     lags = sorted(lag for lag, rho in (take_lag(device, t, max_lag) for t in chosen)
                   if rho >= MIN_TAKE_CORRELATION)
     if not lags:
@@ -172,7 +179,7 @@ class DelayAligned:
         self._takes = list(takes)
         # measured at each of these (a session's recorded settings, at most MAX_SETTINGS of them) and
         # the median kept: the calibration's reading of a device can move by a sample with the setting
-        self._settings = [dict(s) for s in settings][:: max(1, -(-len(settings) // MAX_SETTINGS))]
+        self._settings = spread([dict(s) for s in settings])
         self._probe = probe  # a session's own signal (:func:`signal_probe`); None: knobcap's
         self.name: str = getattr(device, "name", type(device).__name__)
         self.controls = device.controls
@@ -182,8 +189,8 @@ class DelayAligned:
     def delay(self, sample_rate: int) -> int:
         """Samples removed from renders at ``sample_rate`` (measured on first use)."""
         rate = int(sample_rate)
-        matching = [t for t in self._takes if t.sample_rate == rate]
-        if rate not in self.latencies and matching:
+        matching = [t for t in self._takes if t.sample_rate == rate] if rate not in self.latencies else []
+        if matching:
             matched = delay_from_takes(self.device, matching)
             if matched.confident:
                 self.latencies[rate] = matched

@@ -407,19 +407,20 @@ def session_device(root: Path) -> str | None:
     return name if isinstance(name, str) and name else None
 
 
-def recorded_takes(session: Session, rows: Sequence[tuple[str, Setting, str]]) -> list[RecordedTake]:
-    """At most :data:`~knobcap.capture.device_delay.MAX_SETTINGS` of ``rows`` (take, setting, role),
-    spread over the list, as ``session`` aligned them, on the validation segment of each take's input:
-    what a device's renders are lined up with (:func:`~knobcap.capture.device_delay.delay_from_takes`)."""
-    from knobcap.capture.device_delay import MAX_SETTINGS, RecordedTake
+def delay_reference_takes(session: Session) -> list[RecordedTake]:
+    """At most :data:`~knobcap.capture.device_delay.MAX_SETTINGS` of ``session``'s recorded training
+    takes, spread over the plan, as the session aligned them, on the validation segment of each take's
+    input: what a device's renders are lined up with
+    (:func:`~knobcap.capture.device_delay.delay_from_takes`)."""
+    from knobcap.capture.device_delay import RecordedTake, spread
 
     out = []
-    for take, setting, _ in list(rows)[:: max(1, -(-len(rows) // MAX_SETTINGS))]:
-        own = session.take_input(take)
+    for planned in spread([t for t in session.recorded_takes() if t.role != "holdout"]):
+        own = session.take_input(planned.take)
         span = own.map.segment(VALIDATION_SEGMENT)
-        out.append(RecordedTake(dict(setting), np.asarray(own.audio, np.float32),
-                                np.asarray(session.aligned_take(take), np.float32), span.start, span.stop,
-                                int(own.map.sample_rate)))
+        out.append(RecordedTake(dict(planned.setting), np.asarray(own.audio, np.float32),
+                                np.asarray(session.aligned_take(planned.take), np.float32), span.start,
+                                span.stop, int(own.map.sample_rate)))
     return out
 
 
@@ -498,7 +499,7 @@ def evaluate_run(run: str | Path, device: str | None = None, grid: int = 6,
         # renders lined up with the session's takes (the fallback: the device's own delay, read on the
         # session's signal as a take's calibration reads it)
         dev = delay_aligned(open_device(device, session.controls), probe=signal_probe(audio, signal.map),
-                            settings=training, takes=recorded_takes(session, seen))
+                            settings=training, takes=delay_reference_takes(session))
         if dev.controls.names != controls.names:
             raise EvaluationError(
                 f"device {device!r} has controls {', '.join(dev.controls.names)} but the model has "

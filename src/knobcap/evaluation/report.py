@@ -361,18 +361,15 @@ def _device_name(run: RunData) -> str | None:
 
 def _session_takes(run: RunData) -> list[Any]:
     """The run's recorded takes as its session aligned them (what a device's renders are lined up with,
-    :func:`knobcap.evaluation.evaluate.recorded_takes`); none where the session cannot be read."""
+    :func:`knobcap.evaluation.evaluate.delay_reference_takes`); none where the session cannot be read."""
     from knobcap.capture.session import Session, SessionError
-    from knobcap.evaluation.evaluate import recorded_takes
+    from knobcap.evaluation.evaluate import delay_reference_takes
 
     session_dir = session_dir_of(run.run_dir, run.config)
     if session_dir is None:
         return []
     try:
-        session = Session.open(session_dir)
-        rows = [(t.take, dict(t.setting), t.role) for t in session.training_takes()
-                if session.take_path(t.take).is_file()]
-        return recorded_takes(session, rows)
+        return delay_reference_takes(Session.open(session_dir))
     except (SessionError, OSError, ValueError):
         return []
 

@@ -98,7 +98,7 @@ class ParametricModule(pl.LightningModule):
             self.ema_model = copy.deepcopy(model)
             self.ema_model.requires_grad_(False)
         self.loss = TrainingLoss(config.pre_emphasis, config.mrstft_weight, config.mrstft_fft_sizes,
-                                 config.esr_floor, config.dc_weight)
+                                 config.esr_floor, config.dc_weight, config.esr_floor_scope)
         self.n_takes = n_takes
         self.time_takes, self.setting_takes = time_takes, setting_takes
         self.best_state: dict[str, torch.Tensor] | None = None
@@ -166,7 +166,7 @@ class ParametricModule(pl.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x, y, c, energy = batch
         y_hat = self.predict_batch(x, c, y.shape[-1])
-        parts = self.loss(y_hat, y, energy if self.cfg.esr_floor_scope == "take" else None)
+        parts = self.loss(y_hat, y, energy)
         self.log("loss", parts["loss"], prog_bar=True, on_step=True, on_epoch=False)
         self._train_losses.append(parts["loss"].detach())
         return parts["loss"]

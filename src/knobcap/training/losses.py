@@ -128,10 +128,11 @@ class TrainingLoss(nn.Module):
 
     def __init__(self, pre_emphasis: float = 0.85, mrstft_weight: float = 2e-3,
                  fft_sizes: Sequence[int] = (1024, 2048, 512), floor: float = 0.2,
-                 dc_weight: float = 0.0) -> None:
+                 dc_weight: float = 0.0, floor_scope: str = "take") -> None:
         super().__init__()
         self.pre_emphasis = float(pre_emphasis)
         self.floor = float(floor)
+        self.floor_scope = floor_scope  # "take": floored against ``reference`` when given; "batch": never
         self.dc_weight = float(dc_weight)
         self.mrstft_weight = float(mrstft_weight)
         self.mrstft: nn.Module | None = None
@@ -141,7 +142,9 @@ class TrainingLoss(nn.Module):
     def forward(self, y_hat: torch.Tensor, y: torch.Tensor,
                 reference: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The loss's terms; ``reference``: each item's take's energy (:func:`take_energy`), which the
-        ESR's floor is taken against (None: the batch's mean)."""
+        ESR's floor is taken against with ``floor_scope`` "take" (None, or scope "batch": the batch's
+        mean)."""
+        reference = reference if self.floor_scope == "take" else None
         esr = esr_per_item(y_hat, y, self.pre_emphasis, self.floor, reference).mean()
         parts = {"esr": esr, "loss": esr}
         if self.mrstft is not None:
