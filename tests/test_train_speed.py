@@ -73,7 +73,7 @@ def test_both_samplers_give_each_window_its_own_takes_energy() -> None:
     data = clipped_data()
     for k, take in enumerate(data.train_takes):  # takes at very different levels
         take.audio = take.audio * 10.0 ** (-k)
-    energies = [take_energy(t.audio, 0.85) for t in data.train_takes]
+    energies = [(take_energy(t.audio, 0.85), take_energy(t.audio)) for t in data.train_takes]
     tensor = TensorSampler(data, 300, 256, batch_size=16, seed=0, pre_emphasis=0.85)
     take, _, _ = tensor.draw(0, 1)
     np.testing.assert_allclose(tensor.batch(0, 1)[3].numpy(), [energies[int(t)] for t in take], rtol=1e-5)

@@ -115,6 +115,29 @@ def test_a_quiet_takes_windows_weigh_as_much_as_a_loud_ones_against_their_own_ta
     assert take_energy(np.ones(1)) == 0.0
 
 
+def test_the_plain_term_sees_a_dark_takes_low_frequency_error() -> None:
+    """A low-frequency error (a 100 Hz tone 10 % off) on a dark take: the pre-emphasised ESR weighs it
+    about 0.02x, the plain term in full; each term is floored against its own take energy."""
+    from knobcap.training.losses import take_energies
+
+    n = np.arange(48_000)
+    take = np.sin(2 * np.pi * 100 * n / 48_000) + 1e-3 * np.sin(2 * np.pi * 5_000 * n / 48_000)
+    y = torch.from_numpy(take[None, 1000:9192])
+    y_hat = y + 0.1 * torch.from_numpy(np.sin(2 * np.pi * 100 * n[None, 1000:9192] / 48_000))
+    reference = torch.tensor([take_energies(take, 0.85)])
+    assert reference.shape == (1, 2) and float(reference[0, 1]) == pytest.approx(0.5, rel=1e-2)
+    emphasised = TrainingLoss(0.85, 0.0, floor=0.2)(y_hat, y, reference)
+    both = TrainingLoss(0.85, 0.0, floor=0.2, plain_weight=1.0)(y_hat, y, reference)
+    assert float(both["plain_esr"]) == pytest.approx(0.01, rel=1e-3)  # (0.1)^2, as the evaluation reads
+    assert float(both["esr"]) == pytest.approx(float(emphasised["esr"]), rel=1e-9)
+    assert float(both["loss"]) == pytest.approx(float(both["esr"]) + 0.01, rel=1e-3)
+    quiet = TrainingLoss(0.85, 0.0, floor=0.2, plain_weight=1.0)(1e-2 * y_hat, 1e-2 * y, 1e-4 * reference)
+    assert float(quiet["plain_esr"]) == pytest.approx(0.01, rel=1e-3)  # a quiet take weighs the same
+    assert "plain_esr" not in emphasised
+    with pytest.raises(TrainingError, match="plain_esr_weight"):
+        TrainConfig.from_dict({"plain_esr_weight": -1})
+
+
 def test_esr_loss_matches_its_formula_and_keeps_the_level() -> None:
     rng = np.random.default_rng(1)
     y = rng.standard_normal((3, 400))

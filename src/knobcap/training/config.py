@@ -54,6 +54,10 @@ class TrainConfig:
     lr_cooldown: float = 0.25  # wsd: the last fraction of the budget, where lr falls linearly to lr_final
     warmup_steps: int = 10
     pre_emphasis: float = 0.85  # as NAM; 0 = plain ESR, the figure evaluation reports
+    # > 0: plus this weight x the plain ESR of each window (floored against its take's plain energy), so
+    # that a dark setting's low-frequency error, which the pre-emphasis weighs ~0.02x, counts
+    # (training/losses.py)
+    plain_esr_weight: float = 0.0
     mrstft_weight: float = 2e-3  # 0: no spectral term (about 15% cheaper a step)
     esr_floor: float = 0.2  # a window's energy counts as at least this fraction of the scope's mean
     # the esr_floor's reference (training/losses.py): "take", the mean energy of the window's own take;
@@ -168,6 +172,9 @@ class TrainConfig:
                                     f"and at most {MAX_HZ:g}, got {self.dc_blocker!r}.") from None
         if not (isinstance(self.dc_weight, int | float) and 0 <= self.dc_weight <= 1e3):
             raise TrainingError(f"{source}: dc_weight must be a number in [0, 1000], got {self.dc_weight!r}.")
+        weight = self.plain_esr_weight
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight <= 1e3:
+            raise TrainingError(f"{source}: plain_esr_weight must be a number in [0, 1000], got {weight!r}.")
         if self.mrstft_weight > 0 and max(self.mrstft_fft_sizes) > self.segment_length:
             raise TrainingError(
                 f"{source}: segment_length {self.segment_length} is shorter than the largest STFT "

@@ -98,7 +98,8 @@ class ParametricModule(pl.LightningModule):
             self.ema_model = copy.deepcopy(model)
             self.ema_model.requires_grad_(False)
         self.loss = TrainingLoss(config.pre_emphasis, config.mrstft_weight, config.mrstft_fft_sizes,
-                                 config.esr_floor, config.dc_weight, config.esr_floor_scope)
+                                 config.esr_floor, config.dc_weight, config.esr_floor_scope,
+                                 config.plain_esr_weight)
         self.n_takes = n_takes
         self.time_takes, self.setting_takes = time_takes, setting_takes
         self.best_state: dict[str, torch.Tensor] | None = None

@@ -27,11 +27,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from knobcap.training import losses
 from knobcap.training.config import TrainConfig
 from knobcap.training.data import TrainingData, WindowDataset
-from knobcap.training.losses import take_energy
 
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # x, y, vectors, take energy
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # x, y, vectors, take energies
 
 
 class TensorSampler:
@@ -101,8 +101,8 @@ class TensorSampler:
         return take, start, self.rest[take, region]
 
     def batch(self, epoch: int, step: int) -> Batch:
-        """``(x (B, context + length), y (B, length), vectors (B, C), energy (B,))`` on the sampler's
-        device; ``energy``: each window's take's :func:`~knobcap.training.losses.take_energy`."""
+        """``(x (B, context + length), y (B, length), vectors (B, C), energy (B, 2))`` on the sampler's
+        device; ``energy``: each window's take's :func:`~knobcap.training.losses.take_energies`."""
         take, start, rest = self.draw(epoch, step)
         device = self.x.device
         take, start, rest = take.to(device), start.to(device), rest.to(device)
@@ -140,9 +140,10 @@ Sampler = TensorSampler | LoaderSampler
 
 
 def take_energies(data: TrainingData, pre_emphasis: float) -> torch.Tensor:
-    """Each training take's :func:`~knobcap.training.losses.take_energy` (float32, in ``train_takes``'
-    order): the reference of its windows' ESR floor."""
-    return torch.tensor([take_energy(t.audio, pre_emphasis) for t in data.train_takes], dtype=torch.float32)
+    """Each training take's :func:`~knobcap.training.losses.take_energies` (``(takes, 2)``, float32, in
+    ``train_takes``' order): the references of its windows' ESR floors, after the pre-emphasis and plain."""
+    return torch.tensor([losses.take_energies(t.audio, pre_emphasis) for t in data.train_takes],
+                        dtype=torch.float32)
 
 
 def make_sampler(data: TrainingData, context: int, config: TrainConfig, device: Any = "cpu") -> Sampler:
