@@ -134,6 +134,9 @@ def test_the_plain_term_sees_a_dark_takes_low_frequency_error() -> None:
     quiet = TrainingLoss(0.85, 0.0, floor=0.2, plain_weight=1.0)(1e-2 * y_hat, 1e-2 * y, 1e-4 * reference)
     assert float(quiet["plain_esr"]) == pytest.approx(0.01, rel=1e-3)  # a quiet take weighs the same
     assert "plain_esr" not in emphasised
+    spectral = TrainingLoss(0.85, 1e-3, [256, 128], floor=0.2, plain_weight=1.0)(y_hat, y, reference)
+    assert float(spectral["loss"]) == pytest.approx(float(spectral["esr"]) + float(spectral["plain_esr"])
+                                                    + 1e-3 * float(spectral["mrstft"]), rel=1e-6)
     with pytest.raises(TrainingError, match="plain_esr_weight"):
         TrainConfig.from_dict({"plain_esr_weight": -1})
 

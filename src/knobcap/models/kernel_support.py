@@ -18,9 +18,6 @@ def unsupported_part(config: Mapping[str, Any]) -> str | None:
     mixin = config.get("mixin", "linear")
     if mixin != "linear":
         return f"mixin {mixin!r} (the kernel runs 'linear')"
-    hidden = config.get("cond_hidden", 0)
-    if hidden:
-        return f"cond_hidden {hidden!r} (the kernel runs 0)"
     arrays = config.get("arrays")
     if not isinstance(arrays, list) or not arrays:
         return "arrays (the kernel needs at least one)"

@@ -177,7 +177,14 @@ class ConditionedWaveNet(ParametricModel):
         if not torch.is_grad_enabled() or not (x.requires_grad or c.requires_grad
                                                or any(p.requires_grad for p in self.parameters())):
             return "infer"
-        return None if x.requires_grad or c.requires_grad else "train"  # the kernel gives no input grads
+        return None if x.requires_grad else "train"  # the kernel gives the setting's gradient, not x's
+
+    def features(self, c: torch.Tensor) -> torch.Tensor:
+        """The held setting the layers see, ``(B, S)``: ``c``, or ``[c; tanh(A c + a)]`` (``cond_hidden``)."""
+        c = c.to(torch.float32)
+        if self.cond_mlp is None:
+            return c
+        return torch.cat([c, torch.tanh(self.cond_mlp(c[:, :, None]))[:, :, 0]], dim=1)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] < self._receptive_field:
@@ -188,7 +195,7 @@ class ConditionedWaveNet(ParametricModel):
         if mode is not None:
             from knobcap.models import wavenet_kernel
 
-            y = (wavenet_kernel.run if mode == "train" else wavenet_kernel.infer)(self, x, c)
+            y = (wavenet_kernel.run if mode == "train" else wavenet_kernel.infer)(self, x, self.features(c))
             return y if self.post_fir is None else self.post_fir(y, c)
         cond = self.condition(x, c)
         setting = c.to(x.dtype)[:, :, None] if c.ndim == 2 else cond[:, 1:1 + self.n_controls]

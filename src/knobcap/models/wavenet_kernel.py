@@ -1,5 +1,7 @@
 """A fused numba forward and backward of :class:`~knobcap.models.wavenet.ConditionedWaveNet` for training
-on the CPU (issue 13): held setting, linear mixin, tanh, FiLM on or off, no ``cond_hidden``.
+on the CPU (issue 13): held setting, linear mixin, tanh, FiLM on or off. The setting ``s`` the layers see
+is the model's (``c``, or ``[c; tanh(A c + a)]`` with ``cond_hidden``, which torch computes and
+differentiates around the kernel), so the backward also gives each item's ``ds``.
 
 Every signal is kept at the input's full length ``L`` on one global time axis: a layer whose output has
 ``L_out`` samples owns positions ``[L - L_out, L)``, so the residual, the head sum and the audio's mixin
@@ -22,6 +24,7 @@ elsewhere):
 
     da = O^T dh + dhead,   dz = da (1 - a^2),   du = g dz
     dO += dh a^T,  dob += sum_t dh,  dF += (sum_t dz u) s^T,  dMx += sum_t dz x,  dMc += (sum_t dz) s^T
+    ds += F^T (sum_t dz u) + Mc^T (sum_t dz)   (per item; after the parameters' gradients in ``grads``)
     db += sum_t du,  dW[o, i, m] += sum_t du[o, t] h[i, t - (k - 1 - m) d]
     dh_in[i, t] = dh[i, t] + sum_{o, m} W[o, i, m] du[o, t + (k - 1 - m) d]
 
@@ -54,6 +57,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
+from knobcap.models.architectures import setting_size
 from knobcap.models.kernel_support import unsupported_part
 from knobcap.models.rational_tanh import fast_tanh
 
@@ -110,7 +114,7 @@ def parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
 
 def tables(config: Mapping[str, Any], length: int) -> tuple[np.ndarray, np.ndarray, int]:
     """The layer and array tables for inputs of ``length`` samples, and the flat parameter count."""
-    n_controls = int(config["n_controls"])
+    n_controls = setting_size(config)  # the rows of the setting the layers see
     film = bool(config.get("film", False))
     layers: list[list[int]] = []
     arrays: list[list[int]] = []
@@ -442,9 +446,11 @@ def forward_serial(x: np.ndarray, c: np.ndarray, theta: np.ndarray, layer_table:
 def _backward_layer(x: np.ndarray, s: np.ndarray, theta: np.ndarray, layer_table: np.ndarray, layer: int,
                     h_in: np.ndarray, u: np.ndarray, act: np.ndarray, dh: np.ndarray, dhead: np.ndarray,
                     row: np.ndarray, grad: np.ndarray) -> None:
-    """One layer's gradients; ``dh`` (of its output) becomes the gradient of its input, in place."""
+    """One layer's gradients; ``dh`` (of its output) becomes the gradient of its input, in place. ``grad``
+    holds the parameters' (``theta``'s size) then the setting's (``n_c``)."""
     length = x.shape[0]
     n_c = s.shape[0]
+    ds = theta.shape[0]  # the setting's gradient follows the parameters'
     layer_row = layer_table[layer]
     ch, k, d = layer_row[L_CH], layer_row[L_K], layer_row[L_D]
     cw, cb, film, mix = layer_row[L_CONVW], layer_row[L_CONVB], layer_row[L_FILM], layer_row[L_MIX]
@@ -501,9 +507,11 @@ def _backward_layer(x: np.ndarray, s: np.ndarray, theta: np.ndarray, layer_table
         if film >= 0:
             for q in range(n_c):
                 grad[film + o * n_c + q] += dg * s[q]
+                grad[ds + q] += dg * theta[film + o * n_c + q]
         grad[mix + o * (1 + n_c)] += dx
         for q in range(n_c):
             grad[mix + o * (1 + n_c) + 1 + q] += dc * s[q]
+            grad[ds + q] += dc * theta[mix + o * (1 + n_c) + 1 + q]
         grad[cb + o] += g * dc
     fast = quads if k == 3 else 0  # k = 3: rows four at a time and the three taps together
     for o in range(0, fast, 4):  # conv weights
@@ -609,7 +617,8 @@ def _backward_item(x: np.ndarray, s: np.ndarray, theta: np.ndarray, layer_table:
 def backward(x: np.ndarray, c: np.ndarray, theta: np.ndarray, layer_table: np.ndarray,
              array_table: np.ndarray, scale: float, hs: np.ndarray, us: np.ndarray, acts: np.ndarray,
              heads: np.ndarray, dy: np.ndarray, grads: np.ndarray, scratch: np.ndarray) -> None:
-    """Each item's parameter gradient into ``grads[n]`` (B, P) float64; overwrites ``us`` and ``acts``;
+    """Each item's parameter gradient, then its setting's, into ``grads[n]`` (B, P + S) float64; overwrites
+    ``us`` and ``acts``;
     ``scratch`` (B, 5, max(Cmax, 4), L) float32 holds each item's gradient planes."""
     for n in prange(x.shape[0]):
         _backward_item(x[n], c[n], theta, layer_table, array_table, scale, hs[n], us[n], acts[n], heads[n],
@@ -722,15 +731,16 @@ class WaveNetKernel(torch.autograd.Function):
                                "through the same forward (retain_graph=True) needs kernel 'torch'.")
         xs, cs, theta, layer_table, array_table, scale, planes = ctx.saved
         ctx.saved = None
-        grads = np.zeros((xs.shape[0], theta.size), np.float64)
+        grads = np.zeros((xs.shape[0], theta.size + cs.shape[1]), np.float64)
         dys = np.ascontiguousarray(dy.detach().numpy(), dtype=np.float32)
         run_backward = backward if _threads() > 1 else backward_serial
         batch, _, cmax, length = planes[0].shape
         scratch = _Planes.scratch(batch, max(cmax, 4), length)
         run_backward(xs, cs, theta, layer_table, array_table, scale, *planes, dys, grads, scratch)
         _Planes.give(planes)
-        flat = torch.from_numpy(grads.sum(axis=0).astype(np.float32))
-        out: list[torch.Tensor | None] = [None, None, None]
+        flat = torch.from_numpy(grads[:, :theta.size].sum(axis=0).astype(np.float32))
+        dc = torch.from_numpy(grads[:, theta.size:].astype(np.float32)) if ctx.needs_input_grad[1] else None
+        out: list[torch.Tensor | None] = [None, dc, None]
         offset = 0
         for shape in ctx.shapes:
             size = int(np.prod(shape))
@@ -740,7 +750,7 @@ class WaveNetKernel(torch.autograd.Function):
 
 
 def infer(model: torch.nn.Module, x: torch.Tensor, c: torch.Tensor, chunk: int = 1 << 16) -> torch.Tensor:
-    """The model's output head (before ``post_fir``) for ``x`` (B, L) and held ``c`` (B, C) without
+    """The model's output head (before ``post_fir``) for ``x`` (B, L) and held setting ``c`` (B, S) without
     autograd (validation): the forward with two ``h`` planes and one ``u`` and ``a`` plane reused by
     every layer, over at most ``chunk`` outputs at a time (``chunk + RF - 1`` inputs each), so memory
     stays about ``200 B x chunk`` per item whatever the length."""
@@ -763,6 +773,8 @@ def infer(model: torch.nn.Module, x: torch.Tensor, c: torch.Tensor, chunk: int =
 
 
 def run(model: torch.nn.Module, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """The model's output head (before ``post_fir``) for ``x`` (B, L) and held ``c`` (B, C), by the kernel."""
+    """The model's output head (before ``post_fir``) for ``x`` (B, L) and the held setting its layers see,
+    ``c`` (B, S: :func:`~knobcap.models.architectures.setting_size`), by the kernel; differentiable in
+    the parameters and in ``c``."""
     config = model.config  # type: ignore[attr-defined]
     return WaveNetKernel.apply(x, c.to(x.dtype), config, *parameters(model))  # type: ignore[no-any-return]

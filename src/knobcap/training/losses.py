@@ -173,7 +173,7 @@ class TrainingLoss(nn.Module):
         if self.mrstft is not None:
             spectral = self.mrstft(y_hat, y)
             parts["mrstft"] = spectral
-            parts["loss"] = esr + self.mrstft_weight * spectral
+            parts["loss"] = parts["loss"] + self.mrstft_weight * spectral
         if self.dc_weight > 0:
             dc = dc_per_item(y_hat, y, self.floor).mean()
             parts["dc"] = dc
