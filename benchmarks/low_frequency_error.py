@@ -30,13 +30,12 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import butter, lfilter, sosfiltfilt
 
-from knobcap.capture.device_delay import delay_aligned
 from knobcap.capture.session import Session
-from knobcap.capture.session_device import open_device
 from knobcap.evaluation.evaluate import (
     PREROLL_SECONDS,
     VALIDATION_SEGMENT,
     RenderCache,
+    aligned_device,
     cached_render,
     model_predictor,
 )
@@ -68,7 +67,9 @@ def main() -> None:
     rate = signal.map.sample_rate
     segment = signal.map.segment(VALIDATION_SEGMENT)
     audio = np.asarray(signal.audio, np.float32)
-    device = delay_aligned(open_device(session.controls.device or doc["device"], session.controls))
+    # lined up with the session's takes, as the evaluation scored the run (session 11's fix)
+    device = aligned_device(session, session.controls.device or doc["device"],
+                            [dict(t.setting) for t in session.plan() if t.role != "holdout"])
     cache = RenderCache(args.run / "cache")
     preroll = int(PREROLL_SECONDS * rate)
     begin = max(0, segment.start - preroll - int(CONTEXT_SECONDS * rate))

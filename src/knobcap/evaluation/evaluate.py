@@ -40,7 +40,7 @@ from knobcap.metrics import VERDICTS, EvaluationError, esr, verdict
 from knobcap.training.run import Run, RunError
 
 if TYPE_CHECKING:
-    from knobcap.capture.device_delay import RecordedTake
+    from knobcap.capture.device_delay import DelayAligned, RecordedTake
     from knobcap.capture.session import Session
 
 METRICS_FORMAT = "knobcap-metrics"
@@ -407,6 +407,19 @@ def session_device(root: Path) -> str | None:
     return name if isinstance(name, str) and name else None
 
 
+def aligned_device(session: Session, device: str, settings: Sequence[Setting]) -> DelayAligned:
+    """``device`` (a name or ``lv2:URI``) with its renders lined up with ``session``'s takes, as the
+    evaluation scores it; where no take matches, the device's own delay read on the session's signal as
+    a take's calibration reads it, at ``settings``."""
+    from knobcap.capture.device_delay import delay_aligned, signal_probe
+    from knobcap.capture.session_device import open_device
+
+    signal = session.input()
+    return delay_aligned(open_device(device, session.controls),
+                         probe=signal_probe(np.asarray(signal.audio, np.float32), signal.map),
+                         settings=list(settings), takes=delay_reference_takes(session))
+
+
 def delay_reference_takes(session: Session) -> list[RecordedTake]:
     """At most :data:`~knobcap.capture.device_delay.MAX_SETTINGS` of ``session``'s recorded training
     takes, spread over the plan, as the session aligned them, on the validation segment of each take's
@@ -493,13 +506,7 @@ def evaluate_run(run: str | Path, device: str | None = None, grid: int = 6,
         "takes planned as holdout (never trained on), on the validation segment"))
     headline: dict[str, object] = {"source": "heldout_settings", **doc["heldout_settings"]["summary"]}  # type: ignore[index]
     if device is not None:
-        from knobcap.capture.device_delay import delay_aligned, signal_probe
-        from knobcap.capture.session_device import open_device
-
-        # renders lined up with the session's takes (the fallback: the device's own delay, read on the
-        # session's signal as a take's calibration reads it)
-        dev = delay_aligned(open_device(device, session.controls), probe=signal_probe(audio, signal.map),
-                            settings=training, takes=delay_reference_takes(session))
+        dev = aligned_device(session, device, training)
         if dev.controls.names != controls.names:
             raise EvaluationError(
                 f"device {device!r} has controls {', '.join(dev.controls.names)} but the model has "
