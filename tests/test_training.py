@@ -383,28 +383,12 @@ def test_no_module_but_the_run_folder_spells_its_file_names() -> None:
     assert not found, "use knobcap.training.run.Run instead: " + ", ".join(found)
 
 
-def test_the_plain_esr_term_is_on_where_the_takes_carry_dc() -> None:
-    """``plain_esr_weight`` "auto": the plain term where the takes carry DC (a plugin's), off for an
-    AC-coupled device's; a number is used as given; a run saved before the option keeps it off."""
-    from knobcap.training.loop import AUTO_PLAIN_ESR_WEIGHT, ParametricModule, plain_esr_choice
+def test_the_plain_esr_weight_reaches_the_training_loss() -> None:
+    from knobcap.training.loop import ParametricModule
 
-    data = make_data()  # tanh of noise: each take's mean is ~1 % of its rms, as a plugin's offset
-    weight, line = plain_esr_choice(tiny_config(plain_esr_weight="auto"), data)
-    assert weight == AUTO_PLAIN_ESR_WEIGHT > 0 and "carry DC" in line
-    t = np.arange(data.x.size) / data.sample_rate
-    ac_coupled = TrainingData(data.controls, data.sample_rate, data.x, [
-        Take(take.name, take.setting, take.vector, take.role,
-             (0.2 * np.sin(2 * np.pi * 400 * t)).astype(np.float32)) for take in data.takes],
-        data.train_span, data.val_span)
-    assert plain_esr_choice(tiny_config(plain_esr_weight="auto"), ac_coupled)[0] == 0.0
-    assert plain_esr_choice(tiny_config(plain_esr_weight=0.5), ac_coupled)[0] == 0.5
-    module, _ = ParametricModule.for_data(data, tiny_config(plain_esr_weight="auto"))
-    assert module.loss.plain_weight == AUTO_PLAIN_ESR_WEIGHT
-    module, _ = ParametricModule.for_data(ac_coupled, tiny_config(plain_esr_weight="auto"))
-    assert module.loss.plain_weight == 0.0
-    assert TrainConfig.from_saved({}).plain_esr_weight == 0.0
-    with pytest.raises(TrainingError, match="plain_esr_weight must be 'auto'"):
-        tiny_config(plain_esr_weight="on")
+    data = make_data()
+    assert ParametricModule.for_data(data, tiny_config())[0].loss.plain_weight == 0.0
+    assert ParametricModule.for_data(data, tiny_config(plain_esr_weight=0.5))[0].loss.plain_weight == 0.5
 
 
 def test_the_output_dc_blocker_is_chosen_from_the_takes_and_scored_as_played(tmp_path: Path) -> None:

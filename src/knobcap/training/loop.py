@@ -61,7 +61,6 @@ from knobcap.training.sampler import EpochBatches, TensorSampler, make_sampler
 from knobcap.training.schedule import budget_progress, lr_factor
 from knobcap.training.warmstart import initial_weights, load_into, resolve_init
 
-AUTO_PLAIN_ESR_WEIGHT = 1.0  # plain_esr_weight "auto" where the takes carry DC (plain_esr_choice)
 _HARMLESS_WARNINGS = (".*LeafSpec.*", ".*Checkpoint directory .* exists and is not empty.*",
                       ".*does not have many workers.*")
 
@@ -88,12 +87,8 @@ class ParametricModule(pl.LightningModule):
     """Lightning wrapper: training step, per-take validation, best-weights tracking."""
 
     def __init__(self, model: ParametricModel, config: TrainConfig, n_takes: int,
-                 time_takes: list[int], setting_takes: list[int], plain_weight: float | None = None) -> None:
-        """``plain_weight``: the plain-ESR term's weight as :func:`plain_esr_choice` resolved it
-        (None: ``config.plain_esr_weight`` where it is a number, else 0)."""
+                 time_takes: list[int], setting_takes: list[int]) -> None:
         super().__init__()
-        if plain_weight is None:
-            plain_weight = 0.0 if config.plain_esr_weight == "auto" else float(config.plain_esr_weight)
         if hasattr(model, "kernel"):  # the WaveNet's training kernel; a compiled model stays in torch
             model.kernel = "torch" if config.compile and config.kernel == "auto" else config.kernel
         self.model = model
@@ -103,7 +98,8 @@ class ParametricModule(pl.LightningModule):
             self.ema_model = copy.deepcopy(model)
             self.ema_model.requires_grad_(False)
         self.loss = TrainingLoss(config.pre_emphasis, config.mrstft_weight, config.mrstft_fft_sizes,
-                                 config.esr_floor, config.dc_weight, config.esr_floor_scope, plain_weight)
+                                 config.esr_floor, config.dc_weight, config.esr_floor_scope,
+                                 config.plain_esr_weight)
         self.n_takes = n_takes
         self.time_takes, self.setting_takes = time_takes, setting_takes
         self.best_state: dict[str, torch.Tensor] | None = None
@@ -139,8 +135,7 @@ class ParametricModule(pl.LightningModule):
         context = model.receptive_field - 1 + (config.recurrent_warmup if recurrent else 0)
         time_takes = [i for i, t in enumerate(data.takes) if t.role != "holdout"]
         setting_takes = [i for i, t in enumerate(data.takes) if t.role == "holdout"]
-        return cls(model, config, len(data.takes), time_takes, setting_takes,
-                   plain_esr_choice(config, data)[0]), context
+        return cls(model, config, len(data.takes), time_takes, setting_takes), context
 
     def on_train_epoch_start(self) -> None:
         loader = self.trainer.train_dataloader
@@ -376,25 +371,6 @@ def dc_blocker_choice(config: TrainConfig, data: TrainingData) -> tuple[float | 
     return cutoff, f"output DC blocker: {cutoff:g} Hz (the takes hold no DC, as an AC-coupled device's)"
 
 
-def plain_esr_choice(config: TrainConfig, data: TrainingData) -> tuple[float, str]:
-    """The plain-ESR term's weight (``config.plain_esr_weight``; "auto": :data:`AUTO_PLAIN_ESR_WEIGHT`
-    when the training takes carry DC, else 0) and one line on what was chosen and why.
-
-    The pre-emphasis weighs DC and the lowest frequencies about ``(1 - a)^2 = 0.02``. An AC-coupled
-    device's takes hold none, and there the plain term cost accuracy; a device that passes DC and
-    envelope-following low frequencies (the GxTubeScreamer plugin's asymmetric clipper) leaves most of
-    its error on settings never trained on there, which only the plain term sees (docs/results.md,
-    issue 11 session 12). The test is the DC blocker's (:func:`knobcap.dsp.dc_blocker.worst_ratio`)."""
-    if config.plain_esr_weight != "auto":
-        weight = float(config.plain_esr_weight)
-        return weight, f"plain-ESR term: weight {weight:g} (plain_esr_weight {config.plain_esr_weight!r})"
-    worst = dc_blocker.worst_ratio(t.audio for t in data.takes if t.role != "holdout")
-    if dc_blocker.choose_for_ratio(worst) is not None:
-        return 0.0, "plain-ESR term: off (the takes hold no DC, as an AC-coupled device's)"
-    return AUTO_PLAIN_ESR_WEIGHT, (f"plain-ESR term: weight {AUTO_PLAIN_ESR_WEIGHT:g} (the takes carry DC, "
-                                   f"up to {100 * worst:.2g} % of their rms: their low frequencies count)")
-
-
 def output_dc_blocker(config: TrainConfig, data: TrainingData) -> float | None:
     """The model file's output DC blocker: ``config.dc_blocker`` ("auto": from the training takes)."""
     return dc_blocker_choice(config, data)[0]
@@ -535,7 +511,6 @@ def _train(data: TrainingData, config: TrainConfig, run_dir: Path, *, resume: bo
         torch.set_num_threads(run_threads(config))  # the final evaluation's; the fit runs on the plan
     say(f"training on {where}")
     say(run.dc_blocker_line)
-    say(plain_esr_choice(config, data)[1])
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(folder.config_path, config.to_dict())
     train_loader = DataLoader(windows, batch_size=None, shuffle=False, num_workers=0)
