@@ -20,13 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from knobcap.capture.device_delay import delay_aligned, signal_probe
 from knobcap.capture.session import Session
-from knobcap.capture.session_device import open_device
 from knobcap.evaluation.evaluate import (
     VALIDATION_SEGMENT,
     RenderCache,
-    delay_reference_takes,
+    aligned_device,
     dense_grid,
     evaluate_against_device,
     model_predictor,
@@ -51,10 +49,7 @@ def main() -> None:
     signal = reference.input()
     audio = np.asarray(signal.audio, dtype=np.float32)
     segment = signal.map.segment(VALIDATION_SEGMENT)
-    recorded = [dict(t.setting) for t in reference.plan() if t.role != "holdout"]
-    device = delay_aligned(open_device(reference.controls.device or "ts808", reference.controls),
-                           probe=signal_probe(audio, signal.map), settings=recorded,
-                           takes=delay_reference_takes(reference))
+    device = aligned_device(reference, reference.controls.device or "ts808")
     cache = RenderCache(args.cache or args.reference / "grid-cache")
     results = []
     for run in args.runs:

@@ -68,8 +68,7 @@ def main() -> None:
     segment = signal.map.segment(VALIDATION_SEGMENT)
     audio = np.asarray(signal.audio, np.float32)
     # lined up with the session's takes, as the evaluation scored the run (session 11's fix)
-    device = aligned_device(session, session.controls.device or doc["device"],
-                            [dict(t.setting) for t in session.plan() if t.role != "holdout"])
+    device = aligned_device(session, session.controls.device or doc["device"])
     cache = RenderCache(args.run / "cache")
     preroll = int(PREROLL_SECONDS * rate)
     begin = max(0, segment.start - preroll - int(CONTEXT_SECONDS * rate))

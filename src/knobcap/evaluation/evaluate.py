@@ -407,17 +407,18 @@ def session_device(root: Path) -> str | None:
     return name if isinstance(name, str) and name else None
 
 
-def aligned_device(session: Session, device: str, settings: Sequence[Setting]) -> DelayAligned:
+def aligned_device(session: Session, device: str) -> DelayAligned:
     """``device`` (a name or ``lv2:URI``) with its renders lined up with ``session``'s takes, as the
     evaluation scores it; where no take matches, the device's own delay read on the session's signal as
-    a take's calibration reads it, at ``settings``."""
+    a take's calibration reads it, at the session's recorded training settings."""
     from knobcap.capture.device_delay import delay_aligned, signal_probe
     from knobcap.capture.session_device import open_device
 
     signal = session.input()
+    recorded = [dict(t.setting) for t in session.recorded_takes() if t.role != "holdout"]
     return delay_aligned(open_device(device, session.controls),
                          probe=signal_probe(np.asarray(signal.audio, np.float32), signal.map),
-                         settings=list(settings), takes=delay_reference_takes(session))
+                         settings=recorded, takes=delay_reference_takes(session))
 
 
 def delay_reference_takes(session: Session) -> list[RecordedTake]:
@@ -506,7 +507,7 @@ def evaluate_run(run: str | Path, device: str | None = None, grid: int = 6,
         "takes planned as holdout (never trained on), on the validation segment"))
     headline: dict[str, object] = {"source": "heldout_settings", **doc["heldout_settings"]["summary"]}  # type: ignore[index]
     if device is not None:
-        dev = aligned_device(session, device, training)
+        dev = aligned_device(session, device)
         if dev.controls.names != controls.names:
             raise EvaluationError(
                 f"device {device!r} has controls {', '.join(dev.controls.names)} but the model has "
