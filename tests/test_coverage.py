@@ -83,16 +83,20 @@ def test_design_space_keeps_the_ends_and_the_order() -> None:
 
 
 def test_switch_combinations_fill_the_knob_space_together() -> None:
-    """With the union term the combinations' interior points go to different places, so the design as
-    a whole (switches ignored) leaves no knob's middle unrecorded; each combination's own coverage is
-    what it would be without it."""
+    """With the union term the combinations' free points go to different places: with 7 a combination
+    (the corners, an edge take a knob and one more) the design as a whole, switches ignored, fills the
+    knob square better than any combination alone; with 6 (the corners and an edge take a knob) the
+    edge takes sit at both ends of the other knob across the combinations."""
     lattice = cov.candidate_lattice(2, np.random.default_rng(0))
     for seed in range(4):
-        x, slice_of = cov.coverage_design([6] * 4, 2, np.random.default_rng(seed))
+        x, slice_of = cov.coverage_design([7] * 4, 2, np.random.default_rng(seed))
         alone = [fill_distance(x[slice_of == t], lattice) for t in range(4)]
         assert fill_distance(x, lattice) < 0.36 < min(alone)
+        x, _ = cov.coverage_design([6] * 4, 2, np.random.default_rng(seed))
+        inside = np.abs(x - 0.5) <= 0.25
         for knob in range(2):
-            assert np.any((x[:, knob] > 0.2) & (x[:, knob] < 0.8))
+            other = x[inside[:, knob], 1 - knob]
+            assert np.isclose(other, 0).any() and np.isclose(other, 1).any()
 
 
 def test_the_union_term_is_off_once_each_combination_covers_its_boundary(monkeypatch) -> None:
@@ -111,10 +115,41 @@ def test_a_take_sits_on_a_knob_end_or_a_margin_away_from_it(monkeypatch: pytest.
         near = (x < cov.END_MARGIN - 1e-9) | (x > 1 - cov.END_MARGIN + 1e-9)
         return int((inside & near).any(axis=1).sum())
 
-    designs = [cov.coverage_design([8] * 4, 2, np.random.default_rng(seed))[0] for seed in range(3)]
+    designs = [cov.coverage_design([9] * 4, 2, np.random.default_rng(seed))[0] for seed in range(3)]
     assert cov.END_MARGIN == 0.1 and all(near_an_end(x) == 0 for x in designs)
     assert all(np.isclose(x, 0).any() and np.isclose(x, 1).any() for x in designs)
     monkeypatch.setattr(cov, "END_MARGIN", 0.0)  # without the rule, takes a notch from an end appear
-    loose = [cov.coverage_design([8] * 4, 2, np.random.default_rng(seed))[0] for seed in range(3)]
+    loose = [cov.coverage_design([9] * 4, 2, np.random.default_rng(seed))[0] for seed in range(3)]
     monkeypatch.setattr(cov, "END_MARGIN", 0.1)
     assert sum(near_an_end(x) for x in loose) > 0
+
+
+def edge_middles(points: np.ndarray) -> np.ndarray:
+    """Per knob, whether some point has it in its middle half and every other knob on an end."""
+    on_end = np.isclose(points, 0) | np.isclose(points, 1)
+    middle = np.abs(points - 0.5) <= 0.25 + 1e-9
+    return np.array([np.any(middle[:, a] & np.delete(on_end, a, axis=1).all(axis=1))
+                     for a in range(points.shape[1])])
+
+
+@pytest.mark.parametrize("sizes, dims, fixed_slices", [([5] * 4, 2, [0, 1, 2, 3]), ([6] * 4, 2, []),
+                                                       ([11, 12], 3, [])])
+def test_each_knob_gets_an_edge_take_once_a_combination_has_the_corners_and_one_more_a_knob(
+        sizes: list[int], dims: int, fixed_slices: list[int]) -> None:
+    """With ``2^k + k`` settings a combination, every knob is recorded in its middle with the others at
+    their ends (at 24 takes on a 2-knob, 2-switch pedal: the 4 corners, the tone's middle at one drive
+    end and the drive's middle at one tone end)."""
+    fixed = np.array([[0.0, 1.0], [1.0, 0.0], [0.0, 0.0], [1.0, 1.0]])[:len(fixed_slices)]
+    fixed = fixed.reshape(len(fixed_slices), dims)
+    for seed in range(3):
+        x, slice_of = cov.coverage_design(sizes, dims, np.random.default_rng(seed), fixed, fixed_slices)
+        for t in range(len(sizes)):
+            mine = np.vstack([x[slice_of == t], fixed[np.asarray(fixed_slices, int) == t]])
+            assert ends_recorded(mine) and edge_middles(mine).all()
+
+
+def test_a_combination_short_of_the_edges_is_not_forced_onto_them() -> None:
+    assert cov.edges_needed(2) == 6 and cov.edges_needed(3) == 11
+    layouts = [cov.coverage_design([5] * 4, 2, np.random.default_rng(seed))[0] for seed in range(4)]
+    slices = np.repeat(np.arange(4), 5)
+    assert not all(edge_middles(x[slices == t]).all() for x in layouts for t in range(4))

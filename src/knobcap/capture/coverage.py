@@ -46,7 +46,18 @@ boundary's ``3^k - 1``; with fewer, :func:`knobcap.capture.design.choose_method`
 Latin hypercube instead). Each switch combination (a *slice*) is covered on its own, and sparse
 slices together through the union term. A slice with three or more points (fixed
 ones included) must record every knob at both ends (a penalty per missing end, larger than any
-distance). Points are chosen from a lattice of candidates with the faces on it (21 levels a knob for
+distance); one with the corners and one more a knob (:func:`edges_needed`, 6 for two knobs) must also
+record each knob in the middle half of its range with every other knob on an end (an *edge* take,
+the same penalty). Why: with 6 a combination on the TS808 (24 takes) the criterion alone put both
+free points of some combinations on the tone's faces (no take with the tone in its middle there) or
+both at the tone's middle (none with the drive in its middle), and the worst settings sat in those
+combinations (issue 11, session 12); the hand grid, which records the tone's middle at both drive
+ends everywhere, had the lower p90 and max. With the edge takes, and the union term spreading them
+over both ends of the other knob, knobcap's 24 took the lower p90 and max back (docs/results.md,
+session 13). Only the exchange enforces the edges (the greedy start fills the ends), so a design whose
+optimum already has them, as 8 a combination does, is the same as without the rule.
+
+Points are chosen from a lattice of candidates with the faces on it (21 levels a knob for
 two knobs, at most 1,024 points; for many knobs a sample of the 3-level lattice), less those a notch
 from a knob's end (:func:`playable`: on an end, or ``END_MARGIN`` from it).
 
@@ -72,7 +83,7 @@ CORNER_WEIGHT = 0.5  # the corners' coverage (every knob at an end), next to the
 FACE_PENALTY = 3.0  # beta: a point off a face counts as this much farther from the face's settings
 UNION_WEIGHT = 1.0  # the whole design's coverage of the cube, switch positions ignored
 END_MARGIN = 0.1  # a take is on a knob's end or at least this far (design coordinate) from it
-_END_PENALTY = 10.0  # per missing required end: more than any distance in the cube (sqrt(k) <= ~3)
+_END_PENALTY = 10.0  # per missing required end or edge: more than any distance in the cube (sqrt(k) <= ~3)
 _LATTICE_POINTS = 1024  # at most this many candidates (also the reference points of the cube)
 _CORNER = -2  # the face marker of corner columns
 _FACE_POINTS = 128  # reference points per facet (a sample when more)
@@ -163,10 +174,26 @@ class _Reference:
 
 
 def _end_flags(points: np.ndarray) -> np.ndarray:
-    """``(2, k)``: which knob ends (low row, high row) the points record."""
+    """``(3, k)``: which knob ends (low row, high row) and which knobs' edges (third row; see
+    :func:`_edges`) the points record."""
     if len(points) == 0:
-        return np.zeros((2, points.shape[1]), bool)
-    return np.stack([np.any(points <= 1e-9, axis=0), np.any(points >= 1.0 - 1e-9, axis=0)])
+        return np.zeros((3, points.shape[1]), bool)
+    return np.stack([np.any(points <= 1e-9, axis=0), np.any(points >= 1.0 - 1e-9, axis=0),
+                     _edges(points).any(axis=0)])
+
+
+def _edges(points: np.ndarray) -> np.ndarray:
+    """``(len(points), k)``: whether each point lies in the middle of an edge of the cube along each
+    knob: that knob in the middle half of its range, ``|v - 1/2| <= 1/4``, every other knob on an end."""
+    on_end = (points <= 1e-9) | (points >= 1.0 - 1e-9)
+    others_on_ends = on_end.sum(axis=1, keepdims=True) - on_end == points.shape[1] - 1
+    return (np.abs(points - 0.5) <= 0.25 + 1e-9) & others_on_ends
+
+
+def edges_needed(knobs: int) -> int:
+    """A slice's settings from which every knob also gets an edge take: the corners and one a knob,
+    ``2^k + k`` (6 for two knobs)."""
+    return 2 ** knobs + knobs
 
 
 def coverage_design(slice_sizes: Sequence[int], dims: int, rng: np.random.Generator,
@@ -194,7 +221,8 @@ def coverage_design(slice_sizes: Sequence[int], dims: int, rng: np.random.Genera
     slices = []
     for t, m in enumerate(sizes):
         mine = pinned[pinned_slice == t]
-        required = bool(ends) and m + len(mine) >= 3
+        total = m + len(mine)
+        required = np.array([total >= 3, total >= 3, total >= edges_needed(dims)]) & bool(ends)
         slices.append({"count": m, "fixed": mine, "required": required,
                        "fixed_nearest": reference.nearest(mine)})
     chosen = _greedy(slices, candidates, jitter)
@@ -230,17 +258,18 @@ def _nearest(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return gaps.min(axis=1).astype(np.float32)
 
 
-def _missing_after(required: bool, recorded: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-    """Per candidate, how many required ends stay unrecorded if it joins points recording ``recorded``."""
-    if not required:
+def _missing_after(required: np.ndarray, recorded: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Per candidate, how many required ends and edges (the rows of :func:`_end_flags` that
+    ``required`` marks) stay unrecorded if it joins points recording ``recorded``."""
+    if not required.any():
         return np.zeros(len(candidates))
-    low = ~recorded[0][None, :] & (candidates > 1e-9)
-    high = ~recorded[1][None, :] & (candidates < 1.0 - 1e-9)
-    return (low.sum(axis=1) + high.sum(axis=1)).astype(float)
+    fills = np.stack([candidates <= 1e-9, candidates >= 1.0 - 1e-9, _edges(candidates)], axis=1)
+    missing = ~recorded[None, :, :] & ~fills & required[None, :, None]
+    return missing.sum(axis=(1, 2)).astype(float)
 
 
 def _greedy(slices: list[dict], candidates: np.ndarray, jitter: np.ndarray) -> list[list[int]]:
-    """Farthest-point picks in each slice, a point that records a missing required end first."""
+    """Farthest-point picks in each slice, a point that records a missing required end or edge first."""
     chosen: list[list[int]] = [[] for _ in slices]
     nearest = [_nearest(s["fixed"], candidates) for s in slices]  # per candidate
     recorded = [_end_flags(s["fixed"]) for s in slices]
@@ -250,8 +279,9 @@ def _greedy(slices: list[dict], candidates: np.ndarray, jitter: np.ndarray) -> l
             if len(chosen[t]) >= s["count"]:
                 continue
             gap = np.where(np.isfinite(nearest[t]), nearest[t], 10.0)
-            missing = _missing_after(s["required"], recorded[t], candidates)
-            unrecorded = float((~recorded[t]).sum()) if s["required"] else 0.0
+            ends = s["required"] & np.array([True, True, False])  # the edges are left to the exchange
+            missing = _missing_after(ends, recorded[t], candidates)
+            unrecorded = float((~recorded[t] & ends[:, None]).sum())
             score = np.nan_to_num(gap + _END_PENALTY * (unrecorded - missing) + jitter, nan=-np.inf)
             pick = int(np.argmax(score))
             chosen[t].append(pick)
