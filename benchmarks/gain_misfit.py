@@ -1,0 +1,138 @@
+"""How much of a run's dense-grid error is a wrong output level; which of its device's knobs are pure gains.
+
+    .venv/bin/python benchmarks/gain_misfit.py RUN [--positions 5] [--seconds 10]
+
+``RUN`` is a run folder evaluated with a device (its ``metrics.json`` has the dense grid). Prints:
+
+* **the device's knobs**: for each knob, renders of the probe audio at ``--positions`` rotations, the
+  other controls at their defaults and then at the far end of every other knob's range (the last switch
+  position); each render against the knob's default render, the gain ``g = <y, y0> / <y0, y0>`` and the
+  residual ESR ``|y - g y0|^2 / |y|^2``. A knob whose residual is ~0 at every position and both settings
+  of the others is an exact output gain (a level or volume control after the last nonlinearity);
+* **the run's dense grid** (points never trained on): median / p90 / max ESR as evaluated, and with each
+  point's best scalar gain on the model's output, ``min_g |g y_hat - y|^2 / |y|^2``: what is left if the
+  model's level were right, and the median and largest gain error in dB.
+
+Session 13 (issue 11): the GxTubeScreamer's ``level`` is an exact gain (residual ~1e-15); its 32-take
+seed-0 run scores 0.0024 / 0.0086 / 0.0251, and 0.0022 / 0.0075 / 0.0104 with the level put right
+(its worst point, level -14 dB at tone 100, is 1.1 dB off). See docs/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from knobcap.capture.session import Session
+from knobcap.capture.testsignal import generate_signal
+from knobcap.controls import Controls, Setting
+from knobcap.devices import Device, get_device
+from knobcap.evaluation.evaluate import (
+    PREROLL_SECONDS,
+    VALIDATION_SEGMENT,
+    RenderCache,
+    aligned_device,
+    cached_render,
+    model_predictor,
+)
+from knobcap.models.modelfile import load_model_file
+
+
+def summary(values: list[float]) -> str:
+    v = np.asarray(values)
+    return f"{np.median(v):.4f} / {np.percentile(v, 90):.4f} / {v.max():.4f}"
+
+
+def best_gain(prediction: np.ndarray, target: np.ndarray) -> tuple[float, float]:
+    """``(g, ESR)`` of ``g * prediction`` against ``target`` at the least-squares gain."""
+    p, t = prediction.astype(np.float64), target.astype(np.float64)
+    g = float(p @ t / (p @ p)) if p @ p > 0 else 1.0
+    return g, float(np.sum((g * p - t) ** 2) / np.sum(t ** 2))
+
+
+def far_setting(controls: Controls, knob: str) -> Setting:
+    """Every control but ``knob`` at the other end from its default (a switch at its last position)."""
+    setting = controls.default_setting()
+    for k in controls.knobs:
+        if k.name != knob:
+            setting[k.name] = k.max if k.default_value < 0.5 * (k.min + k.max) else k.min
+    for s in controls.switches:
+        setting[s.name] = s.positions[-1]
+    return setting
+
+
+def knob_gains(device: Device, controls: Controls, audio: np.ndarray, rate: int, positions: int) -> None:
+    print("knob: value -> gain in dB over the knob's default (residual ESR), the others at their defaults | "
+          "at their far ends")
+    for knob in controls.knobs:
+        cells = []
+        for rotation in np.linspace(0.0, 1.0, positions):
+            value = knob.min + rotation * (knob.max - knob.min)
+            parts = []
+            for base in (controls.default_setting(), far_setting(controls, knob.name)):
+                y0 = np.asarray(device.process(audio, rate, base), np.float64)
+                y = np.asarray(device.process(audio, rate, base | {knob.name: value}), np.float64)
+                g, residual = best_gain(y0, y)
+                parts.append(f"{20 * np.log10(abs(g)) if g else -np.inf:+.2f} ({residual:.0e})")
+            cells.append(f"{value:g}: " + " | ".join(parts))
+        print(f"  {knob.name}: " + "; ".join(cells))
+
+
+def grid_gains(run: Path, session: Session, doc: dict) -> None:
+    rows = [r for r in doc["grid"]["rows"] if not r["trained"]]
+    predict = model_predictor(load_model_file(run / "model.knobcap"))
+    signal = session.input()
+    rate = signal.map.sample_rate
+    segment = signal.map.segment(VALIDATION_SEGMENT)
+    audio = np.asarray(signal.audio, np.float32)
+    device = aligned_device(session, session.controls.device or doc["device"])
+    cache = RenderCache(run / "cache")
+    preroll = int(PREROLL_SECONDS * rate)
+    begin = max(0, segment.start - preroll)
+    plain, fitted, gains = [], [], []
+    for first in range(0, len(rows), 8):
+        chunk = rows[first:first + 8]
+        outputs = np.asarray(predict(audio[begin:segment.stop], [r["setting"] for r in chunk]))
+        for row, output in zip(chunk, outputs, strict=True):
+            target = cached_render(device, cache, audio, segment.start, segment.stop, row["setting"], rate,
+                                   preroll)
+            y_hat = output[segment.start - begin:]
+            plain.append(float(np.sum((y_hat - target) ** 2) / np.sum(target.astype(np.float64) ** 2)))
+            g, residual = best_gain(y_hat, target)
+            fitted.append(residual)
+            gains.append(abs(20 * np.log10(abs(g))) if g else np.inf)
+    worst = int(np.argmax(plain))
+    print(f"{run}: {len(rows)} dense-grid settings never trained on, ESR median / p90 / max")
+    print(f"  {'as evaluated':>22}: {summary(plain)}")
+    print(f"  {'with the best gain':>22}: {summary(fitted)}")
+    print(f"  gain error: median {np.median(gains):.2f} dB, largest {max(gains):.2f} dB; at the worst point "
+          f"({rows[worst]['setting']}) {gains[worst]:.2f} dB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("run", type=Path, help="a run folder with metrics.json (evaluated with a device)")
+    parser.add_argument("--positions", type=int, default=5, help="rotations a knob is probed at")
+    parser.add_argument("--seconds", type=float, default=10.0, help="probe audio for the knob check")
+    args = parser.parse_args()
+    if not 2 <= args.positions <= 21 or not 1.0 <= args.seconds <= 60.0:
+        raise SystemExit("--positions must be 2-21 and --seconds 1-60.")
+
+    session = Session.open(args.run.parent.parent)
+    doc = json.loads((args.run / "metrics.json").read_text(encoding="utf-8"))
+    if "grid" not in doc:
+        raise SystemExit(f"{args.run / 'metrics.json'}: no dense grid; evaluate the run with a device first.")
+    device = get_device(session.controls.device or doc["device"])
+    probe = generate_signal(30.0)
+    rate = probe.map.sample_rate
+    start = int(5.0 * rate)
+    audio = np.asarray(probe.audio, np.float32)[start:start + int(args.seconds * rate)]
+    knob_gains(device, session.controls, audio, rate, args.positions)
+    grid_gains(args.run, session, doc)
+
+
+if __name__ == "__main__":
+    main()
