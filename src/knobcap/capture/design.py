@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import combinations, pairwise
 from typing import Literal
 
@@ -510,11 +510,11 @@ def _knob_points(k: int) -> int:
 
 
 def default_anchors(controls: Controls) -> int:
-    return 2 if len(controls.knobs) == 1 else 4
+    return 2 if designed_knobs(controls) == 1 else 4
 
 
 def default_holdouts(controls: Controls) -> int:
-    k = len(controls.knobs)
+    k = designed_knobs(controls)
     return 2 if k == 1 else 4 if k <= 3 else 6
 
 
@@ -524,7 +524,7 @@ def default_size(controls: Controls, quick: bool = False) -> DesignSize:
     held-out settings. ``quick``: half the space-filling points and fewer held out (a demo session).
     """
     _require_knobs(controls)
-    train = _knob_points(len(controls.knobs)) * _effective_combos(controls)
+    train = _knob_points(designed_knobs(controls)) * _effective_combos(controls)
     holdout = default_holdouts(controls)
     if quick:
         train = max(minimum_train(controls), train // 2)
@@ -552,6 +552,19 @@ def size_from_total(controls: Controls, total: int) -> DesignSize:
             f"least {minimum_train(controls)} space-filling settings so that every switch position is "
             f"recorded, 2 anchors at the knobs' ends and 1 held-out setting). Ask for more takes.")
     return DesignSize(train, anchor, holdout)
+
+
+def designed_knobs(controls: Controls) -> int:
+    """How many knobs a design spreads takes over: all but the held output-gain knobs."""
+    return len(controls.knobs) - len(held_gain_knobs(controls))
+
+
+def held_gain_knobs(controls: Controls) -> dict[str, float]:
+    """The output-gain knobs (``gain_db``, :mod:`knobcap.capture.gain_knobs`) a design holds at their
+    defaults, by name: the model never sees them, so takes spread over the other knobs only (none when
+    every knob is one)."""
+    held = {k.name: k.default_value for k in controls.knobs if k.gain_db is not None}
+    return held if len(held) < len(controls.knobs) else {}
 
 
 def _require_knobs(controls: Controls) -> None:
@@ -672,7 +685,7 @@ def choose_method(controls: Controls, size: DesignSize) -> Method:
     """
     used = max(1, min(controls.combination_count, size.train))
     per_combination = (size.train + size.anchor) / used
-    return "coverage" if per_combination >= coverage_settings(len(controls.knobs)) else "lhs"
+    return "coverage" if per_combination >= coverage_settings(designed_knobs(controls)) else "lhs"
 
 
 def coverage_threshold(controls: Controls) -> int | None:
@@ -683,7 +696,7 @@ def coverage_threshold(controls: Controls) -> int | None:
     settings plus the most anchors and held-out settings a plan has always qualifies, so the search
     stops there even when the take limit is raised far above it."""
     smallest = minimum_train(controls) + 3
-    sure = (coverage_settings(len(controls.knobs)) * controls.combination_count + minimum_train(controls)
+    sure = (coverage_settings(designed_knobs(controls)) * controls.combination_count + minimum_train(controls)
             + default_anchors(controls) + default_holdouts(controls))
     for total in range(smallest, min(limits.MAX_TAKES.value, sure) + 1):
         try:
@@ -704,7 +717,7 @@ def describe_method(design: Design, forced: bool = False) -> str:
     """A sentence for ``knobcap plan``: which design, and when the other one would be chosen
     (``forced``: the user chose it with ``--method``)."""
     controls = design.controls
-    need = coverage_settings(len(controls.knobs))
+    need = coverage_settings(designed_knobs(controls))
     covered = "each switch combination covered to its knobs' ends and corners from takes on them"
     if forced:
         kind = covered if design.method == "coverage" else "a sliced Latin hypercube"
@@ -730,6 +743,13 @@ def initial_design(controls: Controls, size: DesignSize | int | None = None, see
     the design before issue 11, ends only at the anchors). Deterministic for a ``seed``.
     """
     _require_knobs(controls)
+    held = held_gain_knobs(controls)
+    if held:  # output-gain knobs are applied, not learned: every take records them at their defaults
+        reduced = replace(controls, knobs=tuple(k for k in controls.knobs if k.name not in held))
+        design = initial_design(reduced, size, seed, costs, iterations, edges, method)
+        points = tuple(DesignPoint(controls.validate_setting(p.setting | held), p.role)
+                       for p in design.points)
+        return replace(design, controls=controls, points=points)
     if size is None:
         size = default_size(controls)
     elif isinstance(size, int):

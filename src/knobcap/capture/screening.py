@@ -127,11 +127,13 @@ def probe_settings(controls: Controls, knob: Knob, levels: int = DEFAULT_LEVELS)
 
 
 def screen(render: Callable[[Setting], np.ndarray], controls: Controls, levels: int = DEFAULT_LEVELS,
-           blend: float = DEFAULT_BLEND, progress: Progress | None = None) -> dict[str, tuple[float, ...]]:
+           blend: float = DEFAULT_BLEND, progress: Progress | None = None,
+           keep: dict[str, list[np.ndarray]] | None = None) -> dict[str, tuple[float, ...]]:
     """Measure every screenable knob's warp with ``render(setting) -> output audio`` (a virtual device).
 
     ``progress(knob, index, count)`` is called before each render, and with ``index = count`` at the
-    end. A knob whose total change is at most ``MIN_CHANGE`` gets the linear warp.
+    end. A knob whose total change is at most ``MIN_CHANGE`` gets the linear warp. ``keep``: a dict that
+    receives each knob's outputs, low to high.
     """
     knobs = [k for k in controls.knobs if screenable(k)]
     count, warps = len(knobs) * levels, {}
@@ -142,6 +144,8 @@ def screen(render: Callable[[Setting], np.ndarray], controls: Controls, levels: 
                 progress(knob.name, k * levels + i, count)
             outputs.append(render(setting))
         warps[knob.name] = warp_from_distances(step_distances(outputs), blend, MIN_CHANGE)
+        if keep is not None:
+            keep[knob.name] = outputs
     if progress is not None:
         progress("done", count, count)
     return warps
@@ -234,8 +238,10 @@ def playing_part(signal: TestSignal, audio: np.ndarray) -> np.ndarray:
 def screen_device(device: object, levels: int = SCREEN_LEVELS, blend: float = DEFAULT_BLEND,
                   progress: Progress | None = None) -> Controls:
     """A virtual device's controls with their warps measured on the probe (no latency, no noise; the
-    device's own delay measured and removed, :mod:`knobcap.capture.device_delay`)."""
+    device's own delay measured and removed, :mod:`knobcap.capture.device_delay`), and the ``gain_db``
+    of every knob that is an exact output gain (:mod:`knobcap.capture.gain_knobs`)."""
     from knobcap.capture.device_delay import delay_aligned
+    from knobcap.capture.gain_knobs import find_gain_knobs
 
     device = delay_aligned(device)  # type: ignore[arg-type]
     signal = probe_signal()
@@ -245,8 +251,12 @@ def screen_device(device: object, levels: int = SCREEN_LEVELS, blend: float = DE
     def render(setting: Setting) -> np.ndarray:
         return playing_part(signal, device.process(x, signal.sample_rate, setting))  # type: ignore[attr-defined]
 
-    warps = screen(render, controls, check_levels(levels), blend, progress)
-    return apply_warps(controls, {name: round_warp(w) for name, w in warps.items()})
+    outputs: dict[str, list[np.ndarray]] = {}
+    warps = screen(render, controls, check_levels(levels), blend, progress, outputs)
+    warped = apply_warps(controls, {name: round_warp(w) for name, w in warps.items()})
+    gains = find_gain_knobs(render, controls, levels, outputs)
+    knobs = tuple(replace(k, gain_db=gains[k.name]) if k.name in gains else k for k in warped.knobs)
+    return replace(warped, knobs=knobs)
 
 
 def check_levels(levels: int) -> int:

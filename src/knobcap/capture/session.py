@@ -580,4 +580,11 @@ def _controls_text(root: Path, controls: Controls, device_name: str | None) -> s
                    "real one):\n# u at equally spaced turns of the dial, so that equal steps of u are equal "
                    "steps of sound.\n# Delete a knob's warp line to use its taper instead ('knobcap init "
                    "--no-screen' writes none).\n")
+    gains = [k.name for k in controls.knobs if k.gain_db is not None]
+    if gains:
+        names = ", ".join(repr(g) for g in gains)
+        header += (f"# {names}: an exact output gain (screening found the output a scaled copy at every "
+                   "turn).\n# Its 'gain_db' line (dB at equally spaced turns) is applied to the model's "
+                   "output, so the model\n# never learns it and plans hold it at its default. Delete the "
+                   "line to capture it as a knob.\n")
     return controls_to_toml(controls, header + f"# Then run: knobcap plan {root}\n\n")

@@ -19,6 +19,12 @@ frequency…) or a switch's position name. A model sees a setting as a normalise
 
 * switch -> ``±1`` for two positions, one-hot for three or more.
 
+A knob with a measured ``gain_db`` is an exact output gain (a level or volume control after the last
+nonlinearity; screening finds it, :mod:`knobcap.capture.screening`): the model never sees it (its entry
+in the vector is 0) and its gain, ``10^(gain_db(p) / 20)`` at rotation ``p`` (interpolated linearly in
+dB between equally spaced rotations), multiplies the model's output (:meth:`Controls.output_gain`). A
+model so learns the sound of the other controls only, and the level is exact at every setting.
+
 The same coordinates are used by the experimental design, so points are spread where the sound moves.
 """
 
@@ -47,8 +53,9 @@ _NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{0,63}")  # whole string (ful
 _POSITION_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f,;\"'=\\]")  # breaks plan.csv, --set or a terminal
 MAX_POSITION_LENGTH = 64
 _TOP_KEYS = {"name", "description", "device", "fixed", "knob", "switch"}
-_KNOB_KEYS = {"name", "min", "max", "default", "taper", "unit", "warp"}
+_KNOB_KEYS = {"name", "min", "max", "default", "taper", "unit", "warp", "gain_db"}
 MAX_WARP_POINTS = 1001
+MAX_GAIN_DB = 120.0  # a gain table's entries lie within +-this
 _SWITCH_KEYS = {"name", "positions", "default"}
 
 
@@ -71,12 +78,22 @@ class Knob:
     taper: Taper = "linear"
     unit: str = ""
     warp: tuple[float, ...] | None = None  # u at equally spaced rotations (see the module docstring)
+    gain_db: tuple[float, ...] | None = None  # an output gain's dB at equally spaced rotations
 
     def __post_init__(self) -> None:
         if self.default is None:  # the middle of the taper: a measured warp never moves the default
             object.__setattr__(self, "default", replace(self, warp=None, default=0.0).from_unit(0.5))
         if self.warp is not None:
             object.__setattr__(self, "warp", tuple(float(u) for u in self.warp))
+        if self.gain_db is not None:
+            object.__setattr__(self, "gain_db", tuple(float(g) for g in self.gain_db))
+
+    def gain(self, value: float) -> float:
+        """The knob's output gain in dB at ``value`` (0 for a knob that is not an output gain)."""
+        if self.gain_db is None:
+            return 0.0
+        rotations = np.linspace(0.0, 1.0, len(self.gain_db))
+        return float(np.interp(self.rotation(value), rotations, self.gain_db))
 
     @property
     def default_value(self) -> float:
@@ -121,6 +138,8 @@ class Knob:
             out["unit"] = self.unit
         if self.warp is not None:
             out["warp"] = [round(u, 6) for u in self.warp]
+        if self.gain_db is not None:
+            out["gain_db"] = [round(g, 4) for g in self.gain_db]
         return out
 
 
@@ -263,9 +282,11 @@ class Controls:
         return clean
 
     def to_vector(self, setting: Mapping[str, object]) -> np.ndarray:
-        """The normalised float32 vector of a setting: knobs' ``u`` then switches' codes."""
+        """The normalised float32 vector of a setting: knobs' ``u`` then switches' codes; an output-gain
+        knob's entry is 0 (:meth:`output_gain` applies it)."""
         clean = self.validate_setting(setting)
-        values: list[float] = [k.to_unit(clean[k.name]) for k in self.knobs]  # type: ignore[arg-type]
+        values: list[float] = [0.0 if k.gain_db is not None else k.to_unit(clean[k.name])  # type: ignore[arg-type]
+                               for k in self.knobs]
         for switch in self.switches:
             values.extend(switch.encode(str(clean[switch.name])))
         return np.asarray(values, dtype=np.float32)
@@ -289,6 +310,17 @@ class Controls:
             setting[switch.name] = switch.decode(values[offset:offset + switch.width])
             offset += switch.width
         return setting
+
+    @property
+    def has_output_gain(self) -> bool:
+        """Whether a knob is an output gain (:meth:`output_gain`)."""
+        return any(k.gain_db is not None for k in self.knobs)
+
+    def output_gain(self, setting: Mapping[str, object]) -> float:
+        """The factor the output-gain knobs put on the model's output at ``setting``: ``10^(sum dB / 20)``
+        (1 when no knob is one)."""
+        clean = self.validate_setting(setting)
+        return float(10.0 ** (sum(k.gain(clean[k.name]) for k in self.knobs) / 20.0))  # type: ignore[arg-type]
 
     def unit_knobs(self, setting: Mapping[str, object]) -> np.ndarray:
         """Only the knobs' taper-aware coordinates of a setting, as float64."""
@@ -395,8 +427,16 @@ def _knob_from_dict(entry: Mapping[str, object], where: str) -> Knob:
             raise ControlsError(f"{where}: {label}: 'warp' must be a list of numbers (u at equally "
                                 "spaced rotations); run 'knobcap screen' to measure it, or remove it.")
         warp = tuple(_finite(u, f"{where}: {label}: 'warp'") for u in warp)
+    gain_db = entry.get("gain_db")
+    if gain_db is not None:
+        if not isinstance(gain_db, list) or not all(isinstance(g, int | float) and not isinstance(g, bool)
+                                                      for g in gain_db):
+            raise ControlsError(f"{where}: {label}: 'gain_db' must be a list of numbers (the output gain in "
+                                "dB at equally spaced rotations); run 'knobcap screen' to measure it, or "
+                                "remove it.")
+        gain_db = tuple(_finite(g, f"{where}: {label}: 'gain_db'") for g in gain_db)
     return Knob(name=name, min=low, max=high, default=numbers["default"], taper=taper,  # type: ignore[arg-type]
-                unit=str(entry.get("unit", "")), warp=warp)
+                unit=str(entry.get("unit", "")), warp=warp, gain_db=gain_db)
 
 
 def _short(value: object) -> str:
@@ -467,6 +507,13 @@ def _validate_controls(controls: Controls) -> None:
                 f"{', '.join(TAPERS)}.")
         if knob.warp is not None:
             _validate_warp(knob, where)
+        if knob.gain_db is not None and (
+                not 2 <= len(knob.gain_db) <= MAX_WARP_POINTS
+                or not all(math.isfinite(g) and abs(g) <= MAX_GAIN_DB for g in knob.gain_db)):
+            raise ControlsError(
+                f"{where}: knob {knob.name!r}: 'gain_db' must list 2 to {MAX_WARP_POINTS} numbers within "
+                f"+-{MAX_GAIN_DB:g} dB (the output gain at equally spaced rotations); run 'knobcap screen' "
+                "again to measure it, or remove it.")
         if not knob.min <= knob.default_value <= knob.max:
             raise ControlsError(
                 f"{where}: knob {knob.name!r}: default {knob.default_value:g} is out of range; use a "

@@ -43,7 +43,9 @@ def controls_to_toml(controls: Controls, header: str = "") -> str:
     def table(kind: str, entries: Mapping[str, object]) -> str:
         lines = [f"[[{kind}]]"]
         for key, value in entries.items():
-            if isinstance(value, list):
+            if isinstance(value, list) and all(isinstance(v, float | int) for v in value):
+                lines.append(f"{key} = [{', '.join(repr(float(v)) for v in value)}]")
+            elif isinstance(value, list):
                 lines.append(f"{key} = [{', '.join(json.dumps(str(v)) for v in value)}]")
             else:
                 lines.append(tomli_w.dumps({key: value}).rstrip("\n"))

@@ -114,15 +114,17 @@ def random_settings(controls: Controls, count: int, seed: int = 0) -> list[Setti
 def nearest_distance(controls: Controls, setting: Mapping[str, object],
                      others: Sequence[Mapping[str, object]]) -> float:
     """Euclidean distance in knob ``u`` from ``setting`` to the nearest of ``others`` with the same
-    switch positions (``inf`` when none shares them)."""
+    switch positions (``inf`` when none shares them). Output-gain knobs do not count: the model never
+    sees them, so a setting that differs from a take only in them is one the model was trained on."""
     clean = controls.validate_setting(setting)
-    u = controls.unit_knobs(clean)
+    seen = np.array([k.gain_db is None for k in controls.knobs], bool)
+    u = controls.unit_knobs(clean)[seen]
     best = math.inf
     for other in others:
         o = controls.validate_setting(other)
         if any(clean[s.name] != o[s.name] for s in controls.switches):
             continue
-        best = min(best, float(np.linalg.norm(u - controls.unit_knobs(o))))
+        best = min(best, float(np.linalg.norm(u - controls.unit_knobs(o)[seen])))
     return best
 
 
@@ -340,11 +342,15 @@ def _finite(value: object) -> object:
 # ------------------------------------------------------------------------------------------ a model
 def torch_predictor(model: object, controls: Controls, chunk: int = 1 << 17) -> Predictor:
     """A :data:`Predictor` over a torch parametric model: every setting in one batch, padded and chunked
-    by :func:`knobcap.models.bridge.predict_settings` (the output has the input's length)."""
+    by :func:`knobcap.models.bridge.predict_settings` (the output has the input's length), times each
+    setting's output gain (:meth:`knobcap.controls.Controls.output_gain`)."""
     from knobcap.models.bridge import predict_settings
 
     def predict(x: np.ndarray, settings: Sequence[Setting]) -> np.ndarray:
-        return predict_settings(model, x, controls.to_matrix(settings), chunk)  # type: ignore[arg-type]
+        out = predict_settings(model, x, controls.to_matrix(settings), chunk)  # type: ignore[arg-type]
+        if controls.has_output_gain:
+            out = out * np.array([controls.output_gain(s) for s in settings], np.float32)[:, None]
+        return out
 
     return predict
 

@@ -64,6 +64,7 @@ class TorchModel:
         """The output for mono ``audio`` at the model's rate, from silence at ``setting``; same length."""
         clean = self.controls.validate_setting(setting)
         y = np.asarray(predict(self.model, audio, self.controls.to_vector(clean)), dtype=np.float32)
+        y *= np.float32(self.controls.output_gain(clean))
         return y if self.dc_blocker_hz is None else dc_blocker.apply(y, self.dc_blocker_hz, self.sample_rate)
 
 

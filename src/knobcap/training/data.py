@@ -160,7 +160,9 @@ class TrainingData:
                 raise TrainingDataError(
                     f"{session.root}: take {planned.take!r} failed 'knobcap check'; re-record it (see "
                     "check.json for why) or remove it from plan.csv.")
-            audio = np.asarray(session.aligned_take(planned.take), dtype=np.float32)
+            # an output-gain knob's gain is taken out: the model learns the sound at 0 dB of it
+            audio = np.asarray(session.aligned_take(planned.take), dtype=np.float32) \
+                / np.float32(session.controls.output_gain(planned.setting))
             own = session.take_input(planned.take) if planned.input else None
             takes.append(Take(name=planned.take, setting=dict(planned.setting),
                               vector=session.controls.to_vector(planned.setting), role=planned.role,

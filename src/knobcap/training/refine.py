@@ -41,6 +41,7 @@ from knobcap.capture.design import (
     MoveCosts,
     SessionTime,
     cost_matrix,
+    held_gain_knobs,
     knob_units,
     session_time,
 )
@@ -118,7 +119,9 @@ def _combo_key(controls: Controls, setting: Mapping[str, object]) -> tuple[str, 
 
 
 def candidates(controls: Controls, rng: np.random.Generator) -> list[Setting]:
-    """Corners, edge and face centres, random face points and random points of every combination."""
+    """Corners, edge and face centres, random face points and random points of every combination
+    (output-gain knobs held at their defaults, as the first design holds them)."""
+    held = held_gain_knobs(controls)
     k = len(controls.knobs)
     lattice = np.array(list(itertools.product((0.0, 0.5, 1.0), repeat=k))) if k <= 5 else np.zeros((0, k))
     out: list[Setting] = []
@@ -131,7 +134,7 @@ def candidates(controls: Controls, rng: np.random.Generator) -> list[Setting]:
             faces.append(face)
         units = np.vstack([lattice, *faces, rng.uniform(size=(64 * k, k))])
         for u in units:
-            setting = setting_from_units(controls, u, combo)
+            setting = setting_from_units(controls, u, combo) | held  # output gains stay at their defaults
             key = tuple(sorted((name, str(v)) for name, v in setting.items()))
             if key not in seen:
                 seen.add(key)

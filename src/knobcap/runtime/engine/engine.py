@@ -9,9 +9,10 @@
 Outputs are aligned with inputs (no added latency). A WaveNet starts in the steady state of a silent
 input at the current setting (as if the model had been fed zeros for its receptive field), which is
 what the PyTorch model computes on an input padded with ``receptive_field - 1`` zeros in front; an
-LSTM starts from zero state, as in PyTorch. A model file's output DC blocker (``dc_blocker_hz``) runs
-after the core, from the steady state of the core's first output after a reset
-(:mod:`knobcap.dsp.dc_blocker`).
+LSTM starts from zero state, as in PyTorch. An output-gain knob (a knob with ``gain_db``,
+:meth:`knobcap.controls.Controls.output_gain`) scales the core's output, ramping in dB as knobs ramp;
+then a model file's output DC blocker (``dc_blocker_hz``) runs, from the steady state of the core's
+first output after a reset (:mod:`knobcap.dsp.dc_blocker`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from knobcap.dsp import dc_blocker
 from knobcap.models.modelfile import ModelFile, load_model_file
 from knobcap.registry import Registry, check_callable
 from knobcap.runtime.engine.lstm import LSTMCore
-from knobcap.runtime.engine.ramp import ELAPSED, RAMP_LEN, RING_POS, current_vector
+from knobcap.runtime.engine.ramp import ELAPSED, RAMP_LEN, RING_POS, apply_gain, current_vector
 from knobcap.runtime.engine.wavenet import WaveNetCore
 
 MAX_BLOCK = 4096
@@ -104,6 +105,8 @@ class Engine:
         if setting is not None:
             self._setting = self._merge(setting)
         self._cstate[:] = self.controls.to_vector(self._setting)[None, :]
+        self._gain_db = np.full(2, self._setting_gain(self._setting))  # output gain: start, target (dB)
+        self._has_gain = self.controls.has_output_gain
         self.reset()
 
     @classmethod
@@ -130,6 +133,15 @@ class Engine:
     def ramp_samples(self) -> int:
         return round(self.ramp_ms * 1e-3 * self.sample_rate)
 
+    def _setting_gain(self, setting: Setting) -> float:
+        return float(sum(k.gain(setting[k.name]) for k in self.controls.knobs))  # type: ignore[arg-type]
+
+    def _current_gain(self) -> float:
+        length, elapsed = int(self._istate[RAMP_LEN]), int(self._istate[ELAPSED])
+        if elapsed >= length:
+            return float(self._gain_db[1])
+        return float(self._gain_db[0] + (self._gain_db[1] - self._gain_db[0]) * elapsed / length)
+
     def _merge(self, setting: Mapping[str, object]) -> Setting:
         merged: dict[str, object] = dict(self._setting)
         merged.update(setting)
@@ -139,11 +151,14 @@ class Engine:
         """Move to ``setting`` (all or some controls): knobs ramp over ``ramp_ms``, switches jump."""
         clean = self._merge(setting)
         target = self.controls.to_vector(clean).astype(np.float64)
+        start_gain = self._current_gain()
         self.set_vector(target, ramp_ms)
+        self._gain_db[:] = (start_gain, self._setting_gain(clean))
         self._setting = clean
 
     def set_vector(self, target: np.ndarray, ramp_ms: float | None = None) -> None:
-        """Move to a normalised conditioning vector (see :mod:`knobcap.runtime.engine.ramp` for the law)."""
+        """Move to a normalised conditioning vector (see :mod:`knobcap.runtime.engine.ramp` for the law);
+        an output-gain knob is not in the vector (:meth:`set` moves it)."""
         target = np.asarray(target, np.float64)
         if target.shape != (self._cstate.shape[1],):
             raise EngineError(f"a setting vector needs {self._cstate.shape[1]} entries, got {target.shape}.")
@@ -159,6 +174,7 @@ class Engine:
     def reset(self) -> None:
         """Forget the past: silence at the current target setting (any ramp is finished)."""
         self._cstate[0] = self._cstate[1]
+        self._gain_db[0] = self._gain_db[1]
         self._istate[ELAPSED] = 0
         self._istate[RAMP_LEN] = 0
         self._istate[RING_POS] = 0
@@ -174,7 +190,10 @@ class Engine:
                 remaining -= n
 
     def _run_block(self, x: np.ndarray, y: np.ndarray, n: int) -> None:
+        elapsed, length = int(self._istate[ELAPSED]), int(self._istate[RAMP_LEN])
         self._run(x, y, n, self._cstate)
+        if self._has_gain:
+            apply_gain(y, n, self._gain_db, elapsed, length)
         if self._blocker is not None:
             dc_blocker.run_inplace(y, n, self._blocker, self._blocker_state)
 

@@ -53,6 +53,22 @@ def fill_conditioning(cstate: np.ndarray, itab: np.ndarray, mem: np.ndarray, n: 
     return True
 
 
+@njit(cache=True, error_model="numpy")
+def apply_gain(y: np.ndarray, n: int, gain_db: np.ndarray, elapsed: int, length: int) -> None:
+    """Multiply ``y[:n]`` by an output gain that ramps by the same law, in dB: ``gain_db`` = (start,
+    target); ``elapsed`` is the ramp's sample count before this block (an output-gain knob,
+    :meth:`knobcap.controls.Controls.output_gain`)."""
+    if elapsed >= length:
+        g = np.float32(10.0 ** (gain_db[1] / 20.0))
+        for t in range(n):
+            y[t] *= g
+        return
+    for t in range(n):
+        e = min(elapsed + t + 1, length)
+        db = gain_db[0] + (gain_db[1] - gain_db[0]) * (e / length)
+        y[t] *= np.float32(10.0 ** (db / 20.0))
+
+
 def current_vector(cstate: np.ndarray, istate: np.ndarray) -> np.ndarray:
     """The conditioning vector of the last processed sample (float64)."""
     length = int(istate[RAMP_LEN])

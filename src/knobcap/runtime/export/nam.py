@@ -142,7 +142,7 @@ def _baked_layer(cfg: Mapping[str, Any], w: Mapping[str, np.ndarray], p: str, c:
     return _flat(weight) + _flat(bias) + _flat(x_weight)
 
 
-def _wavenet(model: ModelFile, c: np.ndarray, layout: str) -> tuple[dict[str, Any], np.ndarray]:
+def _wavenet(model: ModelFile, c: np.ndarray, layout: str, gain: float) -> tuple[dict[str, Any], np.ndarray]:
     cfg, w = model.config, model.weights
     c = setting_features(model, c)
     activation = _ACTIVATIONS[cfg["activation"]]
@@ -174,12 +174,13 @@ def _wavenet(model: ModelFile, c: np.ndarray, layout: str) -> tuple[dict[str, An
                            "groups_input_mixin": 1, "gating_mode": ["none"] * len(dil),
                            "secondary_activation": [None] * len(dil)})
         previous = ch
-    parts.append(np.asarray([cfg["head_scale"]], np.float32))
-    config = {"layers": layers, "head": None, "head_scale": float(cfg["head_scale"])}
+    head_scale = float(cfg["head_scale"]) * gain
+    parts.append(np.asarray([head_scale], np.float32))
+    config = {"layers": layers, "head": None, "head_scale": head_scale}
     return config, np.concatenate(parts)
 
 
-def _lstm(model: ModelFile, c: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
+def _lstm(model: ModelFile, c: np.ndarray, gain: float) -> tuple[dict[str, Any], np.ndarray]:
     cfg, w = model.config, model.weights
     hidden, n_layers = int(cfg["hidden_size"]), int(cfg["num_layers"])
     parts: list[np.ndarray] = []
@@ -192,7 +193,8 @@ def _lstm(model: ModelFile, c: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
             w_ih = w_ih[:, :1]
         matrix = np.concatenate([w_ih, np.asarray(w[f"lstm.weight_hh_l{layer}"], np.float64)], axis=1)
         parts += _flat(matrix) + _flat(bias) + _flat(np.zeros(2 * hidden))
-    parts += _flat(w["head.weight"]) + _flat(w["head.bias"])
+    head = [gain * np.asarray(w[f"head.{name}"], np.float64) for name in ("weight", "bias")]
+    parts += _flat(head[0]) + _flat(head[1])
     return {"input_size": 1, "hidden_size": hidden, "num_layers": n_layers}, np.concatenate(parts)
 
 
@@ -202,15 +204,16 @@ def nam_snapshot(model: ModelFile, setting: Mapping[str, object] | None = None, 
     if layout not in LAYOUTS:
         raise ExportError(f"unknown .nam layout {layout!r}; use one of {', '.join(LAYOUTS)}.")
     clean, c = bake_vector(model, setting)
+    gain = model.controls.output_gain(clean)  # an output-gain knob's level, baked into the head
     if model.architecture == "wavenet" and model.config.get("mixin", "linear") not in ("linear", "product"):
         raise ExportError(
             f"this WaveNet's mixin {model.config.get('mixin')!r} is unknown to this knobcap; update knobcap.")
     if model.architecture == "wavenet":
         architecture = "WaveNet"
-        config, weights = _wavenet(model, c, layout)
+        config, weights = _wavenet(model, c, layout, gain)
     elif model.architecture == "lstm":
         architecture = "LSTM"
-        config, weights = _lstm(model, c)
+        config, weights = _lstm(model, c, gain)
     else:
         raise ExportError(
             f"architecture {model.architecture!r} has no .nam equivalent; NAM snapshots can be made from "

@@ -31,6 +31,11 @@ def proteus_model(model: ModelFile, switches: Mapping[str, object] | None = None
         raise ExportError(
             f"Proteus runs LSTM models only; this model is a {model.architecture}. Train with the lstm "
             "architecture to export for Proteus, or export a .nam snapshot instead.")
+    gains = [k.name for k in model.controls.knobs if k.gain_db is not None]
+    if gains:
+        raise ExportError(
+            f"Proteus knobs feed the LSTM, and knob {gains[0]!r} of this model is an output gain that "
+            "knobcap applies after it (controls 'gain_db'); export .nam snapshots instead.")
     if int(model.config["num_layers"]) != 1:
         raise ExportError(f"Proteus runs one LSTM layer; this model has {model.config['num_layers']}.")
     if not 1 <= n_knobs <= 2:
