@@ -53,6 +53,7 @@ import math
 import os
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
@@ -160,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
                              "combination puts every knob at both ends in every combination")
     parser.add_argument("--no-screen", action="store_true",
                         help="model coordinates without the measured warps (as before screening)")
+    parser.add_argument("--no-gain-knobs", action="store_true",
+                        help="learn every knob, output-gain knobs too (as before session 13)")
     parser.add_argument("--more", type=int, default=None,
                         help="knobcap-more: settings added by plan --more (default n // 4)")
     parser.add_argument("--out", type=Path, default=None)
@@ -175,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     device = get_device(args.device)
     # as `knobcap init --device DEVICE` does: the knobs' coordinates warped by screening the device
     controls = device.controls if args.no_screen else screen_device(device)
+    if args.no_gain_knobs:  # the screened warps kept, no knob applied as an output gain
+        controls = replace(controls, knobs=tuple(replace(k, gain_db=None) for k in controls.knobs))
     out = args.out or Path(tempfile.mkdtemp(prefix="knobcap-data-efficiency-"))
     out.mkdir(parents=True, exist_ok=True)
     signal_path = out / "input.wav"
