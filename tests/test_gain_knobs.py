@@ -59,7 +59,8 @@ def test_a_scaled_copy_reads_as_its_gain_and_anything_else_does_not() -> None:
     assert np.allclose(gains, [20 * np.log10(0.5), 20 * np.log10(2.0)]) and residual < 1e-20
     _, clipped = gk.gain_curve([np.tanh(3 * y0)], y0)  # type: ignore[misc]
     assert clipped > gk.MAX_RESIDUAL
-    assert gk.gain_curve([y0], np.zeros_like(y0)) is None and gk.gain_curve([0 * y0], y0) is None
+    assert gk.gain_curve([y0], np.zeros_like(y0)) is None
+    assert gk.gain_curve([0 * y0, y0], y0) == (pytest.approx([-gk.MAX_GAIN_DB, 0.0]), 0.0)  # volume at 0
     assert gk.gain_curve([-y0], y0) is None  # an inverted copy is no level
 
 
@@ -150,3 +151,34 @@ def test_a_setting_that_differs_from_a_take_only_in_its_level_counts_as_trained(
     take = {"drive": 2.0, "tone": 5.0, "level": -8.0, "diodes": "led"}
     assert nearest_distance(controls, take | {"level": 4.0}, [take]) == 0.0
     assert nearest_distance(controls, take | {"tone": 6.0}, [take]) > 0.0
+
+
+class VolumePedal(VirtualDevice):
+    """A clipper with a volume pot after it whose end is silence (as most real pedals' volume)."""
+
+    name = "volume-pedal"
+    controls = Controls(knobs=(Knob("drive"), Knob("volume", 0.0, 1.0, default=0.5)))
+
+    def process(self, audio: np.ndarray, sample_rate: int, setting: Mapping[str, object]) -> np.ndarray:
+        y = np.tanh((1.0 + 5.0 * float(setting["drive"])) * np.asarray(audio, np.float64))  # type: ignore[arg-type]
+        return (y * float(setting["volume"]) ** 2).astype(np.float32)  # type: ignore[arg-type]
+
+
+def test_a_volume_that_ends_in_silence_is_screened_as_an_output_gain_and_scored_without_its_silence() -> None:
+    from knobcap.evaluation.evaluate import evaluate_against_device
+
+    controls = screen_device(VolumePedal(), levels=5)
+    volume = controls["volume"]
+    assert isinstance(volume, Knob) and volume.gain_db is not None
+    assert volume.gain_db[0] == -gk.MAX_GAIN_DB
+    assert np.allclose(volume.gain_db[1:], 40 * np.log10([0.5, 1.0, 1.5, 2.0]), atol=1e-3)  # (v / 0.5)^2
+    x = generate_signal(30.0).audio[48_000:50_000]
+    settings = [{"drive": 0.5, "volume": v} for v in (0.0, 0.5, 1.0)]
+    silent: list = []
+
+    def predict(audio: np.ndarray, chosen: list) -> np.ndarray:
+        return np.stack([VolumePedal().process(audio, 48_000, s) * 1.01 for s in chosen])
+
+    rows = evaluate_against_device(predict, VolumePedal(), controls, x, 48_000, settings, silent=silent)
+    assert [r.setting["volume"] for r in rows] == [0.5, 1.0] and silent == [settings[0]]
+    assert all(r.esr == pytest.approx(1e-4, rel=1e-3) for r in rows)

@@ -143,6 +143,10 @@ def test_step_distances_are_relative_rms_changes_and_noise_is_taken_out() -> Non
     assert np.all(raw > 0.05) and np.all(corrected < 0.01)
     with pytest.raises(ScreeningError, match="silent"):
         step_distances([x, 0 * x])
+    # a virtual device's volume at 0 is silence, not a dead cable: allowed, unless every probe is silent
+    assert step_distances([0 * x, 0 * x, x], allow_silent=True) == pytest.approx([0.0, np.sqrt(2.0)])
+    with pytest.raises(ScreeningError, match="silent"):
+        step_distances([0 * x, 0 * x], allow_silent=True)
 
 
 def test_rounded_warps_stay_strictly_increasing() -> None:

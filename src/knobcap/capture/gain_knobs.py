@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from knobcap.controls import Controls, Knob, Setting
+from knobcap.controls import MAX_GAIN_DB, Controls, Knob, Setting
 
 MAX_RESIDUAL = 1e-6  # r_i: what a scaled copy leaves, as a share of the output's energy
 MAX_SPREAD_DB = 0.01  # the gain curves at the two settings of the other controls agree within this
@@ -37,7 +37,8 @@ _SILENT = 1e-20  # an output energy at or below this is silence: no gain can be 
 
 def gain_curve(outputs: Sequence[np.ndarray], reference: np.ndarray) -> tuple[np.ndarray, float] | None:
     """``(20 log10 g_i, max_i r_i)`` of ``outputs`` against ``reference`` (see the module docstring);
-    ``None`` when the reference or an output is silent (no gain to read)."""
+    ``None`` when the reference is silent (no gain to read). A silent output is gain 0, written as
+    ``-MAX_GAIN_DB`` (a volume turned all the way down)."""
     y0 = np.asarray(reference, np.float64)
     energy0 = float(y0 @ y0)
     if energy0 <= _SILENT:
@@ -45,14 +46,17 @@ def gain_curve(outputs: Sequence[np.ndarray], reference: np.ndarray) -> tuple[np
     gains, worst = [], 0.0
     for output in outputs:
         y = np.asarray(output, np.float64)
-        energy = float(y @ y)
-        if energy <= _SILENT or y.shape != y0.shape:
+        if y.shape != y0.shape:
             return None
+        energy = float(y @ y)
+        if energy <= _SILENT:
+            gains.append(-MAX_GAIN_DB)
+            continue
         g = float(y @ y0) / energy0
         if g <= 0.0:
             return None
         worst = max(worst, float(np.sum((y - g * y0) ** 2)) / energy)
-        gains.append(20.0 * np.log10(g))
+        gains.append(max(20.0 * np.log10(g), -MAX_GAIN_DB))
     return np.asarray(gains), worst
 
 

@@ -62,10 +62,13 @@ class ScreeningError(ValueError):
 
 
 # ------------------------------------------------------------------------------------------ maths
-def step_distances(outputs: Sequence[np.ndarray], noise_power: Sequence[float] | None = None) -> np.ndarray:
+def step_distances(outputs: Sequence[np.ndarray], noise_power: Sequence[float] | None = None,
+                   allow_silent: bool = False) -> np.ndarray:
     """``d_i``: relative RMS change between neighbouring probe outputs (see the module docstring).
 
     ``noise_power``: each output's noise power per sample ``s_i^2``, taken out of the sums.
+    ``allow_silent``: a silent output is a knob's legitimate end (a virtual device's volume at 0), not a
+    dead connection; only all of them silent is refused, and two silent neighbours are 0 apart.
     """
     if len(outputs) < 2:
         raise ScreeningError("screening needs at least two probes per knob.")
@@ -75,11 +78,13 @@ def step_distances(outputs: Sequence[np.ndarray], noise_power: Sequence[float] |
     n = len(ys[0])
     noise = np.zeros(len(ys)) if noise_power is None else np.asarray(noise_power, dtype=np.float64)
     energy = np.array([np.sum(y * y) for y in ys]) - n * noise
-    if np.any(energy <= 0):
+    if np.all(energy <= 0) or (np.any(energy <= 0) and not allow_silent):
         raise ScreeningError("a probe output is silent; check the connections and record it again.")
+    energy = np.maximum(energy, 0.0)
     diffs = np.array([np.sum((ys[i + 1] - ys[i]) ** 2) for i in range(len(ys) - 1)])
     change = np.maximum(diffs - n * (noise[:-1] + noise[1:]), 0.0)
-    return np.sqrt(change / (0.5 * (energy[:-1] + energy[1:])))
+    scale = 0.5 * (energy[:-1] + energy[1:])
+    return np.sqrt(np.divide(change, scale, out=np.zeros_like(change), where=scale > 0))
 
 
 def warp_from_distances(distances: Sequence[float], blend: float = DEFAULT_BLEND,
@@ -143,7 +148,7 @@ def screen(render: Callable[[Setting], np.ndarray], controls: Controls, levels: 
             if progress is not None:
                 progress(knob.name, k * levels + i, count)
             outputs.append(render(setting))
-        warps[knob.name] = warp_from_distances(step_distances(outputs), blend, MIN_CHANGE)
+        warps[knob.name] = warp_from_distances(step_distances(outputs, allow_silent=True), blend, MIN_CHANGE)
         if keep is not None:
             keep[knob.name] = outputs
     if progress is not None:

@@ -18,6 +18,7 @@ from knobcap.controls.dial import (
     settings_from_args,
 )
 from knobcap.controls.space import (
+    MAX_GAIN_DB,
     MAX_WARP_POINTS,
     TAPERS,
     Controls,
@@ -33,6 +34,7 @@ from knobcap.controls.warp_lines import warps_into_toml
 
 __all__ = [
     "CONTROLS_FILE",
+    "MAX_GAIN_DB",
     "MAX_WARP_POINTS",
     "TAPERS",
     "Controls",

@@ -221,11 +221,13 @@ def evaluate_against_device(predict: Predictor, device: object, controls: Contro
                             stop: int | None = None, training: Sequence[Setting] = (),
                             cache: RenderCache | None = None, clip: str | None = None,
                             batch: int = 8, progress: Progress | None = None,
-                            task: str = "grid") -> list[Row]:
+                            task: str = "grid", silent: list[Setting] | None = None) -> list[Row]:
     """ESR of the model against the device on ``audio[start:stop]`` at each setting.
 
     Each row records whether its setting coincides with a training setting (distance in knob ``u``
-    below :data:`SAME_SETTING_TOL` with equal switches) and its distance to the nearest one.
+    below :data:`SAME_SETTING_TOL` with equal switches) and its distance to the nearest one. A setting
+    where the device is silent (a volume at 0) has no ESR: it is left out and, given ``silent``, listed
+    there.
     """
     stop = len(audio) if stop is None else stop
     preroll = int(PREROLL_SECONDS * sample_rate)
@@ -236,6 +238,10 @@ def evaluate_against_device(predict: Predictor, device: object, controls: Contro
         predicted = predict_segment(predict, audio, start, stop, chunk, preroll)
         for setting, y_hat in zip(chunk, predicted, strict=True):
             target = cached_render(device, cache, audio, start, stop, setting, sample_rate, preroll)
+            if not np.any(target):
+                if silent is not None:
+                    silent.append(dict(setting))
+                continue
             distance = nearest_distance(controls, setting, training) if training else math.inf
             rows.append(Row(setting=dict(setting), esr=esr(y_hat, target), clip=clip,
                             trained=distance < SAME_SETTING_TOL, distance=distance))
@@ -519,12 +525,17 @@ def evaluate_run(run: str | Path, device: str | None = None, grid: int = 6,
                 f"device {device!r} has controls {', '.join(dev.controls.names)} but the model has "
                 f"{', '.join(controls.names)}; pass the device the session was recorded with.")
         cache = RenderCache(Path(cache_dir) if cache_dir is not None else folder.cache_dir)
+        silent: list[Setting] = []
         grid_rows = evaluate_against_device(
             predict, dev, controls, audio, rate, dense_grid(controls, grid), segment.start, segment.stop,
-            training, cache, progress=progress, task="dense grid")
-        doc["grid"] = section(controls, grid_rows, levels=grid, description=(
+            training, cache, progress=progress, task="dense grid", silent=silent)
+        if not grid_rows:
+            raise EvaluationError(f"{folder}: the device is silent at every dense-grid setting; check the "
+                                  "device and its controls.")
+        doc["grid"] = section(controls, grid_rows, levels=grid, silent=silent, description=(
             f"{grid} taper-aware levels per knob x every switch combination, device vs model on the "
-            "validation segment; 'summary' covers the points never trained on"))
+            "validation segment; 'summary' covers the points never trained on; 'silent' lists the "
+            "settings where the device is silent (no ESR)"))
         headline = {"source": "grid", **doc["grid"]["summary"]}  # type: ignore[index]
         if use_di:
             settings = random_settings(controls, di_settings, seed)
