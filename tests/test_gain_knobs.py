@@ -182,3 +182,10 @@ def test_a_volume_that_ends_in_silence_is_screened_as_an_output_gain_and_scored_
     rows = evaluate_against_device(predict, VolumePedal(), controls, x, 48_000, settings, silent=silent)
     assert [r.setting["volume"] for r in rows] == [0.5, 1.0] and silent == [settings[0]]
     assert all(r.esr == pytest.approx(1e-4, rel=1e-3) for r in rows)
+
+
+def test_the_plan_says_the_level_is_held_and_why() -> None:
+    from knobcap.capture.design import describe_method
+
+    text = describe_method(initial_design(level_controls(), 20, seed=0))
+    assert "level is an output gain" in text and "at -8" in text

@@ -717,19 +717,23 @@ def describe_method(design: Design, forced: bool = False) -> str:
     """A sentence for ``knobcap plan``: which design, and when the other one would be chosen
     (``forced``: the user chose it with ``--method``)."""
     controls = design.controls
+    held = held_gain_knobs(controls)
+    gains = "".join(f" {name} is an output gain (its gain_db line in controls.toml): every take records "
+                    f"it at {value:g}, and the model applies it exactly at any setting."
+                    for name, value in held.items())
     need = coverage_settings(designed_knobs(controls))
     covered = "each switch combination covered to its knobs' ends and corners from takes on them"
     if forced:
         kind = covered if design.method == "coverage" else "a sliced Latin hypercube"
         return (f"Design: {kind}, as --method asked (without it, knobcap takes the coverage design from "
-                f"{need} settings a switch combination on).")
+                f"{need} settings a switch combination on).{gains}")
     if design.method == "coverage":
-        return f"Design: {covered} ({need} or more settings a combination)."
+        return f"Design: {covered} ({need} or more settings a combination).{gains}"
     text = (f"Design: a sliced Latin hypercube, which shows the model many levels of every knob (fewer "
             f"than {need} settings a switch combination")
     threshold = coverage_threshold(controls)
     return text + (f"; from --n {threshold} on, knobcap covers every knob's ends and corners from takes "
-                   "on them)." if threshold is not None else ").")
+                   "on them)." if threshold is not None else ").") + gains
 
 
 def initial_design(controls: Controls, size: DesignSize | int | None = None, seed: int = 0,
