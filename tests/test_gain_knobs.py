@@ -111,6 +111,10 @@ def test_training_data_takes_the_level_out_of_the_takes(tmp_path: Path) -> None:
     for take in data.takes:
         assert np.allclose(take.audio, np.tanh(3 * signal.audio), atol=1e-5)
         assert take.vector[2] == 0.0
+    assert data.unvaried_knobs() == []  # the level is applied, not learned: its one value is no gap
+    same_tone = [(take, setting | {"tone": 5.0, "level": -8.0}, role) for take, setting, role in plan]
+    data = TrainingData.from_session(make_session(tmp_path / "t", controls, same_tone, signal, device))
+    assert data.unvaried_knobs() == ["tone"]
 
 
 def test_every_runtime_scales_the_output_by_the_level(tmp_path: Path) -> None:

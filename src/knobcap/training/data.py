@@ -138,6 +138,13 @@ class TrainingData:
                     f"{where}: take {take.name!r} is silent on samples {first}..{last}, where its ESR is "
                     "measured; check the device's output and record the take again.")
 
+    def unvaried_knobs(self) -> list[str]:
+        """Knobs the model sees (not output gains) that sit at one value in every training take: the
+        model cannot learn what they do."""
+        takes = self.train_takes
+        return [k.name for k in self.controls.knobs if k.gain_db is None and len(takes) > 1
+                and len({round(float(t.setting[k.name]), 9) for t in takes}) == 1]
+
     @classmethod
     def from_session(cls, root: str | Path) -> TrainingData:
         """Load a session folder (see ``knobcap.capture.session``); takes whose check failed are refused."""

@@ -511,6 +511,9 @@ def _train(data: TrainingData, config: TrainConfig, run_dir: Path, *, resume: bo
         torch.set_num_threads(run_threads(config))  # the final evaluation's; the fit runs on the plan
     say(f"training on {where}")
     say(run.dc_blocker_line)
+    for name in data.unvaried_knobs():
+        say(f"note: knob {name!r} is at one value in every training take, so the model cannot learn what "
+            "it does; plan takes that turn it, or hold it in controls.toml's [fixed].")
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(folder.config_path, config.to_dict())
     train_loader = DataLoader(windows, batch_size=None, shuffle=False, num_workers=0)
