@@ -19,7 +19,9 @@ For each size ``n`` (training settings: space-filling + anchors) and each design
   positions (:func:`grid_levels`: 0/10, or 0/5/10), e.g. 2 x 2 corners for n = 16 on two knobs and
   3 x 3 less one corner for 32; a single point is the middle of the dial; where one knob gets a level
   more than another (3 x 2 for n = 24), ``grid`` gives it to the first knob, ``grid-reversed`` to the
-  last (the TS808's drive / tone);
+  last (the TS808's drive / tone); ``grid-held`` grids only the knobs the model learns, output-gain
+  knobs (``gain_db``, found by screening) held at their defaults, as knobcap's plan holds them (``grid``
+  spends takes on their levels too);
 * ``random``: knob coordinates uniform in the taper's ``u`` (not the warp), switch combinations dealt
   in turn;
 * ``knobcap-more``: knobcap's design with ``n - more`` settings, a model trained on it, then
@@ -60,7 +62,7 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 import numpy as np
 
-from knobcap.capture.design import DesignSize, initial_design
+from knobcap.capture.design import DesignSize, held_gain_knobs, initial_design
 from knobcap.capture.reamp import reamp_session
 from knobcap.capture.screening import screen_device
 from knobcap.capture.session import PlannedTake, Session, init_session, plan_csv_text, take_name
@@ -70,7 +72,8 @@ from knobcap.devices import get_device
 from knobcap.evaluation.evaluate import evaluate_run, random_settings
 from knobcap.fileio import write_text_atomic
 
-DESIGNS = ("knobcap", "knobcap-more", "knobcap-coverage", "knobcap-lhs", "grid", "grid-reversed", "random")
+DESIGNS = ("knobcap", "knobcap-more", "knobcap-coverage", "knobcap-lhs", "grid", "grid-reversed", "grid-held",
+           "random")
 
 
 def knobcap_design(controls: Controls, n: int, seed: int, anchors: int | None = None, method: str = "auto"
@@ -94,21 +97,25 @@ def grid_levels(knobs: int, per: int, reverse: bool = False) -> list[int]:
     return counts
 
 
-def grid_design(controls: Controls, n: int, reverse: bool = False) -> list[tuple[Setting, str]]:
+def grid_design(controls: Controls, n: int, reverse: bool = False, held: bool = False
+                ) -> list[tuple[Setting, str]]:
     """What a person does by hand: per switch combination a grid of evenly spaced *dial* positions
     (:func:`grid_levels`), cut to the takes it has (the last points of the grid, around the top
-    corner, are the ones left out)."""
+    corner, are the ones left out). ``held``: over the knobs the model learns only, output-gain knobs
+    at their defaults (as knobcap's plan holds them; ``grid-held``)."""
     combos = controls.switch_combinations()
     per = max(1, n // len(combos))
-    counts = grid_levels(len(controls.knobs), per, reverse)
+    fixed = held_gain_knobs(controls) if held else {}
+    knobs = [k for k in controls.knobs if k.name not in fixed]
+    counts = grid_levels(len(knobs), per, reverse)
     axes = [[0.5] if count == 1 else [i / (count - 1) for i in range(count)] for count in counts]
     points = list(itertools.product(*axes))[:per]
     out = []
     for combo in combos:
         for point in points:
             setting: Setting = {knob.name: knob.min + p * (knob.max - knob.min)
-                                for knob, p in zip(controls.knobs, point, strict=True)}
-            out.append((round_setting(controls, {**setting, **combo}), "train"))
+                                for knob, p in zip(knobs, point, strict=True)}
+            out.append((round_setting(controls, {**setting, **fixed, **combo}), "train"))
     return out[:n]
 
 
@@ -212,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
                     method = {"knobcap-lhs": "lhs", "knobcap-coverage": "coverage"}.get(name, "auto")
                     settings = knobcap_design(controls, first_n, seed, args.anchors, method)
                 elif name.startswith("grid"):
-                    settings = grid_design(controls, n, reverse=name == "grid-reversed")
+                    settings = grid_design(controls, n, name == "grid-reversed", name == "grid-held")
                 else:
                     settings = random_design(controls, n, seed)
                 session = Session.open(root) if (root / "plan.csv").is_file() else \
