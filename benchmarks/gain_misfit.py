@@ -5,10 +5,11 @@
 ``RUN`` is a run folder evaluated with a device (its ``metrics.json`` has the dense grid). Prints:
 
 * **the device's knobs**: for each knob, renders of the probe audio at ``--positions`` rotations, the
-  other controls at their defaults and then at the far end of every other knob's range (the last switch
-  position); each render against the knob's default render, the gain ``g = <y, y0> / <y0, y0>`` and the
-  residual ESR ``|y - g y0|^2 / |y|^2``. A knob whose residual is ~0 at every position and both settings
-  of the others is an exact output gain (a level or volume control after the last nonlinearity);
+  other controls at their defaults and then away from them (``gain_knobs.far_setting``); each render
+  against the knob's default render, the gain ``g = <y, y0> / <y0, y0>`` and the residual ESR
+  ``|y - g y0|^2 / |y|^2`` (``gain_knobs.gain_curve``, what screening tests). A knob whose residual
+  is ~0 at every position and both settings of the others is an exact output gain (a level or volume
+  control after the last nonlinearity);
 * **the run's dense grid** (points never trained on): median / p90 / max ESR as evaluated, and with each
   point's best scalar gain on the model's output, ``min_g |g y_hat - y|^2 / |y|^2``: what is left if the
   model's level were right, and the median and largest gain error in dB.
@@ -26,9 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
+from knobcap.capture.gain_knobs import far_setting, gain_curve, probe_values
 from knobcap.capture.session import Session
 from knobcap.capture.testsignal import generate_signal
-from knobcap.controls import Controls, Setting
+from knobcap.controls import Controls
 from knobcap.devices import Device, get_device
 from knobcap.evaluation.evaluate import (
     PREROLL_SECONDS,
@@ -47,36 +49,24 @@ def summary(values: list[float]) -> str:
 
 
 def best_gain(prediction: np.ndarray, target: np.ndarray) -> tuple[float, float]:
-    """``(g, ESR)`` of ``g * prediction`` against ``target`` at the least-squares gain."""
-    p, t = prediction.astype(np.float64), target.astype(np.float64)
-    g = float(p @ t / (p @ p)) if p @ p > 0 else 1.0
-    return g, float(np.sum((g * p - t) ** 2) / np.sum(t ** 2))
-
-
-def far_setting(controls: Controls, knob: str) -> Setting:
-    """Every control but ``knob`` at the other end from its default (a switch at its last position)."""
-    setting = controls.default_setting()
-    for k in controls.knobs:
-        if k.name != knob:
-            setting[k.name] = k.max if k.default_value < 0.5 * (k.min + k.max) else k.min
-    for s in controls.switches:
-        setting[s.name] = s.positions[-1]
-    return setting
+    """``(gain in dB, ESR)`` of ``target`` against ``prediction`` at the least-squares gain
+    (:func:`knobcap.capture.gain_knobs.gain_curve`)."""
+    found = gain_curve([target], prediction)
+    return (np.nan, np.nan) if found is None else (float(found[0][0]), found[1])
 
 
 def knob_gains(device: Device, controls: Controls, audio: np.ndarray, rate: int, positions: int) -> None:
     print("knob: value -> gain in dB over the knob's default (residual ESR), the others at their defaults | "
-          "at their far ends")
+          "at their far ends (knobcap.capture.gain_knobs.far_setting)")
     for knob in controls.knobs:
         cells = []
-        for rotation in np.linspace(0.0, 1.0, positions):
-            value = knob.min + rotation * (knob.max - knob.min)
+        for value in probe_values(knob, positions):
             parts = []
             for base in (controls.default_setting(), far_setting(controls, knob.name)):
-                y0 = np.asarray(device.process(audio, rate, base), np.float64)
-                y = np.asarray(device.process(audio, rate, base | {knob.name: value}), np.float64)
-                g, residual = best_gain(y0, y)
-                parts.append(f"{20 * np.log10(abs(g)) if g else -np.inf:+.2f} ({residual:.0e})")
+                y0 = device.process(audio, rate, base | {knob.name: knob.default_value})
+                y = device.process(audio, rate, base | {knob.name: value})
+                db, residual = best_gain(y0, y)
+                parts.append(f"{db:+.2f} ({residual:.0e})")
             cells.append(f"{value:g}: " + " | ".join(parts))
         print(f"  {knob.name}: " + "; ".join(cells))
 
@@ -101,9 +91,9 @@ def grid_gains(run: Path, session: Session, doc: dict) -> None:
                                    preroll)
             y_hat = output[segment.start - begin:]
             plain.append(float(np.sum((y_hat - target) ** 2) / np.sum(target.astype(np.float64) ** 2)))
-            g, residual = best_gain(y_hat, target)
+            db, residual = best_gain(y_hat, target)
             fitted.append(residual)
-            gains.append(abs(20 * np.log10(abs(g))) if g else np.inf)
+            gains.append(abs(db))
     worst = int(np.argmax(plain))
     print(f"{run}: {len(rows)} dense-grid settings never trained on, ESR median / p90 / max")
     print(f"  {'as evaluated':>22}: {summary(plain)}")
