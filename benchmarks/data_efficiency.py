@@ -21,7 +21,9 @@ For each size ``n`` (training settings: space-filling + anchors) and each design
   more than another (3 x 2 for n = 24), ``grid`` gives it to the first knob, ``grid-reversed`` to the
   last (the TS808's drive / tone); ``grid-held`` grids only the knobs the model learns, output-gain
   knobs (``gain_db``, found by screening) held at their defaults, as knobcap's plan holds them (``grid``
-  spends takes on their levels too);
+  spends takes on their levels too). Its dial grid can be the scoring grid itself (24 takes on two
+  linear knobs: 5 x 5 less one, ``--grid 5``), and then only the left-out point is never trained on:
+  score it on another ``--grid``;
 * ``random``: knob coordinates uniform in the taper's ``u`` (not the warp), switch combinations dealt
   in turn;
 * ``knobcap-more``: knobcap's design with ``n - more`` settings, a model trained on it, then
