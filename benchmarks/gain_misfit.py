@@ -22,7 +22,6 @@ seed-0 run scores 0.0024 / 0.0086 / 0.0251, and 0.0022 / 0.0075 / 0.0104 with th
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -32,20 +31,8 @@ from knobcap.capture.session import Session
 from knobcap.capture.testsignal import generate_signal
 from knobcap.controls import Controls
 from knobcap.devices import Device, get_device
-from knobcap.evaluation.evaluate import (
-    PREROLL_SECONDS,
-    VALIDATION_SEGMENT,
-    RenderCache,
-    aligned_device,
-    cached_render,
-    model_predictor,
-)
-from knobcap.models.modelfile import load_model_file
-
-
-def summary(values: list[float]) -> str:
-    v = np.asarray(values)
-    return f"{np.median(v):.4f} / {np.percentile(v, 90):.4f} / {v.max():.4f}"
+from knobcap.metrics import esr
+from run_grid import open_run, summary, untrained_grid
 
 
 def best_gain(prediction: np.ndarray, target: np.ndarray) -> tuple[float, float]:
@@ -72,28 +59,14 @@ def knob_gains(device: Device, controls: Controls, audio: np.ndarray, rate: int,
 
 
 def grid_gains(run: Path, session: Session, doc: dict) -> None:
-    rows = [r for r in doc["grid"]["rows"] if not r["trained"]]
-    predict = model_predictor(load_model_file(run / "model.knobcap"))
-    signal = session.input()
-    rate = signal.map.sample_rate
-    segment = signal.map.segment(VALIDATION_SEGMENT)
-    audio = np.asarray(signal.audio, np.float32)
-    device = aligned_device(session, session.controls.device or doc["device"])
-    cache = RenderCache(run / "cache")
-    preroll = int(PREROLL_SECONDS * rate)
-    begin = max(0, segment.start - preroll)
-    plain, fitted, gains = [], [], []
-    for first in range(0, len(rows), 8):
-        chunk = rows[first:first + 8]
-        outputs = np.asarray(predict(audio[begin:segment.stop], [r["setting"] for r in chunk]))
-        for row, output in zip(chunk, outputs, strict=True):
-            target = cached_render(device, cache, audio, segment.start, segment.stop, row["setting"], rate,
-                                   preroll)
-            y_hat = output[segment.start - begin:]
-            plain.append(float(np.sum((y_hat - target) ** 2) / np.sum(target.astype(np.float64) ** 2)))
-            db, residual = best_gain(y_hat, target)
-            fitted.append(residual)
-            gains.append(abs(db))
+    rows, plain, fitted, gains = [], [], [], []
+    for row, output, target, offset in untrained_grid(run, session, doc):
+        y_hat = output[offset:]
+        rows.append(row)
+        plain.append(esr(y_hat, target))
+        db, residual = best_gain(y_hat, target)
+        fitted.append(residual)
+        gains.append(abs(db))
     worst = int(np.argmax(plain))
     print(f"{run}: {len(rows)} dense-grid settings never trained on, ESR median / p90 / max")
     print(f"  {'as evaluated':>22}: {summary(plain)}")
@@ -111,10 +84,7 @@ def main() -> None:
     if not 2 <= args.positions <= 21 or not 1.0 <= args.seconds <= 60.0:
         raise SystemExit("--positions must be 2-21 and --seconds 1-60.")
 
-    session = Session.open(args.run.parent.parent)
-    doc = json.loads((args.run / "metrics.json").read_text(encoding="utf-8"))
-    if "grid" not in doc:
-        raise SystemExit(f"{args.run / 'metrics.json'}: no dense grid; evaluate the run with a device first.")
+    session, doc = open_run(args.run)
     device = get_device(session.controls.device or doc["device"])
     probe = generate_signal(30.0)
     rate = probe.map.sample_rate

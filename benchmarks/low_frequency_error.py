@@ -24,29 +24,14 @@ output holds low frequencies. See docs/results.md (issue 11).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 from scipy.signal import butter, lfilter, sosfiltfilt
 
-from knobcap.capture.session import Session
-from knobcap.evaluation.evaluate import (
-    PREROLL_SECONDS,
-    VALIDATION_SEGMENT,
-    RenderCache,
-    aligned_device,
-    cached_render,
-    model_predictor,
-)
-from knobcap.models.modelfile import load_model_file
+from run_grid import open_run, summary, untrained_grid
 
 CONTEXT_SECONDS = 4.0  # extra model input before the segment, for the blocker to settle
-
-
-def summary(values: list[float]) -> str:
-    v = np.asarray(values)
-    return f"{np.median(v):.4f} / {np.percentile(v, 90):.4f} / {v.max():.4f}"
 
 
 def main() -> None:
@@ -57,41 +42,21 @@ def main() -> None:
     parser.add_argument("--split", type=float, default=20.0, help="the low band's upper edge in Hz")
     args = parser.parse_args()
 
-    session = Session.open(args.run.parent.parent)
-    doc = json.loads((args.run / "metrics.json").read_text(encoding="utf-8"))
-    if "grid" not in doc:
-        raise SystemExit(f"{args.run / 'metrics.json'}: no dense grid; evaluate the run with a device first.")
-    rows = doc["grid"]["rows"]
-    predict = model_predictor(load_model_file(args.run / "model.knobcap"))
-    signal = session.input()
-    rate = signal.map.sample_rate
-    segment = signal.map.segment(VALIDATION_SEGMENT)
-    audio = np.asarray(signal.audio, np.float32)
-    # lined up with the session's takes, as the evaluation scored the run (session 11's fix)
-    device = aligned_device(session, session.controls.device or doc["device"])
-    cache = RenderCache(args.run / "cache")
-    preroll = int(PREROLL_SECONDS * rate)
-    begin = max(0, segment.start - preroll - int(CONTEXT_SECONDS * rate))
+    session, doc = open_run(args.run)
+    rate = session.input().map.sample_rate
     high_pass = butter(4, args.split, "highpass", fs=rate, output="sos")
     scores: dict[str, list[float]] = {"as evaluated": [], f"error above {args.split:g} Hz": []}
     scores.update({f"DC blocker {c:g} Hz": [] for c in args.cutoffs})
-    for first in range(0, len(rows), 8):
-        chunk = [r for r in rows[first:first + 8] if not r["trained"]]
-        if not chunk:
-            continue
-        outputs = np.asarray(predict(audio[begin:segment.stop], [r["setting"] for r in chunk]))
-        for row, output in zip(chunk, outputs, strict=True):
-            target = cached_render(device, cache, audio, segment.start, segment.stop, row["setting"], rate,
-                                   preroll)
-            energy = float(np.sum(target ** 2))
-            error = output[segment.start - begin:] - target
-            scores["as evaluated"].append(float(np.sum(error ** 2)) / energy)
-            scores[f"error above {args.split:g} Hz"].append(
-                float(np.sum(sosfiltfilt(high_pass, error) ** 2)) / energy)
-            for cutoff in args.cutoffs:
-                pole = float(np.exp(-2.0 * np.pi * cutoff / rate))
-                blocked = lfilter([1.0, -1.0], [1.0, -pole], output)[segment.start - begin:]
-                scores[f"DC blocker {cutoff:g} Hz"].append(float(np.sum((blocked - target) ** 2)) / energy)
+    for _, output, target, offset in untrained_grid(args.run, session, doc, CONTEXT_SECONDS):
+        energy = float(np.sum(target ** 2))
+        error = output[offset:] - target
+        scores["as evaluated"].append(float(np.sum(error ** 2)) / energy)
+        low_cut = sosfiltfilt(high_pass, error)
+        scores[f"error above {args.split:g} Hz"].append(float(np.sum(low_cut ** 2)) / energy)
+        for cutoff in args.cutoffs:
+            pole = float(np.exp(-2.0 * np.pi * cutoff / rate))
+            blocked = lfilter([1.0, -1.0], [1.0, -pole], output)[offset:]
+            scores[f"DC blocker {cutoff:g} Hz"].append(float(np.sum((blocked - target) ** 2)) / energy)
     count = len(scores["as evaluated"])
     print(f"{args.run}: {count} dense-grid settings never trained on, ESR median / p90 / max")
     for name, values in scores.items():
