@@ -316,11 +316,15 @@ class Controls:
         """Whether a knob is an output gain (:meth:`output_gain`)."""
         return any(k.gain_db is not None for k in self.knobs)
 
-    def output_gain(self, setting: Mapping[str, object]) -> float:
-        """The factor the output-gain knobs put on the model's output at ``setting``: ``10^(sum dB / 20)``
-        (1 when no knob is one)."""
+    def output_gain_db(self, setting: Mapping[str, object]) -> float:
+        """The output-gain knobs' gain at ``setting`` in dB, summed (0 when no knob is one)."""
         clean = self.validate_setting(setting)
-        return float(10.0 ** (sum(k.gain(clean[k.name]) for k in self.knobs) / 20.0))  # type: ignore[arg-type]
+        return float(sum(k.gain(clean[k.name]) for k in self.knobs))  # type: ignore[arg-type]
+
+    def output_gain(self, setting: Mapping[str, object]) -> float:
+        """The factor the output-gain knobs put on the model's output at ``setting``: ``10^(dB / 20)`` of
+        :meth:`output_gain_db` (1 when no knob is one)."""
+        return float(10.0 ** (self.output_gain_db(setting) / 20.0))
 
     def unit_knobs(self, setting: Mapping[str, object]) -> np.ndarray:
         """Only the knobs' taper-aware coordinates of a setting, as float64."""

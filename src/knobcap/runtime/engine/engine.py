@@ -105,7 +105,7 @@ class Engine:
         if setting is not None:
             self._setting = self._merge(setting)
         self._cstate[:] = self.controls.to_vector(self._setting)[None, :]
-        self._gain_db = np.full(2, self._setting_gain(self._setting))  # output gain: start, target (dB)
+        self._gain_db = np.full(2, self.controls.output_gain_db(self._setting))  # output gain: start, target
         self._has_gain = self.controls.has_output_gain
         self.reset()
 
@@ -133,15 +133,6 @@ class Engine:
     def ramp_samples(self) -> int:
         return round(self.ramp_ms * 1e-3 * self.sample_rate)
 
-    def _setting_gain(self, setting: Setting) -> float:
-        return float(sum(k.gain(setting[k.name]) for k in self.controls.knobs))  # type: ignore[arg-type]
-
-    def _current_gain(self) -> float:
-        length, elapsed = int(self._istate[RAMP_LEN]), int(self._istate[ELAPSED])
-        if elapsed >= length:
-            return float(self._gain_db[1])
-        return float(self._gain_db[0] + (self._gain_db[1] - self._gain_db[0]) * elapsed / length)
-
     def _merge(self, setting: Mapping[str, object]) -> Setting:
         merged: dict[str, object] = dict(self._setting)
         merged.update(setting)
@@ -151,9 +142,9 @@ class Engine:
         """Move to ``setting`` (all or some controls): knobs ramp over ``ramp_ms``, switches jump."""
         clean = self._merge(setting)
         target = self.controls.to_vector(clean).astype(np.float64)
-        start_gain = self._current_gain()
+        start_gain = current_vector(self._gain_db[:, None], self._istate)[0]  # ramps as the knobs do
         self.set_vector(target, ramp_ms)
-        self._gain_db[:] = (start_gain, self._setting_gain(clean))
+        self._gain_db[:] = (start_gain, self.controls.output_gain_db(clean))
         self._setting = clean
 
     def set_vector(self, target: np.ndarray, ramp_ms: float | None = None) -> None:
