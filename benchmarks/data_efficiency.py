@@ -8,6 +8,7 @@ Runs are kept in ``--out`` and reused, so a killed run continues and more seeds 
 
     .venv/bin/python benchmarks/data_efficiency.py [--sizes 4 8 16 24] [--steps 300] [--grid 5]
         [--seeds 0 1 2] [--designs knobcap grid random] [--no-screen] [--train KEY=VALUE ...] [--out DIR]
+        [--device lv2:URI [--controls NAME ...]]
 
 For each size ``n`` (training settings: space-filling + anchors) and each design:
 
@@ -150,6 +151,9 @@ def write_true_alignment(root: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="ts808", help="a virtual device: ts808 or lv2:URI")
+    parser.add_argument("--controls", nargs="+", default=None, metavar="CONTROL",
+                        help="an LV2 device's controls to capture, as 'knobcap init --controls' (the others "
+                             "stay at the plugin's defaults)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[4, 8, 16, 24])
     parser.add_argument("--designs", nargs="+", default=list(DESIGNS), choices=DESIGNS)
     parser.add_argument("--seconds", type=float, default=60.0, help="test signal length (30-180 s)")
@@ -184,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     from knobcap.training.refine import plan_more
     from knobcap.training.run import Run
 
-    device = get_device(args.device)
+    device = get_device(args.device, **({"select": tuple(args.controls)} if args.controls else {}))
     # as `knobcap init --device DEVICE` does: the knobs' coordinates warped by screening the device
     controls = device.controls if args.no_screen else screen_device(device)
     if args.no_gain_knobs:  # the screened warps kept, no knob applied as an output gain

@@ -193,3 +193,12 @@ def test_the_plan_says_the_level_is_held_and_why() -> None:
 
     text = describe_method(initial_design(level_controls(), 20, seed=0))
     assert "level is an output gain" in text and "at -8" in text
+
+
+def test_a_gain_next_to_a_silent_end_is_interpolated_in_amplitude_and_elsewhere_in_db() -> None:
+    volume = Knob("volume", 0.0, 10.0, default=5.0, gain_db=(-gk.MAX_GAIN_DB, -12.0, 0.0))
+    assert volume.gain(0.0) == -gk.MAX_GAIN_DB
+    assert volume.gain(2.5) == pytest.approx(-12.0 + 20 * np.log10(0.5), abs=1e-3)  # half the amplitude
+    assert volume.gain(1e-9) == pytest.approx(-gk.MAX_GAIN_DB, abs=1.0)
+    assert volume.gain(5.0) == pytest.approx(-12.0) and volume.gain(10.0) == pytest.approx(0.0)
+    assert volume.gain(7.5) == pytest.approx(-6.0)  # in dB between audible entries

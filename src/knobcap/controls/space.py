@@ -89,11 +89,24 @@ class Knob:
             object.__setattr__(self, "gain_db", tuple(float(g) for g in self.gain_db))
 
     def gain(self, value: float) -> float:
-        """The knob's output gain in dB at ``value`` (0 for a knob that is not an output gain)."""
+        """The knob's output gain in dB at ``value`` (0 for a knob that is not an output gain).
+
+        Between table entries the gain is interpolated in dB, except next to a silent entry
+        (``-MAX_GAIN_DB``: a volume turned all the way down), where it is interpolated in amplitude:
+        a pot's output falls to nothing at its end, and dB interpolation towards -120 dB would put the
+        first notches far too quiet (-66 dB halfway to an entry of -12 dB, where -18 dB is right for a
+        linear pot)."""
         if self.gain_db is None:
             return 0.0
-        rotations = np.linspace(0.0, 1.0, len(self.gain_db))
-        return float(np.interp(self.rotation(value), rotations, self.gain_db))
+        table = np.asarray(self.gain_db, dtype=float)
+        rotations = np.linspace(0.0, 1.0, len(table))
+        p = min(max(self.rotation(value), 0.0), 1.0)
+        i = min(int(np.searchsorted(rotations, p, side="right")) - 1, len(table) - 2)
+        pair = table[i:i + 2]
+        if pair.min() > -MAX_GAIN_DB + 1e-9:
+            return float(np.interp(p, rotations, table))
+        amplitude = float(np.interp(p, rotations[i:i + 2], 10.0 ** (pair / 20.0)))
+        return max(20.0 * math.log10(amplitude), -MAX_GAIN_DB) if amplitude > 0.0 else -MAX_GAIN_DB
 
     @property
     def default_value(self) -> float:
