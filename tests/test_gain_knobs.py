@@ -202,3 +202,56 @@ def test_a_gain_next_to_a_silent_end_is_interpolated_in_amplitude_and_elsewhere_
     assert volume.gain(1e-9) == pytest.approx(-gk.MAX_GAIN_DB, abs=1.0)
     assert volume.gain(5.0) == pytest.approx(-12.0) and volume.gain(10.0) == pytest.approx(0.0)
     assert volume.gain(7.5) == pytest.approx(-6.0)  # in dB between audible entries
+
+
+def recorded_screen(tmp_path: Path, device: VirtualDevice, levels: int = 5) -> Controls:
+    """``knobcap screen`` with the probes recorded through the virtual reamp (a latency and a noise
+    floor a probe, as a real interface's) and measured as a real device's are."""
+    from knobcap.capture.screen_session import screen_session
+    from knobcap.controls.toml import save_controls
+
+    root = tmp_path / device.name
+    root.mkdir()
+    save_controls(device.controls, root / "controls.toml")
+    outcome = screen_session(root, levels=levels, device=device)
+    assert outcome.controls is not None
+    return outcome.controls
+
+
+def test_recorded_probes_find_the_level_after_the_clipper_and_not_the_one_before_it(tmp_path: Path) -> None:
+    controls = recorded_screen(tmp_path, LevelPedal())
+    level = controls["level"]
+    assert isinstance(level, Knob) and level.gain_db is not None
+    assert np.allclose(level.gain_db, [-12.0, -6.0, 0.0, 6.0, 12.0], atol=0.02)  # through -80 dBFS noise
+    assert controls["pre"].gain_db is None and controls["drive"].gain_db is None  # type: ignore[union-attr]
+
+
+def test_recorded_probes_take_a_volume_turned_down_as_silence_and_read_its_gain(tmp_path: Path) -> None:
+    controls = recorded_screen(tmp_path, VolumePedal())
+    volume = controls["volume"]
+    assert isinstance(volume, Knob) and volume.gain_db is not None and volume.warp is not None
+    assert volume.gain_db[0] == -gk.MAX_GAIN_DB
+    assert np.allclose(volume.gain_db[1:], 40 * np.log10([0.5, 1.0, 1.5, 2.0]), atol=0.02)
+    assert controls["drive"].gain_db is None  # type: ignore[union-attr]
+
+
+def test_a_recorded_gain_needs_scaled_copies_within_the_noise_and_the_same_curve_far_away() -> None:
+    rng = np.random.default_rng(0)
+    x = np.tanh(3 * rng.standard_normal(20_000))
+    knob = Knob("level", 0.0, 1.0, default=0.5)
+    noise = 1e-8  # -80 dBFS a sample
+
+    def take(value: float, y: np.ndarray) -> gk.Recording:
+        return gk.Recording(value, y + np.sqrt(noise) * rng.standard_normal(len(y)), noise)
+
+    own = [take(v, (0.5 + v) * x) for v in (0.0, 0.5, 1.0)]
+    far = [take(v, 0.3 * (0.5 + v) * x) for v in (0.5, 0.0, 1.0)]
+    gains = gk.recorded_knob_gain(knob, own, far, 3)
+    assert gains == pytest.approx([20 * np.log10(0.5), 0.0, 20 * np.log10(1.5)], abs=0.01)
+    assert gk.recorded_knob_gain(knob, own, [], 3) == gains  # the knob alone: nothing far to test
+    bent = [far[0], far[1], take(1.0, 0.3 * 1.5 * np.tanh(2 * x))]  # clips far away: a level before it
+    assert gk.recorded_knob_gain(knob, own, bent, 3) is None
+    louder = [far[0], far[1], take(1.0, 0.3 * 1.7 * x)]  # a copy, but a different curve far away
+    assert gk.recorded_knob_gain(knob, own, louder, 3) is None
+    toned = [own[0], own[1], take(1.0, 1.5 * np.convolve(x, [0.9, 0.1])[:len(x)])]
+    assert gk.recorded_knob_gain(knob, toned, far, 3) is None

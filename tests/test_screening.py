@@ -179,10 +179,18 @@ def test_the_probe_is_short_with_blips_and_playing() -> None:
 def test_the_probe_plan_turns_one_knob_at_a_time_from_its_minimum_to_its_maximum() -> None:
     controls = StandIn().controls
     probes = probe_plan(controls, 3)
-    assert [p.name for p in probes] == [f"probe{i:02d}" for i in range(1, 10)]
-    assert [p.knob for p in probes] == ["drive"] * 3 + ["tone"] * 3 + ["dead"] * 3
-    assert [p.setting["tone"] for p in probes[3:6]] == [0.0, 5.0, 10.0]
-    assert {p.setting["drive"] for p in probes[3:]} == {round(controls.knobs[0].default_value, 1)}
+    assert [p.name for p in probes] == [f"probe{i:02d}" for i in range(1, 19)]
+    turns, tests = probes[:9], probes[9:]
+    order = ["drive"] * 3 + ["tone"] * 3 + ["dead"] * 3
+    assert [p.knob for p in turns] == order and not any(p.far for p in turns)
+    assert [p.setting["tone"] for p in turns[3:6]] == [0.0, 5.0, 10.0]
+    assert {p.setting["drive"] for p in turns[3:]} == {round(controls.knobs[0].default_value, 1)}
+    # the gain tests: each knob at its default, minimum and maximum, every other knob at its far end
+    assert all(p.far for p in tests) and [p.knob for p in tests] == order
+    assert [p.setting["tone"] for p in tests[3:6]] == [5.0, 0.0, 10.0]
+    assert {(p.setting["drive"], p.setting["dead"]) for p in tests[3:6]} == {(0.0, 10.0)}  # audio taper
+    assert probe_plan(Controls(knobs=(Knob("mix"),)), 3) == probe_plan(Controls(knobs=(Knob("mix"),)), 3,
+                                                                         gain_tests=False)  # nothing far
     log = Controls(knobs=(Knob("freq", 100, 10_000, taper="log"), Knob("mix")))
     assert {p.knob for p in probe_plan(log, 3)} == {"mix"}  # log knobs are not screened
 
@@ -241,11 +249,12 @@ def test_first_run_writes_the_probe_files_and_says_what_to_record(tmp_path: Path
     folder = root / "screen"
     assert (folder / "input.wav").is_file() and (folder / "input.json").is_file()
     rows = (folder / "plan.csv").read_text().splitlines()
-    assert rows[0] == "probe,knob,drive,tone,dead" and rows[1] == "probe01,drive,0,5,5" and len(rows) == 13
+    assert rows[0] == "probe,knob,drive,tone,dead" and rows[1] == "probe01,drive,0,5,5" and len(rows) == 22
+    assert rows[16] == "probe16,tone (others far),0,5,10"                 # the gain tests come last
     assert "probe01.wav" in result.output and "Recording time" in result.output
     assert "knobcap screen" in result.output and (root / "controls.toml").read_text() == CONTROLS_TOML
     again = invoke("screen", root)                                 # the plan's levels are kept
-    assert again.exit_code == 0 and len((folder / "plan.csv").read_text().splitlines()) == 13
+    assert again.exit_code == 0 and len((folder / "plan.csv").read_text().splitlines()) == 22
 
 
 def test_a_virtual_screen_writes_warps_keeps_comments_and_is_idempotent(screened: Path) -> None:
@@ -283,7 +292,7 @@ def test_missing_silent_and_wrong_rate_probes_are_named_with_the_fix(screened: P
     before = (root / "controls.toml").read_text()
     (folder / "probe03.wav").unlink()
     missing = invoke("screen", root)
-    assert missing.exit_code == 1 and "1 of 15 probes are not recorded" in missing.output
+    assert missing.exit_code == 1 and "1 of 24 probes are not recorded" in missing.output
     assert str(folder / "probe03.wav") in missing.output and "drive=5" in missing.output
     n = sf.info(str(folder / "probe01.wav")).frames
     sf.write(str(folder / "probe03.wav"), np.zeros(n), RATE)
@@ -349,3 +358,21 @@ def test_the_virtual_ts808_tone_changes_most_at_the_top() -> None:
     drive, tone = controls.knobs
     assert np.argmax(np.diff(tone.warp)) == LEVELS - 2 and tone.warp[-2] < 0.7
     assert drive.warp is not None and all(0 < u < 1 for u in drive.warp[1:-1])
+
+
+def test_a_plan_recorded_before_the_gain_tests_is_kept_and_screens_without_them(
+        screened: Path, tmp_path: Path) -> None:
+    root = Path(shutil.copytree(screened, tmp_path / "s"))
+    (root / "controls.toml").write_text(CONTROLS_TOML)
+    folder = root / "screen"
+    rows = (folder / "plan.csv").read_text().splitlines()
+    older = [r for r in rows if "(others far)" not in r]
+    (folder / "plan.csv").write_text("\n".join(older) + "\n")
+    for row in rows:
+        if "(others far)" in row:
+            (folder / f"{row.split(',')[0]}.wav").unlink()
+    result = invoke("screen", root)
+    assert result.exit_code == 0, result.output
+    assert (folder / "plan.csv").read_text().splitlines() == older
+    text = (root / "controls.toml").read_text()
+    assert "gain_db" not in text and "warp = [" in text

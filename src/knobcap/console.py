@@ -103,7 +103,7 @@ def probe_table(probes: Iterable[Any], title: str) -> Table:
     for column in ("probe", "turn", "setting"):
         table.add_column(column)
     for probe in probes:
-        table.add_row(f"{probe.name}.wav", probe.knob, label(probe.setting))
+        table.add_row(f"{probe.name}.wav", probe.label, label(probe.setting))
     return table
 
 
@@ -212,9 +212,12 @@ def screened(console: Console, outcome: Any, directory: Path, device: str | None
         console.print(probe_table(probes.probes, f"{len(probes.probes)} probes ({probe_plan}), in recording "
                                                  "order"))
         knobs = len({p.knob for p in probes.probes})
+        far = sum(p.far for p in probes.probes)
+        tests = (f", then {far} with the other controls at their far ends, which tell whether a knob only "
+                 f"sets the output level" if far else "")
         _say(console, f"Record: play {folder / probe_input} ({seconds:.1f} s) through the device at each "
              f"row's setting of {folder / probe_plan}, in order ({knobs} knob(s) x {probes.levels} turns, "
-             f"one knob at a time, the others at their defaults), and save each recording as "
+             f"one knob at a time, the others at their defaults{tests}), and save each recording as "
              f"{folder}/probe01.wav, probe02.wav, ... (mono, {probes.signal.sample_rate} Hz, from the very "
              f"start of the file to a second after it ends). Keep the interface gain and the device's "
              f"level the same for every probe.")
@@ -226,9 +229,17 @@ def screened(console: Console, outcome: Any, directory: Path, device: str | None
         _say(console, f"[yellow]warn[/] {warning}")
     console.print(warp_table(outcome.controls, f"Screened {len(probes.probes)} probes: u at each quarter "
                                                "turn"))
+    for name, gains in outcome.measurement.gains.items():
+        what = ("changes nothing measurable (its probes are the same sound" if max(map(abs, gains)) < 0.05
+                else "only sets the output level (its probes are scaled copies of each other")
+        _say(console, f"Knob {name!r} {what}, with the other controls at their defaults and at their far "
+             "ends): its gain is applied, not learned, and plans hold it at its default. Delete its "
+             f"'gain_db' line in {probes.controls_path} to learn it instead.")
     if outcome.wrote_controls:
-        _say(console, f"Wrote the warps into {probes.controls_path} (a 'warp = [...]' line in each knob's "
-             "table; the rest of the file is as it was).")
+        lines = "'warp = [...]' line in each knob's table" + (
+            ", 'gain_db = [...]' in each output-gain knob's" if outcome.measurement.gains else "")
+        _say(console, f"Wrote the warps into {probes.controls_path} (a {lines}; the rest of the file is as "
+             "it was).")
     else:
         _say(console, f"{probes.controls_path} already holds these warps; nothing rewritten.")
     for note in outcome.notes:

@@ -18,13 +18,22 @@ up to a dB where takes are sparse (issue 11, session 13: the GxTubeScreamer's ``
 cost its worst setting 0.0251 ESR where the right level leaves 0.0104; ``benchmarks/gain_misfit.py``).
 Applied exactly, the level is right at every setting and the design spends no takes on it.
 
-Only virtual devices are screened for it (their renders are exact, so the thresholds can be tight); a
-recorded device's probes carry noise and drift, and its level knob stays a knob the model learns.
+Virtual devices are tested on renders (exact, so the thresholds are tight: :func:`knob_gain`). A
+recorded device (``knobcap screen`` with probes recorded by hand, :func:`recorded_knob_gain`) is tested
+on its probes: the knob's own probes (the others at their defaults) and three more with every other
+control at its far end (the knob at its default, its minimum and its maximum). Its probes carry noise,
+so a residual is allowed what the two recordings' noise floors explain, times ``NOISE_MARGIN``, plus
+``RECORDED_MAX_RESIDUAL`` (what a pot's loading may change; a knob misread as a gain at that residual
+costs a model at most about that ESR), and the two curves must agree at the knob's ends within
+``RECORDED_SPREAD_DB`` plus the gains' noise. A probe at the noise floor (a volume turned down) is
+silence.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -33,6 +42,9 @@ from knobcap.controls import MAX_GAIN_DB, Controls, Knob, Setting
 MAX_RESIDUAL = 1e-6  # r_i: what a scaled copy leaves, as a share of the output's energy
 MAX_SPREAD_DB = 0.01  # the gain curves at the two settings of the other controls agree within this
 _SILENT = 1e-20  # an output energy at or below this is silence: no gain can be read from it
+RECORDED_MAX_RESIDUAL = 1e-4  # recorded probes: what a scaled copy may leave beyond its noise
+NOISE_MARGIN = 4.0  # ... plus this many times the share of the output that the noise floors explain
+RECORDED_SPREAD_DB = 0.1  # recorded probes: the two curves agree at the knob's ends within this (+ noise)
 
 
 def gain_curve(outputs: Sequence[np.ndarray], reference: np.ndarray) -> tuple[np.ndarray, float] | None:
@@ -110,3 +122,88 @@ def find_gain_knobs(render: Callable[[Setting], np.ndarray], controls: Controls,
         if gains is not None:
             found[knob.name] = gains
     return {} if len(found) == len(controls.knobs) else found
+
+
+@dataclass(frozen=True)
+class Recording:
+    """A recorded probe for the gain test: the knob's value, the aligned output (``None``: silent, at
+    the noise floor) and the noise floor's power per sample."""
+
+    value: float
+    audio: np.ndarray | None
+    noise: float
+
+
+def recorded_gain_curve(outputs: Sequence[Recording], reference: Recording
+                        ) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(20 log10 g_i, tolerance_i)`` in dB of recorded ``outputs`` against ``reference``, or ``None``
+    when one is not a scaled copy within its noise (or the reference is silent).
+
+    With noise powers ``n_i``, ``n_0`` a sample, ``N`` samples and output energy ``E_i``, the noise
+    alone leaves ``e_i = N (n_i + g_i^2 n_0) / E_i`` of the output; a probe passes when
+    ``r_i <= RECORDED_MAX_RESIDUAL + NOISE_MARGIN e_i``. The gain's own noise is about
+    ``sqrt(e_i / N)`` of it: the tolerance is ``NOISE_MARGIN`` times that, in dB."""
+    if reference.audio is None:
+        return None
+    y0 = np.asarray(reference.audio, np.float64)
+    energy0 = float(y0 @ y0)
+    if energy0 <= _SILENT:
+        return None
+    gains, tolerance = [], []
+    for output in outputs:
+        if output.audio is None:
+            gains.append(-MAX_GAIN_DB)
+            tolerance.append(0.0)
+            continue
+        y = np.asarray(output.audio, np.float64)
+        energy = float(y @ y)
+        if y.shape != y0.shape or energy <= _SILENT:
+            return None
+        g = float(y @ y0) / energy0
+        if g <= 0.0:
+            return None
+        noise_share = len(y) * (output.noise + g * g * reference.noise) / energy
+        if float(np.sum((y - g * y0) ** 2)) / energy > RECORDED_MAX_RESIDUAL + NOISE_MARGIN * noise_share:
+            return None
+        gains.append(max(20.0 * math.log10(g), -MAX_GAIN_DB))
+        tolerance.append(20.0 * math.log10(1.0 + NOISE_MARGIN * math.sqrt(noise_share / len(y))))
+    return np.asarray(gains), np.asarray(tolerance)
+
+
+def recorded_knob_gain(knob: Knob, at_defaults: Sequence[Recording], far: Sequence[Recording],
+                       levels: int) -> tuple[float, ...] | None:
+    """``knob``'s ``gain_db`` at ``levels`` equally spaced rotations from recorded probes, when it is an
+    output gain, else ``None``.
+
+    ``at_defaults``: the knob's probes (the other controls at their defaults), low to high; ``far``: the
+    probes with every other control at its far end, the knob at its default first, then at other values
+    (empty when the knob is the only control)."""
+    audible = [r for r in at_defaults if r.audio is not None]
+    if len(at_defaults) < 2 or not audible:
+        return None
+    loudest = max(audible, key=lambda r: float(np.sum(np.asarray(r.audio, np.float64) ** 2)))
+    found = recorded_gain_curve(at_defaults, loudest)
+    if found is None:
+        return None
+    rotations = np.array([knob.rotation(r.value) for r in at_defaults])
+    curve, tolerance = found
+    default = knob.rotation(knob.default_value)
+    below = int(np.clip(np.searchsorted(rotations, default, side="right") - 1, 0, len(curve) - 2))
+    if curve[below:below + 2].min() <= -MAX_GAIN_DB:
+        return None  # silent next to the default: no level to refer the others to
+    silent = curve <= -MAX_GAIN_DB
+    curve = np.where(silent, -MAX_GAIN_DB, np.clip(curve - float(np.interp(default, rotations, curve)),
+                                                   -MAX_GAIN_DB, MAX_GAIN_DB))
+    if far:
+        checked = recorded_gain_curve(far[1:], far[0])
+        if checked is None:
+            return None
+        for r, gain, slack in zip(far[1:], *checked, strict=True):
+            p = knob.rotation(r.value)
+            expected = float(np.interp(p, rotations, curve))
+            limit = RECORDED_SPREAD_DB + slack + float(np.interp(p, rotations, tolerance))
+            if (gain <= -MAX_GAIN_DB) != (expected <= -MAX_GAIN_DB) or (
+                    gain > -MAX_GAIN_DB and abs(gain - expected) > limit):
+                return None
+    table = np.interp(np.linspace(0.0, 1.0, levels), rotations, curve)
+    return tuple(round(float(g), 4) for g in table)

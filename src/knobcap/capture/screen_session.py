@@ -6,6 +6,18 @@ control>``: one row a probe, in recording order) and the recordings ``probe01.wa
 ``probe02.wav``, ... A plan that no longer matches controls.toml is rewritten while no probe is
 recorded, and refused once one is.
 
+The plan turns each knob through its range, the other controls at their defaults (the warps), then
+records each knob three more times with every other control at its far end (knob column ``NAME (others
+far)``; the knob at its default, minimum and maximum): with the knob's own probes these tell whether it
+is an output gain (a level after the last nonlinearity;
+:func:`knobcap.capture.gain_knobs.recorded_knob_gain`), which is then applied and not learned (its
+``gain_db`` line in controls.toml). A plan written before
+these probes existed is kept as it is once a probe is recorded (the gains are then not tested).
+
+A probe at the noise floor (the check's "dead" or "silent", e.g. a volume turned all the way down) is
+silence when it sits at an end of its knob's run of probes, a run of silent ones at most: screening takes
+it as silence, not as a failed recording.
+
 Recordings (a real device, or a virtual one through :func:`knobcap.capture.reamp.record`) are checked as
 takes are (:func:`knobcap.capture.check.check_take`, its messages worded for probes) and aligned to the probe
 input (blips, :mod:`knobcap.capture.latency`); their mean is removed, and their noise floor (measured on the
@@ -35,6 +47,7 @@ from knobcap.capture.design import (
     SessionTime,
     session_time,
 )
+from knobcap.capture.gain_knobs import Recording, far_setting, recorded_knob_gain
 from knobcap.capture.screening import (
     DEFAULT_BLEND,
     MIN_CHANGE,
@@ -79,6 +92,15 @@ class Probe:
     name: str
     knob: str
     setting: Setting
+    far: bool = False  # a gain-test probe: every other control at its far end
+
+    @property
+    def label(self) -> str:
+        """The plan's knob column: the knob's name, and ``(others far)`` for a gain-test probe."""
+        return self.knob + FAR_LABEL if self.far else self.knob
+
+
+FAR_LABEL = " (others far)"
 
 
 def probe_name(number: int) -> str:
@@ -86,14 +108,25 @@ def probe_name(number: int) -> str:
     return f"probe{number:02d}"
 
 
-def probe_plan(controls: Controls, levels: int = SCREEN_LEVELS) -> list[Probe]:
+def probe_plan(controls: Controls, levels: int = SCREEN_LEVELS, gain_tests: bool = True) -> list[Probe]:
     """Every screenable knob from its minimum to its maximum in ``levels`` steps, one knob at a time,
-    the other controls at their defaults, values rounded to what a user can dial."""
+    the other controls at their defaults, values rounded to what a user can dial; then (``gain_tests``)
+    each knob at its default, minimum and maximum with every other control at its far end (none when
+    the knob is the only control)."""
+    def rounded(setting: Setting) -> Setting:
+        return {**setting, **{k.name: round_value(k, float(setting[k.name])) for k in controls.knobs}}  # type: ignore[arg-type]
+
     probes: list[Probe] = []
-    for knob in (k for k in controls.knobs if screenable(k)):
+    knobs = [k for k in controls.knobs if screenable(k)]
+    for knob in knobs:
         for setting in probe_settings(controls, knob, check_levels(levels)):
-            rounded = {k.name: round_value(k, float(setting[k.name])) for k in controls.knobs}  # type: ignore[arg-type]
-            probes.append(Probe(probe_name(len(probes) + 1), knob.name, {**setting, **rounded}))
+            probes.append(Probe(probe_name(len(probes) + 1), knob.name, rounded(setting)))
+    if gain_tests and len(controls.names) > 1:
+        for knob in knobs:
+            far = far_setting(controls, knob.name)
+            for value in dict.fromkeys((knob.default_value, knob.min, knob.max)):
+                probes.append(Probe(probe_name(len(probes) + 1), knob.name, rounded(far | {knob.name: value}),
+                                    far=True))
     return probes
 
 
@@ -104,7 +137,7 @@ def probe_plan_text(controls: Controls, probes: Sequence[Probe]) -> str:
     writer.writerow(["probe", "knob", *controls.names])
     for probe in probes:
         values = [format_value(k, float(probe.setting[k.name])) for k in controls.knobs]  # type: ignore[arg-type]
-        writer.writerow([probe.name, probe.knob, *values, *(str(probe.setting[s.name])
+        writer.writerow([probe.name, probe.label, *values, *(str(probe.setting[s.name])
                                                              for s in controls.switches)])
     return buffer.getvalue()
 
@@ -125,12 +158,13 @@ def read_probe_plan(path: Path, controls: Controls) -> list[Probe]:
         if len(row) != len(expected):
             raise ScreeningError(f"{path}, line {line}: {len(row)} values but {len(expected)} columns.")
         name, knob, *values = (cell.strip() for cell in row)
+        far = knob.endswith(FAR_LABEL)
         try:
             setting = controls.validate_setting(dict(zip(controls.names, values, strict=True)),
                                                 where=f"{path}, line {line}")
         except ControlsError as error:
             raise ScreeningError(str(error)) from None
-        probes.append(Probe(name, knob, setting))
+        probes.append(Probe(name, knob[:-len(FAR_LABEL)] if far else knob, setting, far))
     return probes
 
 
@@ -202,6 +236,9 @@ def prepare_probes(root: str | Path, levels: int | None = None) -> ProbeSet:
     probes = probe_plan(controls, levels)
     text = probe_plan_text(controls, probes)
     wrote_plan = not old or probe_plan_text(controls, old) != text
+    if wrote_plan and old and recordings and probe_plan_text(controls, old) == probe_plan_text(
+            controls, probe_plan(controls, levels, gain_tests=False)):
+        probes, wrote_plan = old, False  # written before the gain tests, and recorded from: kept
     if wrote_plan and old and recordings:
         raise ScreeningError(
             f"{plan_path} no longer matches {CONTROLS_FILE} and --levels {levels} ({len(old)} probes "
@@ -224,7 +261,7 @@ def _session_controls(root: Path) -> Controls:
 
 def _levels_of(probes: Sequence[Probe]) -> int:
     """Probes per knob of a plan (every knob has as many)."""
-    return sum(p.knob == probes[0].knob for p in probes)
+    return sum(p.knob == probes[0].knob and not p.far for p in probes)
 
 
 def _probe_input(path: Path, recordings: Sequence[Path]) -> tuple[TestSignal, bool]:
@@ -300,6 +337,7 @@ class Measurement:
 
     knobs: list[KnobScreen]
     warnings: list[str] = field(default_factory=list)
+    gains: dict[str, tuple[float, ...]] = field(default_factory=dict)  # output-gain knobs' gain_db
 
     @property
     def warps(self) -> dict[str, tuple[float, ...]]:
@@ -322,13 +360,19 @@ def measure_probes(probes: ProbeSet, blend: float = DEFAULT_BLEND,
     signal, m = probes.signal, probes.signal.map
     failures, warnings = [], []
     aligned: dict[str, tuple[np.ndarray, float]] = {}
+    quiet: dict[str, list[str]] = {}  # probes at the noise floor: silence, where their knob allows it
     for index, probe in enumerate(probes.probes):
         if progress is not None:
             progress(probe.name, index, len(probes.probes))
         path = probes.path(probe)
         checked = check_take(path, signal, take=probe.name, setting=probe.setting)
-        failures += [probe_wording(p.message, path) for p in checked.problems if p.severity == "fail"]
+        failed = [p for p in checked.problems if p.severity == "fail"]
         warnings += [probe_wording(p.message, path) for p in checked.problems if p.severity == "warn"]
+        codes = {p.code for p in failed}
+        if codes & _SILENCE and codes <= _SILENCE | _UNMEASURABLE_IN_SILENCE:
+            quiet[probe.name] = [probe_wording(p.message, path) for p in failed]
+            continue
+        failures += [probe_wording(p.message, path) for p in failed]
         if checked.status == "fail" or checked.latency is None:
             continue
         recorded, _ = read_wav(path, sample_rate=m.sample_rate, mono=False)
@@ -337,12 +381,61 @@ def measure_probes(probes: ProbeSet, blend: float = DEFAULT_BLEND,
         aligned[probe.name] = (y - y.mean(), floor)
     if progress is not None:
         progress("done", len(probes.probes), len(probes.probes))
+    silence = _silent_ends(probes, set(quiet))
+    failures += [message for name, messages in quiet.items() if name not in silence for message in messages]
     if failures:
         raise ScreeningError("\n".join(failures) + f"\nFix these probes: delete each file named above, "
                              f"record it again at its row of {probes.folder / PROBE_PLAN}, and run "
                              f"'knobcap screen {probes.root}' again.")
-    return Measurement([_knob_screen(probes, name, aligned, blend) for name in _knob_order(probes)],
-                       warnings)
+    length = len(playing_part(signal, signal.audio))
+    aligned |= {name: (np.zeros(length), 0.0) for name in silence}
+    knobs = [_knob_screen(probes, name, aligned, blend) for name in _knob_order(probes)]
+    return Measurement(knobs, warnings, _gain_knobs(probes, aligned, silence))
+
+
+_SILENCE = {"dead", "silent"}  # check codes of a recording at the noise floor
+_UNMEASURABLE_IN_SILENCE = {"latency", "drift"}  # what a silent recording fails with it
+
+
+def _silent_ends(probes: ProbeSet, quiet: set[str]) -> set[str]:
+    """The quiet probes that are silence: in a knob's run of probes, a run at one end that leaves some
+    audible (a volume turned down); any gain-test probe (the gain test needs no audio from it)."""
+    silence = {p.name for p in probes.probes if p.far and p.name in quiet}
+    for name in _knob_order(probes):
+        flags = [p.name in quiet for p in probes.probes if p.knob == name and not p.far]
+        names = [p.name for p in probes.probes if p.knob == name and not p.far]
+        if all(flags):
+            continue
+        for run in (names, names[::-1]):
+            for probe_name_, flag in zip(run, [n in quiet for n in run], strict=True):
+                if not flag:
+                    break
+                silence.add(probe_name_)
+    return silence
+
+
+def _gain_knobs(probes: ProbeSet, aligned: Mapping[str, tuple[np.ndarray, float]],
+                silence: set[str]) -> dict[str, tuple[float, ...]]:
+    """``gain_db`` of every knob whose probes show an output gain (none when every knob is one, as
+    :func:`knobcap.capture.gain_knobs.find_gain_knobs`; none from a plan without gain-test probes)."""
+    if not any(p.far for p in probes.probes) and len(probes.controls.names) > 1:
+        return {}
+
+    def recording(probe: Probe, knob: Knob) -> Recording:
+        audio, noise = aligned[probe.name]
+        return Recording(float(probe.setting[knob.name]), None if probe.name in silence else audio,  # type: ignore[arg-type]
+                         noise)
+
+    found = {}
+    for name in _knob_order(probes):
+        knob = probes.controls[name]
+        assert isinstance(knob, Knob)
+        own = [recording(p, knob) for p in probes.probes if p.knob == name and not p.far]
+        far = [recording(p, knob) for p in probes.probes if p.knob == name and p.far]
+        gains = recorded_knob_gain(knob, own, far, probes.levels)
+        if gains is not None:
+            found[name] = gains
+    return {} if len(found) == len(probes.controls.knobs) else found
 
 
 # check.py words its messages for takes (what a model learns from); these say what they mean for a probe
@@ -370,18 +463,18 @@ def probe_wording(message: str, path: Path) -> str:
 
 
 def _knob_order(probes: ProbeSet) -> list[str]:
-    return list(dict.fromkeys(p.knob for p in probes.probes))
+    return list(dict.fromkeys(p.knob for p in probes.probes if not p.far))
 
 
 def _knob_screen(probes: ProbeSet, name: str, aligned: Mapping[str, tuple[np.ndarray, float]],
                  blend: float) -> KnobScreen:
-    rows = [p for p in probes.probes if p.knob == name]
+    rows = [p for p in probes.probes if p.knob == name and not p.far]
     knob = probes.controls[name]
     assert isinstance(knob, Knob)
     outputs = [aligned[p.name][0] for p in rows]
     noise = [aligned[p.name][1] for p in rows]
     try:
-        d = step_distances(outputs, noise)
+        d = step_distances(outputs, noise, allow_silent=True)  # silent ones were checked: a run at an end
     except ScreeningError as error:
         raise ScreeningError(f"knob {name!r} ({', '.join(p.name for p in rows)}): {error}") from None
     warp = round_warp(warp_from_distances(d, blend, MIN_CHANGE))
@@ -455,7 +548,8 @@ def screen_session(root: str | Path, *, levels: int | None = None, device: objec
     outcome.measurement = measure_probes(probes, blend, stage("check"))
     try:
         outcome.controls, outcome.wrote_controls = write_warps(probes.controls_path,
-                                                               outcome.measurement.warps)
+                                                               outcome.measurement.warps,
+                                                               outcome.measurement.gains)
     except ControlsError as error:
         raise ScreeningError(str(error)) from None
     outcome.notes = session_notes(root, outcome.wrote_controls)

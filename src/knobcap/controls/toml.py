@@ -75,10 +75,12 @@ def save_controls(controls: Controls, path: str | Path, overwrite: bool = False)
     return path
 
 
-def write_warps(path: str | Path, warps: Mapping[str, Sequence[float]]) -> tuple[Controls, bool]:
-    """Set the warps in the controls.toml at ``path`` (atomically; nothing written when unchanged).
+def write_warps(path: str | Path, warps: Mapping[str, Sequence[float]],
+                gains: Mapping[str, Sequence[float]] | None = None) -> tuple[Controls, bool]:
+    """Set the warps (and the ``gain_db`` of knobs found to be output gains) in the controls.toml at
+    ``path`` (atomically; nothing written when unchanged).
 
-    The result is parsed again and must differ from the file before only by the warps (defaults
+    The result is parsed again and must differ from the file before only by these lines (defaults
     included), else the file is left alone and the error says what to add by hand.
     Returns the new controls and whether the file changed.
     """
@@ -86,29 +88,33 @@ def write_warps(path: str | Path, warps: Mapping[str, Sequence[float]]) -> tuple
     text = path.read_text(encoding="utf-8")
     before = load_controls(path)
     warps = {name: tuple(float(u) for u in w) for name, w in warps.items()}
+    gains = {name: tuple(float(g) for g in table) for name, table in (gains or {}).items()}
+    lines = by_hand(warps, gains)
     try:
-        new_text = warps_into_toml(text, before, warps)
+        new_text = warps_into_toml(text, before, warps, gains)
     except ControlsError as error:
-        raise ControlsError(f"{error} Or add these lines yourself: {by_hand(warps)}") from None
+        raise ControlsError(f"{error} Or add these lines yourself: {lines}") from None
     try:
         after = Controls.from_dict(tomllib.loads(new_text), path)
     except (ValueError, ControlsError) as error:
         raise ControlsError(f"{path}: knobcap could not add the warps safely ({error}); the file is "
-                             f"unchanged. Add these lines yourself: {by_hand(warps)}") from None
-    if not _only_warps_differ(before, after, warps):
+                             f"unchanged. Add these lines yourself: {lines}") from None
+    if not _only_warps_differ(before, after, warps, gains):
         raise ControlsError(f"{path}: knobcap could not add the warps safely (the edited file reads "
-                             f"differently); it is unchanged. Add these lines yourself: {by_hand(warps)}")
+                             f"differently); it is unchanged. Add these lines yourself: {lines}")
     if new_text == text:
         return before, False
     write_text_atomic(path, new_text)
     return after, True
 
 
-def _only_warps_differ(before: Controls, after: Controls, warps: Mapping[str, tuple[float, ...]]) -> bool:
+def _only_warps_differ(before: Controls, after: Controls, warps: Mapping[str, tuple[float, ...]],
+                       gains: Mapping[str, tuple[float, ...]]) -> bool:
     if (before.name, before.switches, len(before.knobs)) != (after.name, after.switches, len(after.knobs)):
         return False
-    return all(replace(old, warp=None) == replace(new, warp=None)
+    return all(replace(old, warp=None, gain_db=None) == replace(new, warp=None, gain_db=None)
                and new.warp == warps.get(old.name, old.warp)
+               and new.gain_db == gains.get(old.name, old.gain_db)
                for old, new in zip(before.knobs, after.knobs, strict=True))
 
 

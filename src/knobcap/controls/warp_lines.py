@@ -1,4 +1,5 @@
-"""Warp lines: measured warps written into a user's controls.toml, every other line kept as it is.
+"""Warp lines: measured warps (and output gains' ``gain_db``) written into a user's controls.toml, every
+other line kept as it is.
 
 TOML libraries drop comments, so the file is edited line by line: each ``[[knob]]`` table is found by
 its header (the n-th table is the n-th knob), and its ``warp`` line (with the comment knobcap writes
@@ -23,16 +24,21 @@ _TABLE_HEADER = re.compile(r"^\s*\[")
 _KEY = re.compile(r"^(\s*)([A-Za-z0-9_\-\"']+)\s*=")
 _MARK = "knobcap screen"
 WARP_COMMENT = "# warp (measured by '{mark}'): u at {n} equally spaced turns; delete it to use the taper"
+GAIN_COMMENT = ("# gain_db (measured by '{mark}'): an output gain, in dB at {n} equally spaced turns, "
+                "applied and not learned; delete it to learn the knob")
 
 
-def warps_into_toml(text: str, controls: Controls, warps: Mapping[str, Sequence[float]]) -> str:
+def warps_into_toml(text: str, controls: Controls, warps: Mapping[str, Sequence[float]],
+                    gains: Mapping[str, Sequence[float]] | None = None) -> str:
     """``text`` (a controls.toml parsed as ``controls``) with a ``warp = [...]`` line set in the
-    ``[[knob]]`` table of each knob in ``warps``; every other line is kept as it is.
+    ``[[knob]]`` table of each knob in ``warps`` and a ``gain_db = [...]`` line in that of each knob in
+    ``gains`` (an output gain, :mod:`knobcap.capture.gain_knobs`); every other line is kept as it is.
 
-    An existing warp line (and the comment knobcap wrote above it) is replaced; a new one goes after
+    An existing line (and the comment knobcap wrote above it) is replaced; a new one goes after
     the table's last key. (An unset ``default`` stays unset: it is the middle of the taper, which a warp
     never moves.)
     """
+    gains = gains or {}
     newline = "\r\n" if "\r\n" in text else "\n"
     lines = text.splitlines(keepends=True)
     if lines and not lines[-1].endswith(("\n", "\r")):
@@ -46,23 +52,26 @@ def warps_into_toml(text: str, controls: Controls, warps: Mapping[str, Sequence[
             f"add its warp line.")
     for index in reversed(range(len(starts))):
         knob = controls.knobs[index]
-        if knob.name not in warps:
-            continue
         start = starts[index]
         stop = next((h for h in headers if h > start), len(lines))
-        lines[start + 1:stop] = _knob_lines(lines[start + 1:stop], warps[knob.name], newline)
+        body = lines[start + 1:stop]
+        if knob.name in warps:
+            body = _knob_lines(body, "warp", warps[knob.name], WARP_COMMENT, newline)
+        if knob.name in gains:
+            body = _knob_lines(body, "gain_db", gains[knob.name], GAIN_COMMENT, newline)
+        lines[start + 1:stop] = body
     return "".join(lines)
 
 
-def _knob_lines(body: list[str], warp: Sequence[float], newline: str) -> list[str]:
-    """The lines of one [[knob]] table (after its header) with the warp set."""
+def _knob_lines(body: list[str], key: str, values: Sequence[float], comment: str, newline: str) -> list[str]:
+    """The lines of one [[knob]] table (after its header) with ``key`` (warp, gain_db) set."""
     body = list(body)
     keys = _key_spans(body)
     indent = next((_KEY.match(body[a]).group(1) for a, _ in keys.values()), "")  # type: ignore[union-attr]
-    new = [indent + WARP_COMMENT.format(mark=_MARK, n=len(warp)) + newline,
-           indent + _warp_text(warp, indent, newline) + newline]
-    if "warp" in keys:
-        a, b = keys["warp"]
+    new = [indent + comment.format(mark=_MARK, n=len(values)) + newline,
+           indent + _warp_text(values, indent, newline, key) + newline]
+    if key in keys:
+        a, b = keys[key]
         if a > 0 and body[a - 1].lstrip().startswith("#") and _MARK in body[a - 1]:
             a -= 1
         body[a:b] = new
@@ -98,16 +107,19 @@ def _number(x: float) -> str:
     return repr(round(float(x), 6) + 0.0)
 
 
-def _warp_text(warp: Sequence[float], indent: str, newline: str = "\n") -> str:
-    """``warp = [...]`` on one line, or wrapped 8 numbers a line when longer than 100 characters."""
+def _warp_text(warp: Sequence[float], indent: str, newline: str = "\n", key: str = "warp") -> str:
+    """``warp = [...]`` (or ``key = [...]``) on one line, or wrapped 8 numbers a line when longer than
+    100 characters."""
     numbers = [_number(u) for u in warp]
-    line = f"warp = [{', '.join(numbers)}]"
+    line = f"{key} = [{', '.join(numbers)}]"
     if len(indent) + len(line) <= 100:
         return line
     rows = [", ".join(numbers[i:i + 8]) for i in range(0, len(numbers), 8)]
     inner = f",{newline}{indent}    ".join(rows)
-    return f"warp = [{newline}{indent}    {inner},{newline}{indent}]"
+    return f"{key} = [{newline}{indent}    {inner},{newline}{indent}]"
 
 
-def by_hand(warps: Mapping[str, Sequence[float]]) -> str:
-    return "; ".join(f"in the [[knob]] table of {name!r}: {_warp_text(w, '')}" for name, w in warps.items())
+def by_hand(warps: Mapping[str, Sequence[float]], gains: Mapping[str, Sequence[float]] | None = None) -> str:
+    lines = [(name, _warp_text(w, "")) for name, w in warps.items()]
+    lines += [(name, _warp_text(g, "", key="gain_db")) for name, g in (gains or {}).items()]
+    return "; ".join(f"in the [[knob]] table of {name!r}: {line}" for name, line in lines)
