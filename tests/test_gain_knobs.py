@@ -255,3 +255,40 @@ def test_a_recorded_gain_needs_scaled_copies_within_the_noise_and_the_same_curve
     assert gk.recorded_knob_gain(knob, own, louder, 3) is None
     toned = [own[0], own[1], take(1.0, 1.5 * np.convolve(x, [0.9, 0.1])[:len(x)])]
     assert gk.recorded_knob_gain(knob, toned, far, 3) is None
+
+
+class PreampPedal(VirtualDevice):
+    """A preamp whose volume drives the clipping and is silent at 0 (not an output gain)."""
+
+    name = "preamp-pedal"
+    controls = Controls(knobs=(Knob("volume", 0.0, 1.0, default=0.5), Knob("tone")),
+                        switches=(Switch("bright", ("off", "on")),))
+
+    def process(self, audio: np.ndarray, sample_rate: int, setting: Mapping[str, object]) -> np.ndarray:
+        x = np.asarray(audio, np.float64)
+        if setting["bright"] == "on":
+            x = x + 0.5 * np.diff(x, prepend=0.0)
+        y = np.tanh(6.0 * float(setting["volume"]) * x)  # type: ignore[arg-type]
+        return np.convolve(y, [1.0, 0.02 * float(setting["tone"])])[: len(y)].astype(np.float32)  # type: ignore[arg-type]
+
+
+def test_a_knob_silent_at_an_end_keeps_plans_where_the_device_sounds(tmp_path: Path) -> None:
+    from knobcap.capture.design import audible_space
+
+    controls = screen_device(PreampPedal(), levels=5)
+    volume = controls["volume"]
+    assert isinstance(volume, Knob) and volume.gain_db is None and volume.audible == (0.25, 1.0)
+    assert controls["tone"].audible is None  # type: ignore[union-attr]
+    again = tomllib.loads(controls_to_toml(controls))
+    assert Controls.from_dict(again) == replace(controls, source=None)
+    for seed in range(3):
+        values = [p.setting["volume"] for p in initial_design(controls, 16, seed=seed).points]
+        assert min(values) == 0.25 and max(values) == 1.0  # its audible ends are the design's ends
+    assert all(0.25 <= s["volume"] <= 1.0 for s in candidates(controls, np.random.default_rng(0)))
+    assert audible_space(level_controls()) == level_controls()  # no audible range: unchanged
+    recorded = recorded_screen(tmp_path, PreampPedal())
+    assert recorded["volume"].audible == (0.25, 1.0)  # type: ignore[union-attr]
+    assert "audible = [0.25, 1.0]" in (tmp_path / "preamp-pedal" / "controls.toml").read_text()
+    bad = {"knob": [{"name": "volume", "min": 0.0, "max": 1.0, "audible": [1.0, 0.5]}]}
+    with pytest.raises(ControlsError, match="'audible' must be two values from min to max"):
+        Controls.from_dict(bad)

@@ -235,9 +235,15 @@ def screened(console: Console, outcome: Any, directory: Path, device: str | None
         _say(console, f"Knob {name!r} {what}, with the other controls at their defaults and at their far "
              "ends): its gain is applied, not learned, and plans hold it at its default. Delete its "
              f"'gain_db' line in {probes.controls_path} to learn it instead.")
+    for name, (low, high) in outcome.measurement.audible.items():
+        knob = probes.controls[name]
+        span = f"{format_value(knob, low)} to {format_value(knob, high)}"  # type: ignore[arg-type]
+        _say(console, f"The device is silent with knob {name!r} outside {span} (at the other controls' "
+             f"defaults): plans record it only there (its 'audible' line in {probes.controls_path}).")
     if outcome.wrote_controls:
         lines = "'warp = [...]' line in each knob's table" + (
-            ", 'gain_db = [...]' in each output-gain knob's" if outcome.measurement.gains else "")
+            ", 'gain_db = [...]' in each output-gain knob's" if outcome.measurement.gains else "") + (
+            ", 'audible = [...]' in each knob silent at an end" if outcome.measurement.audible else "")
         _say(console, f"Wrote the warps into {probes.controls_path} (a {lines}; the rest of the file is as "
              "it was).")
     else:

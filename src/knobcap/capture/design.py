@@ -67,7 +67,7 @@ import numpy as np
 
 from knobcap import limits
 from knobcap.capture.coverage import boundary_settings, coverage_design, design_space
-from knobcap.controls import Controls, Setting, setting_from_units
+from knobcap.controls import Controls, Knob, Setting, setting_from_units
 
 Role = Literal["train", "anchor", "holdout"]
 Method = Literal["coverage", "lhs"]
@@ -567,6 +567,31 @@ def held_gain_knobs(controls: Controls) -> dict[str, float]:
     return held if len(held) < len(controls.knobs) else {}
 
 
+def audible_space(controls: Controls) -> Controls:
+    """The controls with each knob that has an ``audible`` range (screened: the device is silent beyond
+    it) narrowed to that range, for choosing settings: a silent take teaches a model nothing, so the
+    design's ends of such a knob are the ends of its range that sound. The part of its warp inside the
+    range is kept (renormalised), else its taper. The same controls when no knob has one."""
+    knobs = tuple(_audible_knob(k) if k.audible is not None and k.gain_db is None else k
+                  for k in controls.knobs)
+    return controls if knobs == controls.knobs else replace(controls, knobs=knobs)
+
+
+def _audible_knob(knob: Knob) -> Knob:
+    low, high = knob.audible  # type: ignore[misc]
+    warp = None
+    if knob.warp is not None:
+        table = np.asarray(knob.warp)
+        turns = np.linspace(knob.rotation(low), knob.rotation(high), len(table))
+        inside = np.interp(turns, np.linspace(0.0, 1.0, len(table)), table)
+        if inside[-1] > inside[0]:
+            inside = (inside - inside[0]) / (inside[-1] - inside[0])
+            if np.all(np.diff(inside) > 0):
+                warp = tuple(float(u) for u in inside)
+    return Knob(knob.name, low, high, default=min(max(knob.default_value, low), high), taper=knob.taper,
+                unit=knob.unit, warp=warp)
+
+
 def _require_knobs(controls: Controls) -> None:
     if not controls.knobs:
         raise DesignError(
@@ -753,6 +778,13 @@ def initial_design(controls: Controls, size: DesignSize | int | None = None, see
         design = initial_design(reduced, size, seed, costs, iterations, edges, method)
         points = tuple(DesignPoint(controls.validate_setting(p.setting | held), p.role)
                        for p in design.points)
+        return replace(design, controls=controls, points=points)
+    space = audible_space(controls)
+    if space is not controls:  # knobs silent beyond a range: every take within it
+        design = initial_design(space, size, seed, costs, iterations, edges, method)
+        settings = [controls.validate_setting(p.setting) for p in design.points]
+        order = order_path(cost_matrix(controls, settings, costs))
+        points = tuple(DesignPoint(settings[i], design.points[i].role) for i in order)
         return replace(design, controls=controls, points=points)
     if size is None:
         size = default_size(controls)

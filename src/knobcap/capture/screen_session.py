@@ -54,6 +54,7 @@ from knobcap.capture.screening import (
     SCREEN_LEVELS,
     Progress,
     ScreeningError,
+    audible_range,
     check_levels,
     playing_part,
     probe_settings,
@@ -338,6 +339,7 @@ class Measurement:
     knobs: list[KnobScreen]
     warnings: list[str] = field(default_factory=list)
     gains: dict[str, tuple[float, ...]] = field(default_factory=dict)  # output-gain knobs' gain_db
+    audible: dict[str, tuple[float, float]] = field(default_factory=dict)  # knobs silent at an end
 
     @property
     def warps(self) -> dict[str, tuple[float, ...]]:
@@ -390,7 +392,14 @@ def measure_probes(probes: ProbeSet, blend: float = DEFAULT_BLEND,
     length = len(playing_part(signal, signal.audio))
     aligned |= {name: (np.zeros(length), 0.0) for name in silence}
     knobs = [_knob_screen(probes, name, aligned, blend) for name in _knob_order(probes)]
-    return Measurement(knobs, warnings, _gain_knobs(probes, aligned, silence))
+    gains = _gain_knobs(probes, aligned, silence)
+    audible = {}
+    for screened in knobs:
+        rows = [p for p in probes.probes if p.knob == screened.knob.name and not p.far]
+        found = audible_range(screened.values, [p.name in silence for p in rows])
+        if found is not None and screened.knob.name not in gains:
+            audible[screened.knob.name] = found
+    return Measurement(knobs, warnings, gains, audible)
 
 
 _SILENCE = {"dead", "silent"}  # check codes of a recording at the noise floor
@@ -549,7 +558,8 @@ def screen_session(root: str | Path, *, levels: int | None = None, device: objec
     try:
         outcome.controls, outcome.wrote_controls = write_warps(probes.controls_path,
                                                                outcome.measurement.warps,
-                                                               outcome.measurement.gains)
+                                                               {"gain_db": outcome.measurement.gains,
+                                                                "audible": outcome.measurement.audible})
     except ControlsError as error:
         raise ScreeningError(str(error)) from None
     outcome.notes = session_notes(root, outcome.wrote_controls)

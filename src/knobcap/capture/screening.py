@@ -260,8 +260,32 @@ def screen_device(device: object, levels: int = SCREEN_LEVELS, blend: float = DE
     warps = screen(render, controls, check_levels(levels), blend, progress, outputs)
     warped = apply_warps(controls, {name: round_warp(w) for name, w in warps.items()})
     gains = find_gain_knobs(render, controls, levels, outputs)
-    knobs = tuple(replace(k, gain_db=gains[k.name]) if k.name in gains else k for k in warped.knobs)
-    return replace(warped, knobs=knobs)
+    knobs = []
+    for knob in warped.knobs:
+        if knob.name in gains:
+            knob = replace(knob, gain_db=gains[knob.name])
+        elif knob.name in outputs:
+            values = [float(s[knob.name]) for s in probe_settings(controls, knob, levels)]  # type: ignore[arg-type]
+            silent = [float(np.dot(y, y)) <= SILENT_ENERGY for y in outputs[knob.name]]
+            knob = replace(knob, audible=audible_range(values, silent))
+        knobs.append(knob)
+    return replace(warped, knobs=tuple(knobs))
+
+
+SILENT_ENERGY = 1e-20  # a rendered output with at most this energy is silence
+
+
+def audible_range(values: Sequence[float], silent: Sequence[bool]) -> tuple[float, float] | None:
+    """A knob's values between which the device sounds, from its probes low to high (``silent``: which
+    were silent); ``None`` when none was silent, or all were (nothing to keep plans in).
+
+    A knob silent at an end that only scales the output is an output gain instead (held at its
+    default); this is for one that does more, such as a preamp's volume that is silent at 0: a take
+    there teaches a model nothing, so plans stay within the range."""
+    if not any(silent) or all(silent):
+        return None
+    audible = [v for v, quiet in zip(values, silent, strict=True) if not quiet]
+    return min(audible), max(audible)
 
 
 def check_levels(levels: int) -> int:

@@ -25,6 +25,10 @@ in the vector is 0) and its gain, ``10^(gain_db(p) / 20)`` at rotation ``p`` (in
 dB between equally spaced rotations), multiplies the model's output (:meth:`Controls.output_gain`). A
 model so learns the sound of the other controls only, and the level is exact at every setting.
 
+A knob's ``audible = [a, b]`` (screened) is where the device makes sound at the other controls'
+defaults: a volume or preamp gain that is silent at 0 is ``[0.1, 1]`` when its first probe above 0
+sounds. Plans record only within it (a silent take teaches a model nothing).
+
 The same coordinates are used by the experimental design, so points are spread where the sound moves.
 """
 
@@ -53,7 +57,7 @@ _NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{0,63}")  # whole string (ful
 _POSITION_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f,;\"'=\\]")  # breaks plan.csv, --set or a terminal
 MAX_POSITION_LENGTH = 64
 _TOP_KEYS = {"name", "description", "device", "fixed", "knob", "switch"}
-_KNOB_KEYS = {"name", "min", "max", "default", "taper", "unit", "warp", "gain_db"}
+_KNOB_KEYS = {"name", "min", "max", "default", "taper", "unit", "warp", "gain_db", "audible"}
 MAX_WARP_POINTS = 1001
 MAX_GAIN_DB = 120.0  # a gain table's entries lie within +-this
 _SWITCH_KEYS = {"name", "positions", "default"}
@@ -79,6 +83,7 @@ class Knob:
     unit: str = ""
     warp: tuple[float, ...] | None = None  # u at equally spaced rotations (see the module docstring)
     gain_db: tuple[float, ...] | None = None  # an output gain's dB at equally spaced rotations
+    audible: tuple[float, float] | None = None  # where the device sounds (screened); plans stay inside
 
     def __post_init__(self) -> None:
         if self.default is None:  # the middle of the taper: a measured warp never moves the default
@@ -87,6 +92,8 @@ class Knob:
             object.__setattr__(self, "warp", tuple(float(u) for u in self.warp))
         if self.gain_db is not None:
             object.__setattr__(self, "gain_db", tuple(float(g) for g in self.gain_db))
+        if self.audible is not None:
+            object.__setattr__(self, "audible", tuple(float(a) for a in self.audible))
 
     def gain(self, value: float) -> float:
         """The knob's output gain in dB at ``value`` (0 for a knob that is not an output gain).
@@ -153,6 +160,8 @@ class Knob:
             out["warp"] = [round(u, 6) for u in self.warp]
         if self.gain_db is not None:
             out["gain_db"] = [round(g, 4) for g in self.gain_db]
+        if self.audible is not None:
+            out["audible"] = [float(a) for a in self.audible]
         return out
 
 
@@ -452,8 +461,15 @@ def _knob_from_dict(entry: Mapping[str, object], where: str) -> Knob:
                                 "dB at equally spaced rotations); run 'knobcap screen' to measure it, or "
                                 "remove it.")
         gain_db = tuple(_finite(g, f"{where}: {label}: 'gain_db'") for g in gain_db)
+    audible = entry.get("audible")
+    if audible is not None:
+        if not isinstance(audible, list) or len(audible) != 2 or not all(
+                isinstance(a, int | float) and not isinstance(a, bool) for a in audible):
+            raise ControlsError(f"{where}: {label}: 'audible' must be two numbers (the knob's values between "
+                                "which the device sounds); run 'knobcap screen' to measure it, or remove it.")
+        audible = tuple(_finite(a, f"{where}: {label}: 'audible'") for a in audible)
     return Knob(name=name, min=low, max=high, default=numbers["default"], taper=taper,  # type: ignore[arg-type]
-                unit=str(entry.get("unit", "")), warp=warp, gain_db=gain_db)
+                unit=str(entry.get("unit", "")), warp=warp, gain_db=gain_db, audible=audible)  # type: ignore[arg-type]
 
 
 def _short(value: object) -> str:
@@ -531,6 +547,11 @@ def _validate_controls(controls: Controls) -> None:
                 f"{where}: knob {knob.name!r}: 'gain_db' must list 2 to {MAX_WARP_POINTS} numbers within "
                 f"+-{MAX_GAIN_DB:g} dB (the output gain at equally spaced rotations); run 'knobcap screen' "
                 "again to measure it, or remove it.")
+        if knob.audible is not None and not knob.min <= knob.audible[0] < knob.audible[1] <= knob.max:
+            raise ControlsError(
+                f"{where}: knob {knob.name!r}: 'audible' must be two values from min to max, the first "
+                f"smaller (got {list(knob.audible)}); run 'knobcap screen' again to measure it, or remove "
+                "it.")
         if not knob.min <= knob.default_value <= knob.max:
             raise ControlsError(
                 f"{where}: knob {knob.name!r}: default {knob.default_value:g} is out of range; use a "

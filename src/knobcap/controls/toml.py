@@ -76,9 +76,9 @@ def save_controls(controls: Controls, path: str | Path, overwrite: bool = False)
 
 
 def write_warps(path: str | Path, warps: Mapping[str, Sequence[float]],
-                gains: Mapping[str, Sequence[float]] | None = None) -> tuple[Controls, bool]:
-    """Set the warps (and the ``gain_db`` of knobs found to be output gains) in the controls.toml at
-    ``path`` (atomically; nothing written when unchanged).
+                lines: Mapping[str, Mapping[str, Sequence[float]]] | None = None) -> tuple[Controls, bool]:
+    """Set the warps (and the other screened lines, ``lines``: key -> knob -> values, for ``gain_db``
+    and ``audible``) in the controls.toml at ``path`` (atomically; nothing written when unchanged).
 
     The result is parsed again and must differ from the file before only by these lines (defaults
     included), else the file is left alone and the error says what to add by hand.
@@ -88,33 +88,35 @@ def write_warps(path: str | Path, warps: Mapping[str, Sequence[float]],
     text = path.read_text(encoding="utf-8")
     before = load_controls(path)
     warps = {name: tuple(float(u) for u in w) for name, w in warps.items()}
-    gains = {name: tuple(float(g) for g in table) for name, table in (gains or {}).items()}
-    lines = by_hand(warps, gains)
+    extra = {key: {name: tuple(float(v) for v in values) for name, values in table.items()}
+             for key, table in (lines or {}).items() if table}
+    hand = by_hand(warps, extra)
     try:
-        new_text = warps_into_toml(text, before, warps, gains)
+        new_text = warps_into_toml(text, before, warps, extra)
     except ControlsError as error:
-        raise ControlsError(f"{error} Or add these lines yourself: {lines}") from None
+        raise ControlsError(f"{error} Or add these lines yourself: {hand}") from None
     try:
         after = Controls.from_dict(tomllib.loads(new_text), path)
     except (ValueError, ControlsError) as error:
         raise ControlsError(f"{path}: knobcap could not add the warps safely ({error}); the file is "
-                             f"unchanged. Add these lines yourself: {lines}") from None
-    if not _only_warps_differ(before, after, warps, gains):
+                             f"unchanged. Add these lines yourself: {hand}") from None
+    if not _only_warps_differ(before, after, {"warp": warps, **extra}):
         raise ControlsError(f"{path}: knobcap could not add the warps safely (the edited file reads "
-                             f"differently); it is unchanged. Add these lines yourself: {lines}")
+                             f"differently); it is unchanged. Add these lines yourself: {hand}")
     if new_text == text:
         return before, False
     write_text_atomic(path, new_text)
     return after, True
 
 
-def _only_warps_differ(before: Controls, after: Controls, warps: Mapping[str, tuple[float, ...]],
-                       gains: Mapping[str, tuple[float, ...]]) -> bool:
+def _only_warps_differ(before: Controls, after: Controls,
+                       screened: Mapping[str, Mapping[str, tuple[float, ...]]]) -> bool:
     if (before.name, before.switches, len(before.knobs)) != (after.name, after.switches, len(after.knobs)):
         return False
-    return all(replace(old, warp=None, gain_db=None) == replace(new, warp=None, gain_db=None)
-               and new.warp == warps.get(old.name, old.warp)
-               and new.gain_db == gains.get(old.name, old.gain_db)
+    blank = dict.fromkeys(screened)
+    return all(replace(old, **blank) == replace(new, **blank)  # type: ignore[arg-type]
+               and all(getattr(new, key) == table.get(old.name, getattr(old, key))
+                       for key, table in screened.items())
                for old, new in zip(before.knobs, after.knobs, strict=True))
 
 

@@ -1,5 +1,5 @@
-"""Warp lines: measured warps (and output gains' ``gain_db``) written into a user's controls.toml, every
-other line kept as it is.
+"""Warp lines: measured warps (and the other screened lines: an output gain's ``gain_db``, a knob's
+``audible`` range) written into a user's controls.toml, every other line kept as it is.
 
 TOML libraries drop comments, so the file is edited line by line: each ``[[knob]]`` table is found by
 its header (the n-th table is the n-th knob), and its ``warp`` line (with the comment knobcap writes
@@ -24,27 +24,32 @@ _TABLE_HEADER = re.compile(r"^\s*\[")
 _KEY = re.compile(r"^(\s*)([A-Za-z0-9_\-\"']+)\s*=")
 _MARK = "knobcap screen"
 WARP_COMMENT = "# warp (measured by '{mark}'): u at {n} equally spaced turns; delete it to use the taper"
-GAIN_COMMENT = ("# gain_db (measured by '{mark}'): an output gain, in dB at {n} equally spaced turns, "
-                "applied and not learned; delete it to learn the knob")
+COMMENTS = {  # the comment knobcap writes above each screened line
+    "warp": WARP_COMMENT,
+    "gain_db": "# gain_db (measured by '{mark}'): an output gain, in dB at {n} equally spaced turns, "
+               "applied and not learned; delete it to learn the knob",
+    "audible": "# audible (measured by '{mark}'): the device is silent outside these values; plans stay "
+               "inside",
+}
 
 
 def warps_into_toml(text: str, controls: Controls, warps: Mapping[str, Sequence[float]],
-                    gains: Mapping[str, Sequence[float]] | None = None) -> str:
+                    lines: Mapping[str, Mapping[str, Sequence[float]]] | None = None) -> str:
     """``text`` (a controls.toml parsed as ``controls``) with a ``warp = [...]`` line set in the
-    ``[[knob]]`` table of each knob in ``warps`` and a ``gain_db = [...]`` line in that of each knob in
-    ``gains`` (an output gain, :mod:`knobcap.capture.gain_knobs`); every other line is kept as it is.
+    ``[[knob]]`` table of each knob in ``warps``, and the other screened lines (``lines``: key ->
+    knob -> values; ``gain_db`` of an output gain, ``audible``) likewise; every other line is kept.
 
     An existing line (and the comment knobcap wrote above it) is replaced; a new one goes after
     the table's last key. (An unset ``default`` stays unset: it is the middle of the taper, which a warp
     never moves.)
     """
-    gains = gains or {}
+    screened = {"warp": warps, **(lines or {})}
     newline = "\r\n" if "\r\n" in text else "\n"
-    lines = text.splitlines(keepends=True)
-    if lines and not lines[-1].endswith(("\n", "\r")):
-        lines[-1] += newline
-    headers = [i for i, line in enumerate(lines) if _TABLE_HEADER.match(line)]
-    starts = [i for i in headers if _KNOB_HEADER.match(lines[i])]
+    text_lines = text.splitlines(keepends=True)
+    if text_lines and not text_lines[-1].endswith(("\n", "\r")):
+        text_lines[-1] += newline
+    headers = [i for i, line in enumerate(text_lines) if _TABLE_HEADER.match(line)]
+    starts = [i for i in headers if _KNOB_HEADER.match(text_lines[i])]
     if len(starts) != len(controls.knobs):
         raise ControlsError(
             f"{controls.source or 'controls.toml'}: found {len(starts)} [[knob]] table(s) for "
@@ -53,14 +58,13 @@ def warps_into_toml(text: str, controls: Controls, warps: Mapping[str, Sequence[
     for index in reversed(range(len(starts))):
         knob = controls.knobs[index]
         start = starts[index]
-        stop = next((h for h in headers if h > start), len(lines))
-        body = lines[start + 1:stop]
-        if knob.name in warps:
-            body = _knob_lines(body, "warp", warps[knob.name], WARP_COMMENT, newline)
-        if knob.name in gains:
-            body = _knob_lines(body, "gain_db", gains[knob.name], GAIN_COMMENT, newline)
-        lines[start + 1:stop] = body
-    return "".join(lines)
+        stop = next((h for h in headers if h > start), len(text_lines))
+        body = text_lines[start + 1:stop]
+        for key, values in screened.items():
+            if knob.name in values:
+                body = _knob_lines(body, key, values[knob.name], COMMENTS[key], newline)
+        text_lines[start + 1:stop] = body
+    return "".join(text_lines)
 
 
 def _knob_lines(body: list[str], key: str, values: Sequence[float], comment: str, newline: str) -> list[str]:
@@ -119,7 +123,9 @@ def _warp_text(warp: Sequence[float], indent: str, newline: str = "\n", key: str
     return f"{key} = [{newline}{indent}    {inner},{newline}{indent}]"
 
 
-def by_hand(warps: Mapping[str, Sequence[float]], gains: Mapping[str, Sequence[float]] | None = None) -> str:
-    lines = [(name, _warp_text(w, "")) for name, w in warps.items()]
-    lines += [(name, _warp_text(g, "", key="gain_db")) for name, g in (gains or {}).items()]
-    return "; ".join(f"in the [[knob]] table of {name!r}: {line}" for name, line in lines)
+def by_hand(warps: Mapping[str, Sequence[float]],
+            lines: Mapping[str, Mapping[str, Sequence[float]]] | None = None) -> str:
+    tables = {"warp": warps, **(lines or {})}
+    texts = [(name, _warp_text(values, "", key=key)) for key, table in tables.items()
+             for name, values in table.items()]
+    return "; ".join(f"in the [[knob]] table of {name!r}: {text}" for name, text in texts)

@@ -40,6 +40,7 @@ from knobcap.capture.design import (
     DEFAULT_COSTS,
     MoveCosts,
     SessionTime,
+    audible_space,
     cost_matrix,
     held_gain_knobs,
     knob_units,
@@ -122,6 +123,7 @@ def candidates(controls: Controls, rng: np.random.Generator) -> list[Setting]:
     """Corners, edge and face centres, random face points and random points of every combination
     (output-gain knobs held at their defaults, as the first design holds them)."""
     held = held_gain_knobs(controls)
+    space = audible_space(controls)  # knobs silent beyond a range: candidates within it
     k = len(controls.knobs)
     lattice = np.array(list(itertools.product((0.0, 0.5, 1.0), repeat=k))) if k <= 5 else np.zeros((0, k))
     out: list[Setting] = []
@@ -134,7 +136,7 @@ def candidates(controls: Controls, rng: np.random.Generator) -> list[Setting]:
             faces.append(face)
         units = np.vstack([lattice, *faces, rng.uniform(size=(64 * k, k))])
         for u in units:
-            setting = setting_from_units(controls, u, combo) | held  # output gains stay at their defaults
+            setting = setting_from_units(space, u, combo) | held  # output gains stay at their defaults
             key = tuple(sorted((name, str(v)) for name, v in setting.items()))
             if key not in seen:
                 seen.add(key)
