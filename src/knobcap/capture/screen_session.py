@@ -11,8 +11,8 @@ records each knob three more times with every other control at its far end (knob
 far)``; the knob at its default, minimum and maximum): with the knob's own probes these tell whether it
 is an output gain (a level after the last nonlinearity;
 :func:`knobcap.capture.gain_knobs.recorded_knob_gain`), which is then applied and not learned (its
-``gain_db`` line in controls.toml). A plan written before
-these probes existed is kept as it is once a probe is recorded (the gains are then not tested).
+``gain_db`` line in controls.toml). A plan written before these probes existed is kept as it is once
+a probe is recorded (the gains are then not tested).
 
 A probe at the noise floor (the check's "dead" or "silent", e.g. a volume turned all the way down) is
 silence when it sits at an end of its knob's run of probes, a run of silent ones at most: screening takes
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -410,16 +411,12 @@ def _silent_ends(probes: ProbeSet, quiet: set[str]) -> set[str]:
     """The quiet probes that are silence: in a knob's run of probes, a run at one end that leaves some
     audible (a volume turned down); any gain-test probe (the gain test needs no audio from it)."""
     silence = {p.name for p in probes.probes if p.far and p.name in quiet}
-    for name in _knob_order(probes):
-        flags = [p.name in quiet for p in probes.probes if p.knob == name and not p.far]
-        names = [p.name for p in probes.probes if p.knob == name and not p.far]
-        if all(flags):
-            continue
-        for run in (names, names[::-1]):
-            for probe_name_, flag in zip(run, [n in quiet for n in run], strict=True):
-                if not flag:
-                    break
-                silence.add(probe_name_)
+    for knob in _knob_order(probes):
+        names = [p.name for p in probes.probes if p.knob == knob and not p.far]
+        if all(name in quiet for name in names):
+            continue  # nothing sounds: a dead connection, not a volume turned down
+        for end in (names, names[::-1]):
+            silence.update(itertools.takewhile(lambda name: name in quiet, end))
     return silence
 
 
