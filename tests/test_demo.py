@@ -101,3 +101,30 @@ def test_the_closing_hint_sets_a_knob_within_its_own_range(tmp_path):
     save_controls(Controls(knobs=(Knob("volume", 0.0, 10.0),)), tmp_path / "controls.toml", overwrite=True)
     assert demo.example_set(tmp_path) == " --set volume=7"
     assert demo.example_set(tmp_path / "missing") == ""
+
+
+def test_takes_where_the_virtual_device_is_silent_leave_the_demo_plan(tmp_path):
+    """An amp with its tone controls all at 0 makes no sound: the demo moves such takes aside and drops
+    their rows (training refuses a failed take); the rest check as before, and nothing else moves."""
+    import numpy as np
+
+    from knobcap.capture.check import check_session
+    from knobcap.capture.session import Session
+    from playkit import make_session, tiny_controls
+
+    def device(audio, setting):
+        quiet = setting["tone"] == 0.0 and setting["drive"] == 0.0
+        return np.zeros(len(audio) + 480) if quiet else np.concatenate([np.zeros(480), 0.5 * np.tanh(audio)])
+
+    plan = [("take01", {"drive": 0.0, "tone": 0.0, "diodes": "led"}, "anchor"),
+            ("take02", {"drive": 10.0, "tone": 0.0, "diodes": "led"}, "train"),
+            ("take03", {"drive": 0.0, "tone": 10.0, "diodes": "silicon"}, "train")]
+    root = make_session(tmp_path / "s", tiny_controls(), plan, device=device)
+    report = check_session(Session.open(root))
+    assert not report.ok and [t.take for t in report.takes if t.status == "fail"] == ["take01"]
+    assert demo.drop_silent_takes(Session.open(root), report) == ["take01"]
+    session = Session.open(root)
+    assert [row.take for row in session.plan()] == ["take02", "take03"]
+    assert (root / demo.SILENT_DIR / "take01.wav").is_file() and not session.take_path("take01").exists()
+    assert check_session(session).ok
+    assert demo.drop_silent_takes(session, check_session(session)) == []

@@ -292,3 +292,11 @@ def test_a_knob_silent_at_an_end_keeps_plans_where_the_device_sounds(tmp_path: P
     bad = {"knob": [{"name": "volume", "min": 0.0, "max": 1.0, "audible": [1.0, 0.5]}]}
     with pytest.raises(ControlsError, match="'audible' must be two values from min to max"):
         Controls.from_dict(bad)
+
+
+def test_float_residue_is_silence_and_a_quiet_playing_is_not() -> None:
+    from knobcap.metrics import SILENT_RMS, is_silent
+
+    rng = np.random.default_rng(0)
+    assert is_silent(np.zeros(100)) and is_silent(1e-9 * rng.standard_normal(1000))  # a tone stack at 0
+    assert SILENT_RMS == 1e-5 and not is_silent(1e-4 * rng.standard_normal(1000))  # -80 dBFS: sound

@@ -245,3 +245,15 @@ def test_clarity_reads_a_spike_high_and_noise_low() -> None:
     spike[100] = 1.0
     noise = np.random.default_rng(0).standard_normal(4000)
     assert _clarity(spike + 1e-3 * noise) > 100 > SMEARED > _clarity(noise)
+
+
+def test_a_distorting_device_that_inverts_the_music_but_not_the_blips_onset_keeps_the_blips(
+        signal: TestSignal) -> None:
+    """A tube-like stage: the music comes back clipped and inverted (far from a copy of the input), the
+    blips' first lobe positive, at the same arrival: the blips' reading stands (GxStudioPre)."""
+    y = delayed(signal.audio, 200)
+    v1 = signal.map.segment("validation_1")
+    y[v1.start + 200:v1.stop + 200] = -np.tanh(30 * delayed(signal.audio, 0)[v1.start:v1.stop])
+    lat = calibrate_latency(y, signal.audio, signal.map)
+    assert lat.confident and (lat.samples, lat.polarity) == (200, 1)
+    assert "blips' reading was kept" in lat.reason

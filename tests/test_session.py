@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 
 from knobcap.capture.session import (
+    PlannedTake,
     Session,
     SessionError,
     init_session,
@@ -120,6 +121,22 @@ def test_replanning_never_touches_recorded_takes(session_dir: Path) -> None:
         make_plan(session_dir, n=8, seconds=40)
     assert snapshot(session_dir) == before
     assert not make_plan(session_dir, n=8, seconds=30).wrote_plan        # same plan: fine
+
+
+def test_a_plan_with_rows_removed_and_added_is_kept_and_a_reordered_one_refused(session_dir: Path) -> None:
+    """A user removes the row of a setting where the device is silent (check's advice), and 'plan
+    --more' appends rows: re-planning with the same options keeps that plan; any other change is refused."""
+    session = Session.open(session_dir)
+    rows = session.plan()
+    write_wav_atomic(session.take_path(rows[0].take), np.zeros(RATE), RATE)
+    extra = PlannedTake("take99", dict(rows[1].setting), "train")
+    edited = plan_csv_text(session.controls, [rows[0], *rows[2:], extra])
+    session.plan_path.write_text(edited)
+    assert not make_plan(session_dir, n=8, seconds=30).wrote_plan
+    assert session.plan_path.read_text() == edited
+    session.plan_path.write_text(plan_csv_text(session.controls, [rows[2], rows[0], *rows[3:]]))
+    with pytest.raises(SessionError, match="1 recording"):
+        make_plan(session_dir, n=8, seconds=30)
 
 
 def test_plan_refuses_contradictory_options(session_dir: Path, tmp_path: Path) -> None:

@@ -14,12 +14,17 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from knobcap.fileio import write_json_atomic
+from knobcap.fileio import write_json_atomic, write_text_atomic
 from knobcap.training.run import Run
+
+if TYPE_CHECKING:
+    from knobcap.capture.check import CheckReport
+    from knobcap.capture.session import Session
 
 MARKER = ".knobcap-demo"
 DEVICE = "ts808"
@@ -191,6 +196,13 @@ def run_demo(directory: str | Path, config: DemoConfig, console: Console | None 
         step(4, "check: latency, levels, noise and drift of every take")
         with progress_bar(console) as update:
             report = check_session(session, progress=lambda take, i, n: update("check", i + 1, n))
+        silent = drop_silent_takes(Session.open(directory), report)
+        if silent:
+            console.print(f"      {name} makes no sound at the setting of {', '.join(silent)}: left out of "
+                          f"plan.csv (recordings moved to {directory / SILENT_DIR})", highlight=False)
+            with progress_bar(console) as update:
+                report = check_session(Session.open(directory),
+                                       progress=lambda take, i, n: update("check", i + 1, n))
         if not report.ok:
             failed = [f"{t.take}: {p.message}" for t in report.takes for p in t.problems
                       if p.severity == "fail"]
@@ -218,6 +230,34 @@ def run_demo(directory: str | Path, config: DemoConfig, console: Console | None 
     run = Run(run_dir)
     return DemoResult(directory, run_dir, run.model_path, run.metrics_path, metrics, resumed, report_path,
                       refinement)
+
+
+SILENT_DIR = "takes-silent"
+
+
+def drop_silent_takes(session: Session, report: CheckReport) -> list[str]:
+    """The demo's takes in which the virtual device made no sound (the check's ``silent`` or ``dead``,
+    and nothing else wrong but what silence brings: an amp's tone controls all at 0 can do that): their
+    rows leave plan.csv and their recordings move to ``SILENT_DIR`` (a silent take teaches a model
+    nothing, and training refuses a failed take). A real device's silent take is the user's to judge."""
+    from knobcap.capture.check import SILENT_CODES
+    from knobcap.capture.session import plan_csv_text
+
+    quiet = []
+    for take in report.takes:
+        codes = {p.code for p in take.problems if p.severity == "fail"}
+        if codes & set(SILENT_CODES) and codes <= {*SILENT_CODES, "latency", "drift"}:
+            quiet.append(take.take)
+    if not quiet:
+        return []
+    kept = [row for row in session.plan() if row.take not in quiet]
+    write_text_atomic(session.plan_path, plan_csv_text(session.controls, kept))
+    folder = session.root / SILENT_DIR
+    folder.mkdir(exist_ok=True)
+    for take in quiet:
+        if session.take_path(take).is_file() and not (folder / f"{take}.wav").exists():
+            session.take_path(take).rename(folder / f"{take}.wav")
+    return quiet
 
 
 def planned_takes(directory: Path, config: DemoConfig) -> int | None:

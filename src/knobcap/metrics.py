@@ -16,6 +16,17 @@ VERDICT_LIMITS: tuple[tuple[float, str], ...] = VERDICTS[:-1]
 """The finite limits only (for lines and colour-bar marks on plots)."""
 
 
+SILENT_RMS = 1e-5
+"""A device's output this quiet (-100 dBFS rms, under any interface's noise) is silence: a volume or a tone
+stack all the way down leaves float residue there, whose ESR would be meaningless (up to 1e20)."""
+
+
+def is_silent(audio: np.ndarray) -> bool:
+    """Whether ``audio``'s rms is at most :data:`SILENT_RMS`."""
+    y = np.asarray(audio, dtype=np.float64)
+    return not len(y) or float(np.sqrt(np.mean(y * y))) <= SILENT_RMS
+
+
 class EvaluationError(ValueError):
     """An evaluation cannot be done; the message names the file or setting and what to do."""
 

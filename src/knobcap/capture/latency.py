@@ -85,6 +85,7 @@ XCORR_SAFETY = 2          # samples by which a latency from cross-correlation al
 _LOBE_LIMIT = 256         # how far back from the peak an onset may lie, in samples
 CLARITY_GUARD = 64        # samples either side of a correlation's peak left out of its background
 SMEARED = 10.0            # a correlation whose peak stands less than this over its background is smeared
+COPY_RHO = 0.9            # music this alike the input (normalised correlation) is a copy of it
 SHARPER = 3.0             # how many times clearer than a smeared estimate the other must be to overrule it
 MIN_CLARITY = 20.0        # and it must stand at least this far above its own background
 
@@ -274,7 +275,13 @@ def _cross_check(readings: list[Latency], blips_seen: tuple[list[int], float], r
     nothing; but the music's onset scatters with the setting, and an unbounded pull scattered the
     GxTubeScreamer's takes from 1 to 7 samples early). When the music says nothing (no ``validation_1``, or a
     lower correlation), a single reading stands and two readings (a bipolar response) are not confident.
-    When no reading agrees with the music, the clearly sharper correlation decides (:func:`_sharper`).
+    When no reading agrees with the music, the clearly sharper correlation decides (:func:`_sharper`);
+    when neither is, but the music's onset is a blips' reading's (within ``MUSIC_TOLERANCE``) with the
+    opposite sign, and the music is no copy of the input (``rho < COPY_RHO``: the device distorts), the
+    earliest such reading stands: a distorting device can invert the music's band and not an impulse's
+    first lobe (the GxStudioPre's tube stages, rho 0.3-0.5: the blips read every take's latency exactly,
+    the music's sign changed with the setting, and 4 takes of 16 had failed the check). A copy of the
+    input (rho ~1) that contradicts the blips' sign came by another path (an edit): not confident.
     """
     lag, polarity, rho = 0, 1, 0.0
     music: _Estimate | None = None
@@ -300,6 +307,12 @@ def _cross_check(readings: list[Latency], blips_seen: tuple[list[int], float], r
     decided = _sharper(usable, [peaks[r.samples] for r in usable], blip_clarity, music)
     if decided is not None:
         return decided
+    near = [r for r in usable if abs(lag - r.samples) <= MUSIC_TOLERANCE]
+    if near and all(r.polarity != polarity for r in near) and rho < COPY_RHO:
+        return replace(near[0], reason=(
+            f"the validation music reads {_words(lag, polarity)}: the same arrival as the blips' "
+            f"{_words(near[0].samples, near[0].polarity)} with the opposite sign, as from a device that "
+            f"inverts the music's band but not an impulse's first lobe; the blips' reading was kept"))
     blips = " or ".join(_words(r.samples, r.polarity) for r in usable)
     bipolar = " (their response is bipolar)" if len(usable) > 1 else ""
     return replace(usable[0], confident=False, reason=(

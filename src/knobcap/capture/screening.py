@@ -44,6 +44,7 @@ from knobcap.capture.testsignal import (
     generate_signal,
 )
 from knobcap.controls import Controls, Knob, Setting, format_value
+from knobcap.metrics import is_silent
 
 DEFAULT_LEVELS = 21
 DEFAULT_BLEND = 0.25
@@ -266,13 +267,10 @@ def screen_device(device: object, levels: int = SCREEN_LEVELS, blend: float = DE
             knob = replace(knob, gain_db=gains[knob.name])
         elif knob.name in outputs:
             values = [float(s[knob.name]) for s in probe_settings(controls, knob, levels)]  # type: ignore[arg-type]
-            silent = [float(np.dot(y, y)) <= SILENT_ENERGY for y in outputs[knob.name]]
+            silent = [is_silent(y) for y in outputs[knob.name]]
             knob = replace(knob, audible=audible_range(values, silent))
         knobs.append(knob)
     return replace(warped, knobs=tuple(knobs))
-
-
-SILENT_ENERGY = 1e-20  # a rendered output with at most this energy is silence
 
 
 def audible_range(values: Sequence[float], silent: Sequence[bool]) -> tuple[float, float] | None:

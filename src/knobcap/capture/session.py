@@ -95,6 +95,22 @@ def take_name(number: int) -> str:
 
 
 # ------------------------------------------------------------------------------------------ plan.csv
+def _designed_then_added(path: Path, controls: Controls, designed: Sequence[PlannedTake]) -> bool:
+    """Whether the plan at ``path`` is ``designed`` with some rows removed, in order, followed by rows
+    the design does not have (``plan --more``'s)."""
+    try:
+        rows = read_plan(path, controls)
+    except SessionError:
+        return False
+    text = {t.take: plan_csv_text(controls, [t]) for t in designed}
+    kept = [row for row in rows if row.take in text]
+    order = [t.take for t in designed]
+    in_order = [order.index(row.take) for row in kept] == sorted(order.index(row.take) for row in kept)
+    return (bool(kept) and in_order and rows[:len(kept)] == kept
+            and all(plan_csv_text(controls, [row]) == text[row.take] for row in kept)
+            and all(row.take not in text for row in rows[len(kept):]))
+
+
 def plan_csv_text(controls: Controls, takes: Sequence[PlannedTake]) -> str:
     """The text of plan.csv: header ``take,<controls...>,role`` (``,input`` when a take has its own
     input file), one row a take."""
@@ -477,8 +493,9 @@ def make_plan(root: str | Path, *, n: int | None = None, minutes: float | None =
         except SessionError:
             old_text = plan_path.read_text(encoding="utf-8", errors="replace")
     plan_changes = old_text != text
-    if plan_changes and old_text is not None and old_text.startswith(text):
-        # the designed plan followed by rows added later ('knobcap plan --more'): keep it as it is
+    if plan_changes and old_text is not None and _designed_then_added(plan_path, controls, takes):
+        # the designed plan, less rows removed (a setting where the device is silent), followed by rows
+        # added later ('knobcap plan --more'): keep it as it is
         takes, plan_changes = read_plan(plan_path, controls), False
     input_exists = input_path.is_file() or map_path(input_path).is_file()
     if recordings and plan_changes:

@@ -36,7 +36,7 @@ import numpy as np
 from knobcap import limits
 from knobcap.controls import Controls, Knob, Setting, setting_label
 from knobcap.fileio import read_wav, write_json_atomic, write_wav_atomic
-from knobcap.metrics import VERDICTS, EvaluationError, esr, verdict
+from knobcap.metrics import VERDICTS, EvaluationError, esr, is_silent, verdict
 from knobcap.training.run import Run, RunError
 
 if TYPE_CHECKING:
@@ -226,8 +226,8 @@ def evaluate_against_device(predict: Predictor, device: object, controls: Contro
 
     Each row records whether its setting coincides with a training setting (distance in knob ``u``
     below :data:`SAME_SETTING_TOL` with equal switches) and its distance to the nearest one. A setting
-    where the device is silent (a volume at 0) has no ESR: it is left out and, given ``silent``, listed
-    there.
+    where the device is silent (:func:`knobcap.metrics.is_silent`: a volume at 0, a tone stack all the
+    way down) has no ESR: it is left out and, given ``silent``, listed there.
     """
     stop = len(audio) if stop is None else stop
     preroll = int(PREROLL_SECONDS * sample_rate)
@@ -238,7 +238,7 @@ def evaluate_against_device(predict: Predictor, device: object, controls: Contro
         predicted = predict_segment(predict, audio, start, stop, chunk, preroll)
         for setting, y_hat in zip(chunk, predicted, strict=True):
             target = cached_render(device, cache, audio, start, stop, setting, sample_rate, preroll)
-            if not np.any(target):
+            if is_silent(target):
                 if silent is not None:
                     silent.append(dict(setting))
                 continue
