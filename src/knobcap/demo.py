@@ -240,14 +240,11 @@ def drop_silent_takes(session: Session, report: CheckReport) -> list[str]:
     and nothing else wrong but what silence brings: an amp's tone controls all at 0 can do that): their
     rows leave plan.csv and their recordings move to ``SILENT_DIR`` (a silent take teaches a model
     nothing, and training refuses a failed take). A real device's silent take is the user's to judge."""
-    from knobcap.capture.check import SILENT_CODES
+    from knobcap.capture.check import only_silence
     from knobcap.capture.session import plan_csv_text
 
-    quiet = []
-    for take in report.takes:
-        codes = {p.code for p in take.problems if p.severity == "fail"}
-        if codes & set(SILENT_CODES) and codes <= {*SILENT_CODES, "latency", "drift"}:
-            quiet.append(take.take)
+    quiet = [take.take for take in report.takes
+             if only_silence({p.code for p in take.problems if p.severity == "fail"})]
     if not quiet:
         return []
     kept = [row for row in session.plan() if row.take not in quiet]

@@ -295,7 +295,7 @@ def _check_levels(result: TakeCheck, path: Path, recorded: np.ndarray, is_float:
             "silent", "fail",
             f"{path} is silent (peak {result.peak_dbfs:.0f} dBFS): nothing reached the interface. Check "
             f"that the device is on, the cables and the input the DAW records from, then record again. "
-            f"{_SILENT_SETTING}", "silent"))
+            f"{SILENT_SETTING_ADVICE}", "silent"))
         return
     flat = _flat_top(recorded, peak) if peak >= CLIP_LEVEL else 0
     if peak >= CLIP_LEVEL and is_float and flat < CLIP_RUN:
@@ -321,10 +321,16 @@ def _check_levels(result: TakeCheck, path: Path, recorded: np.ndarray, is_float:
             f"or the model wastes capacity on it.", f"DC {result.dc_offset:+.3f}"))
 
 
-_SILENT_SETTING = ("If the device really makes no sound at this setting (its level or tone controls all "
-                   "the way down), remove the take's row from plan.csv instead: a silent take teaches a "
-                   "model nothing.")
+SILENT_SETTING_ADVICE = ("If the device really makes no sound at this setting (its level or tone controls "
+                         "all the way down), remove the take's row from plan.csv instead: a silent take "
+                         "teaches a model nothing.")
 SILENT_CODES = ("silent", "dead")  # a take with no sound of the device in it
+
+
+def only_silence(codes: set[str]) -> bool:
+    """Whether a take's failure codes are silence and what silence brings (no latency, no drift to
+    read): the device made no sound, nothing else is wrong."""
+    return bool(codes & set(SILENT_CODES)) and codes <= {*SILENT_CODES, "latency", "drift"}
 
 
 def _check_noise(result: TakeCheck, path: Path, aligned: np.ndarray, m: SignalMap) -> None:
@@ -345,7 +351,7 @@ def _check_noise(result: TakeCheck, path: Path, aligned: np.ndarray, m: SignalMa
             "dead", "fail",
             f"{path} barely responds to the input: while input.wav plays, the level is only {snr:.0f} dB "
             f"above the noise when it is silent. The device may be off or bypassed into nothing, a cable "
-            f"unplugged, or the wrong input recorded; fix it and record again. {_SILENT_SETTING}",
+            f"unplugged, or the wrong input recorded; fix it and record again. {SILENT_SETTING_ADVICE}",
             "dead take"))
     elif result.noise_floor_dbfs > NOISE_FLOOR_DBFS or snr < NOISE_SNR_DB:
         result.problems.append(Problem(

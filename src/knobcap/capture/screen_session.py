@@ -354,7 +354,7 @@ def measure_probes(probes: ProbeSet, blend: float = DEFAULT_BLEND,
     Raises :class:`ScreeningError` listing every missing or failing probe (the file, what is wrong,
     what to do).
     """
-    from knobcap.capture.check import check_take
+    from knobcap.capture.check import check_take, only_silence
     from knobcap.capture.latency import align
 
     missing = probes.missing()
@@ -371,8 +371,7 @@ def measure_probes(probes: ProbeSet, blend: float = DEFAULT_BLEND,
         checked = check_take(path, signal, take=probe.name, setting=probe.setting)
         failed = [p for p in checked.problems if p.severity == "fail"]
         warnings += [probe_wording(p.message, path) for p in checked.problems if p.severity == "warn"]
-        codes = {p.code for p in failed}
-        if codes & _SILENCE and codes <= _SILENCE | _UNMEASURABLE_IN_SILENCE:
+        if only_silence({p.code for p in failed}):
             quiet[probe.name] = [probe_wording(p.message, path) for p in failed]
             continue
         failures += [probe_wording(p.message, path) for p in failed]
@@ -401,10 +400,6 @@ def measure_probes(probes: ProbeSet, blend: float = DEFAULT_BLEND,
         if found is not None and screened.knob.name not in gains:
             audible[screened.knob.name] = found
     return Measurement(knobs, warnings, gains, audible)
-
-
-_SILENCE = {"dead", "silent"}  # check codes of a recording at the noise floor
-_UNMEASURABLE_IN_SILENCE = {"latency", "drift"}  # what a silent recording fails with it
 
 
 def _silent_ends(probes: ProbeSet, quiet: set[str]) -> set[str]:
@@ -461,7 +456,10 @@ def probe_wording(message: str, path: Path) -> str:
     After the file name: "take" reads "probe", "input.wav" reads "screen/input.wav", and what a model
     would learn reads what screening would measure.
     """
+    from knobcap.capture.check import SILENT_SETTING_ADVICE
+
     head = str(path) if message.startswith(str(path)) else ""
+    message = message.replace(f" {SILENT_SETTING_ADVICE}", "")  # for takes only (drop the row)
     tail = _INPUT.sub(f"{SCREEN_DIR}/{PROBE_INPUT}", _TAKE.sub(r"probe\1", message[len(head):]))
     for take, probe in _FOR_A_PROBE:
         tail = tail.replace(take, probe)

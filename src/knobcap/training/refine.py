@@ -262,7 +262,8 @@ def plan_more(root: str | Path, count: int, *, seed: int = 0, run: str | None = 
                           "ask for fewer.")
     order = order_from(controls, plan[-1].setting, added, costs)
     numbers = [int(row.take[4:]) for row in plan]
-    numbers += [int(p.stem[4:]) for p in session.takes_dir.glob("take*.wav") if p.stem[4:].isdigit()]
+    # never a name with a recording anywhere in the session (takes/, or the demo's takes-silent/)
+    numbers += [int(p.stem[4:]) for p in session.root.glob("takes*/take*.wav") if p.stem[4:].isdigit()]
     first = max(numbers, default=0) + 1
     new_rows = [PlannedTake(take_name(first + i), added[j], "train") for i, j in enumerate(order)]
     text = session.plan_path.read_text(encoding="utf-8")
