@@ -182,6 +182,8 @@ def session_created(console: Console, path: Path, directory: Path, device: str |
         console.print(warp_table(controls, f"Knobs of {device}, screened: u at each quarter turn"))
         _say(console, "Equal steps of u are equal steps of sound change; the design and the model use u. "
              "Delete a warp line in controls.toml to use the taper instead.")
+    if controls is not None:
+        _screened_knobs(console, controls, path)
     if device is None:
         _say(console, "Describe your device's knobs and switches in it. Next: [bold]knobcap screen "
              f"{directory}[/] (optional, about 6 min a knob: measures where each knob changes the sound), "
@@ -189,6 +191,22 @@ def session_created(console: Console, path: Path, directory: Path, device: str |
     else:
         _say(console, f"Next: [bold]knobcap plan {directory}[/], then [bold]knobcap reamp {directory} "
              f"--device {device}[/].")
+
+
+def _screened_knobs(console: Console, controls: Controls, path: Path) -> None:
+    """What screening found beyond the warps: output-gain knobs and knobs silent at an end."""
+    for knob in controls.knobs:
+        if knob.gain_db is not None:
+            what = ("changes nothing measurable (its probes are the same sound" if
+                    max(map(abs, knob.gain_db)) < 0.05 else
+                    "only sets the output level (its probes are scaled copies of each other")
+            _say(console, f"Knob {knob.name!r} {what}, with the other controls at their defaults and at "
+                 "their far ends): its gain is applied, not learned, and plans hold it at its default. "
+                 f"Delete its 'gain_db' line in {path} to learn it instead.")
+        elif knob.audible is not None:
+            span = f"{format_value(knob, knob.audible[0])} to {format_value(knob, knob.audible[1])}"
+            _say(console, f"The device is silent with knob {knob.name!r} outside {span} (at the other "
+                 f"controls' defaults): plans record it only there (its 'audible' line in {path}).")
 
 
 def screened(console: Console, outcome: Any, directory: Path, device: str | None, probe_input: str,
@@ -229,17 +247,8 @@ def screened(console: Console, outcome: Any, directory: Path, device: str | None
         _say(console, f"[yellow]warn[/] {warning}")
     console.print(warp_table(outcome.controls, f"Screened {len(probes.probes)} probes: u at each quarter "
                                                "turn"))
-    for name, gains in outcome.measurement.gains.items():
-        what = ("changes nothing measurable (its probes are the same sound" if max(map(abs, gains)) < 0.05
-                else "only sets the output level (its probes are scaled copies of each other")
-        _say(console, f"Knob {name!r} {what}, with the other controls at their defaults and at their far "
-             "ends): its gain is applied, not learned, and plans hold it at its default. Delete its "
-             f"'gain_db' line in {probes.controls_path} to learn it instead.")
-    for name, (low, high) in outcome.measurement.audible.items():
-        knob = probes.controls[name]
-        span = f"{format_value(knob, low)} to {format_value(knob, high)}"  # type: ignore[arg-type]
-        _say(console, f"The device is silent with knob {name!r} outside {span} (at the other controls' "
-             f"defaults): plans record it only there (its 'audible' line in {probes.controls_path}).")
+    if outcome.controls is not None:
+        _screened_knobs(console, outcome.controls, probes.controls_path)
     if outcome.wrote_controls:
         lines = "'warp = [...]' line in each knob's table" + (
             ", 'gain_db = [...]' in each output-gain knob's" if outcome.measurement.gains else "") + (
