@@ -68,7 +68,7 @@ def warps_into_toml(text: str, controls: Controls, warps: Mapping[str, Sequence[
 
 
 def _knob_lines(body: list[str], key: str, values: Sequence[float], comment: str, newline: str) -> list[str]:
-    """The lines of one [[knob]] table (after its header) with ``key`` (warp, gain_db) set."""
+    """The lines of one [[knob]] table (after its header) with ``key`` (warp, gain_db, audible) set."""
     body = list(body)
     keys = _key_spans(body)
     indent = next((_KEY.match(body[a]).group(1) for a, _ in keys.values()), "")  # type: ignore[union-attr]
