@@ -22,8 +22,9 @@ frequency…) or a switch's position name. A model sees a setting as a normalise
 A knob with a measured ``gain_db`` is an exact output gain (a level or volume control after the last
 nonlinearity; screening finds it, :mod:`knobcap.capture.screening`): the model never sees it (its entry
 in the vector is 0) and its gain, ``10^(gain_db(p) / 20)`` at rotation ``p`` (interpolated linearly in
-dB between equally spaced rotations), multiplies the model's output (:meth:`Controls.output_gain`). A
-model so learns the sound of the other controls only, and the level is exact at every setting.
+dB between equally spaced rotations, in amplitude next to a silent entry), multiplies the model's
+output (:meth:`Controls.output_gain`). A model so learns the sound of the other controls only, and the
+level is exact at every setting.
 
 A knob's ``audible = [a, b]`` (screened) is where the device makes sound at the other controls'
 defaults: a volume or preamp gain that is silent at 0 is ``[0.1, 1]`` when its first probe above 0
