@@ -204,6 +204,14 @@ class ProbeSet:
     def missing(self) -> list[Probe]:
         return [p for p in self.probes if not self.path(p).is_file()]
 
+    def turns(self, knob: str) -> list[Probe]:
+        """``knob``'s own probes (the other controls at their defaults), low to high."""
+        return [p for p in self.probes if p.knob == knob and not p.far]
+
+    def gain_tests(self, knob: str) -> list[Probe]:
+        """``knob``'s gain-test probes (every other control at its far end), its default first."""
+        return [p for p in self.probes if p.knob == knob and p.far]
+
     def time(self, costs: MoveCosts = DEFAULT_COSTS) -> SessionTime:
         """How long recording every probe takes (``design.session_time``, in probe order)."""
         seconds = round(self.signal.map.length / self.signal.sample_rate, 1)
@@ -395,8 +403,7 @@ def measure_probes(probes: ProbeSet, blend: float = DEFAULT_BLEND,
     gains = _gain_knobs(probes, aligned, silence)
     audible = {}
     for screened in knobs:
-        rows = [p for p in probes.probes if p.knob == screened.knob.name and not p.far]
-        found = audible_range(screened.values, [p.name in silence for p in rows])
+        found = audible_range(screened.values, [p.name in silence for p in probes.turns(screened.knob.name)])
         if found is not None and screened.knob.name not in gains:
             audible[screened.knob.name] = found
     return Measurement(knobs, warnings, gains, audible)
@@ -407,7 +414,7 @@ def _silent_ends(probes: ProbeSet, quiet: set[str]) -> set[str]:
     audible (a volume turned down); any gain-test probe (the gain test needs no audio from it)."""
     silence = {p.name for p in probes.probes if p.far and p.name in quiet}
     for knob in _knob_order(probes):
-        names = [p.name for p in probes.probes if p.knob == knob and not p.far]
+        names = [p.name for p in probes.turns(knob)]
         if all(name in quiet for name in names):
             continue  # nothing sounds: a dead connection, not a volume turned down
         for end in (names, names[::-1]):
@@ -431,8 +438,8 @@ def _gain_knobs(probes: ProbeSet, aligned: Mapping[str, tuple[np.ndarray, float]
     for name in _knob_order(probes):
         knob = probes.controls[name]
         assert isinstance(knob, Knob)
-        own = [recording(p, knob) for p in probes.probes if p.knob == name and not p.far]
-        far = [recording(p, knob) for p in probes.probes if p.knob == name and p.far]
+        own = [recording(p, knob) for p in probes.turns(name)]
+        far = [recording(p, knob) for p in probes.gain_tests(name)]
         gains = recorded_knob_gain(knob, own, far, probes.levels)
         if gains is not None:
             found[name] = gains
@@ -472,7 +479,7 @@ def _knob_order(probes: ProbeSet) -> list[str]:
 
 def _knob_screen(probes: ProbeSet, name: str, aligned: Mapping[str, tuple[np.ndarray, float]],
                  blend: float) -> KnobScreen:
-    rows = [p for p in probes.probes if p.knob == name and not p.far]
+    rows = probes.turns(name)
     knob = probes.controls[name]
     assert isinstance(knob, Knob)
     outputs = [aligned[p.name][0] for p in rows]

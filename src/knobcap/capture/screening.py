@@ -247,7 +247,7 @@ def screen_device(device: object, levels: int = SCREEN_LEVELS, blend: float = DE
     device's own delay measured and removed, :mod:`knobcap.capture.device_delay`), and the ``gain_db``
     of every knob that is an exact output gain (:mod:`knobcap.capture.gain_knobs`)."""
     from knobcap.capture.device_delay import delay_aligned
-    from knobcap.capture.gain_knobs import find_gain_knobs
+    from knobcap.capture.gain_knobs import find_gain_knobs, probe_values
 
     device = delay_aligned(device)  # type: ignore[arg-type]
     signal = probe_signal()
@@ -266,9 +266,8 @@ def screen_device(device: object, levels: int = SCREEN_LEVELS, blend: float = DE
         if knob.name in gains:
             knob = replace(knob, gain_db=gains[knob.name])
         elif knob.name in outputs:
-            values = [float(s[knob.name]) for s in probe_settings(controls, knob, levels)]  # type: ignore[arg-type]
             silent = [is_silent(y) for y in outputs[knob.name]]
-            knob = replace(knob, audible=audible_range(values, silent))
+            knob = replace(knob, audible=audible_range(probe_values(knob, levels), silent))
         knobs.append(knob)
     return replace(warped, knobs=tuple(knobs))
 

@@ -95,20 +95,16 @@ def take_name(number: int) -> str:
 
 
 # ------------------------------------------------------------------------------------------ plan.csv
-def _designed_then_added(path: Path, controls: Controls, designed: Sequence[PlannedTake]) -> bool:
-    """Whether the plan at ``path`` is ``designed`` with some rows removed, in order, followed by rows
-    the design does not have (``plan --more``'s)."""
-    try:
-        rows = read_plan(path, controls)
-    except SessionError:
-        return False
-    text = {t.take: plan_csv_text(controls, [t]) for t in designed}
-    kept = [row for row in rows if row.take in text]
-    order = [t.take for t in designed]
-    in_order = [order.index(row.take) for row in kept] == sorted(order.index(row.take) for row in kept)
-    return (bool(kept) and in_order and rows[:len(kept)] == kept
-            and all(plan_csv_text(controls, [row]) == text[row.take] for row in kept)
-            and all(row.take not in text for row in rows[len(kept):]))
+def _designed_then_added(rows: Sequence[PlannedTake], controls: Controls,
+                         designed: Sequence[PlannedTake]) -> bool:
+    """Whether plan rows are ``designed`` with some rows removed, in order, followed by rows the design
+    does not have (``plan --more``'s)."""
+    names = {t.take for t in designed}
+    first_added = next((i for i, row in enumerate(rows) if row.take not in names), len(rows))
+    remaining = iter(plan_csv_text(controls, [t]) for t in designed)
+    return (first_added > 0
+            and all(plan_csv_text(controls, [row]) in remaining for row in rows[:first_added])
+            and all(row.take not in names for row in rows[first_added:]))
 
 
 def plan_csv_text(controls: Controls, takes: Sequence[PlannedTake]) -> str:
@@ -486,17 +482,18 @@ def make_plan(root: str | Path, *, n: int | None = None, minutes: float | None =
 
     start_over = (f"To record a different plan, start a new session: 'knobcap init NEWDIR' (copy "
                   f"{CONTROLS_FILE}) and 'knobcap plan NEWDIR'.")
-    old_text = None
+    old_text, old_rows = None, None
     if plan_path.is_file():
         try:
-            old_text = plan_csv_text(controls, read_plan(plan_path, controls))
+            old_rows = read_plan(plan_path, controls)
+            old_text = plan_csv_text(controls, old_rows)
         except SessionError:
             old_text = plan_path.read_text(encoding="utf-8", errors="replace")
     plan_changes = old_text != text
-    if plan_changes and old_text is not None and _designed_then_added(plan_path, controls, takes):
+    if plan_changes and old_rows is not None and _designed_then_added(old_rows, controls, takes):
         # the designed plan, less rows removed (a setting where the device is silent), followed by rows
         # added later ('knobcap plan --more'): keep it as it is
-        takes, plan_changes = read_plan(plan_path, controls), False
+        takes, plan_changes = old_rows, False
     input_exists = input_path.is_file() or map_path(input_path).is_file()
     if recordings and plan_changes:
         raise SessionError(
