@@ -78,6 +78,13 @@ class TrainConfig:
     # and warps: dense-grid median ESR 0.053 -> 0.047; held-out-time ESR stops swinging between epochs)
     ema_decay: float = 0.998
     control_noise: float = 0.0  # std of Gaussian noise added to the setting vector of each training window
+    # > 0: plus this weight x the curvature penalty over the knob space (training/smoothness.py): the
+    # second difference of the output along a random knob direction, step ``smoothness_step`` in u, at
+    # random points of the knob box, on ``smoothness_windows`` windows of ``smoothness_length`` samples
+    smoothness_weight: float = 0.0
+    smoothness_step: float = 0.1
+    smoothness_windows: int = 2
+    smoothness_length: int = 1024
     # > 0: this fraction of each batch's windows comes from takes drawn in proportion to their
     # held-out-time ESR at the last validation, the rest uniformly (training/sampler.py); 0: uniform.
     # Not the default: 0.5 moved the dense-grid median / p90 / max by 0.99 / 1.00 / 0.95x, within seed
@@ -141,6 +148,7 @@ class TrainConfig:
         if not 0 <= self.ema_decay < 1 or self.control_noise < 0:
             raise TrainingError(f"{source}: ema_decay must be in [0, 1) and control_noise >= 0, got "
                                 f"{self.ema_decay!r} and {self.control_noise!r}.")
+        self._validate_smoothness(source)
         weighting = self.take_weighting
         if isinstance(weighting, bool) or not isinstance(weighting, int | float) or not 0 <= weighting <= 1:
             raise TrainingError(f"{source}: take_weighting must be a fraction in [0, 1], got {weighting!r}.")
@@ -182,6 +190,17 @@ class TrainConfig:
             raise TrainingError(
                 f"{source}: segment_length {self.segment_length} is shorter than the largest STFT "
                 f"size {max(self.mrstft_fft_sizes)}; lengthen it or set mrstft_weight to 0.")
+
+    def _validate_smoothness(self, source: str) -> None:
+        weight, step = self.smoothness_weight, self.smoothness_step
+        if (isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight <= 1e3
+                or isinstance(step, bool) or not isinstance(step, int | float) or not 0 < step < 0.5):
+            raise TrainingError(f"{source}: smoothness_weight must be a number in [0, 1000] and "
+                                f"smoothness_step one in (0, 0.5), got {weight!r} and {step!r}.")
+        for name in ("smoothness_windows", "smoothness_length"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1 << 16:
+                raise TrainingError(f"{source}: {name} must be an integer from 1 to 65536, got {value!r}.")
 
     def _validate_numba_kernel(self, source: str) -> None:
         """``kernel "numba"`` runs only what models/wavenet_kernel.py implements: refused here, before

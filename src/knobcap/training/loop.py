@@ -25,7 +25,7 @@ import copy
 import math
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -44,6 +44,7 @@ from knobcap.metrics import esr
 from knobcap.models.base import ParametricModel, create_model
 from knobcap.models.bridge import model_file_from, predict
 from knobcap.models.modelfile import save_model_file
+from knobcap.training import smoothness
 from knobcap.training.checkpoints import SafeCheckpointIO, choose_resume
 from knobcap.training.config import TrainConfig, TrainingError
 from knobcap.training.cpu_threads import ThreadPlan, plan_threads, run_threads, training_threads
@@ -87,8 +88,9 @@ class ParametricModule(pl.LightningModule):
     """Lightning wrapper: training step, per-take validation, best-weights tracking."""
 
     def __init__(self, model: ParametricModel, config: TrainConfig, n_takes: int,
-                 time_takes: list[int], setting_takes: list[int]) -> None:
+                 time_takes: list[int], setting_takes: list[int], knob_columns: Sequence[int] = ()) -> None:
         super().__init__()
+        self.knob_columns = list(knob_columns)  # the setting entries the curvature penalty bends
         if hasattr(model, "kernel"):  # the WaveNet's training kernel; a compiled model stays in torch
             model.kernel = "torch" if config.compile and config.kernel == "auto" else config.kernel
         self.model = model
@@ -135,7 +137,8 @@ class ParametricModule(pl.LightningModule):
         context = model.receptive_field - 1 + (config.recurrent_warmup if recurrent else 0)
         time_takes = [i for i, t in enumerate(data.takes) if t.role != "holdout"]
         setting_takes = [i for i, t in enumerate(data.takes) if t.role == "holdout"]
-        return cls(model, config, len(data.takes), time_takes, setting_takes), context
+        return cls(model, config, len(data.takes), time_takes, setting_takes,
+                   smoothness.knob_columns(data.controls)), context
 
     def on_train_epoch_start(self) -> None:
         loader = self.trainer.train_dataloader
@@ -168,9 +171,25 @@ class ParametricModule(pl.LightningModule):
         x, y, c, energy = batch
         y_hat = self.predict_batch(x, c, y.shape[-1])
         parts = self.loss(y_hat, y, energy)
-        self.log("loss", parts["loss"], prog_bar=True, on_step=True, on_epoch=False)
+        loss = parts["loss"]
+        if self.cfg.smoothness_weight > 0 and self.knob_columns:
+            loss = loss + self.cfg.smoothness_weight * self.curvature(x, y.shape[-1], c, energy)
+        self.log("loss", loss, prog_bar=True, on_step=True, on_epoch=False)
         self._train_losses.append(parts["loss"].detach())
-        return parts["loss"]
+        return loss
+
+    def curvature(self, x: torch.Tensor, length: int, c: torch.Tensor, energy: torch.Tensor) -> torch.Tensor:
+        """The curvature penalty (training/smoothness.py) on the batch's first windows, drawn from a
+        generator seeded by the run's seed and the step, so a resumed run draws what it would have."""
+        rows = min(self.cfg.smoothness_windows, x.shape[0])
+        scored = min(self.cfg.smoothness_length, length)
+        context = x.shape[-1] - length
+        reference = energy[:rows, 0] if energy.ndim == 2 else energy[:rows]
+        generator = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + int(self.global_step))
+        return smoothness.curvature_penalty(
+            self.predict_batch, x[:rows, -(context + scored):], c[:rows], reference, self.knob_columns,
+            step=self.cfg.smoothness_step, length=scored, coefficient=self.cfg.pre_emphasis,
+            generator=generator)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         self.update_ema(self.global_step)
