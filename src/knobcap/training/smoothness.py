@@ -23,15 +23,16 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from knobcap.controls import Controls
 from knobcap.training.losses import pre_emphasis
 
 Predict = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
 
 
-def knob_columns(controls: object) -> list[int]:
+def knob_columns(controls: Controls) -> list[int]:
     """The setting vector's entries of the knobs a model learns: every knob but output gains (knobs come
     first in :meth:`Controls.to_vector`)."""
-    return [i for i, knob in enumerate(getattr(controls, "knobs", ())) if knob.gain_db is None]
+    return [i for i, knob in enumerate(controls.knobs) if knob.gain_db is None]
 
 
 def probe_points(c: torch.Tensor, columns: Sequence[int], step: float,
@@ -52,8 +53,8 @@ def probe_points(c: torch.Tensor, columns: Sequence[int], step: float,
 def curvature_penalty(predict: Predict, x: torch.Tensor, c: torch.Tensor, energy: torch.Tensor,
                       columns: Sequence[int], *, step: float, length: int, coefficient: float,
                       generator: torch.Generator) -> torch.Tensor:
-    """Mean ``P`` (module docstring) over the windows ``x`` (B, context + any), cut to their last
-    ``context + length`` samples; ``energy`` (B,): each window's take's energy per sample after the
+    """Mean ``P`` (module docstring) over the windows ``x`` (B, context + ``length``) at the knob points
+    drawn around the settings ``c`` (B, C); ``energy`` (B,): each window's take's energy per sample after the
     pre-emphasis ``coefficient``; ``predict(x, c, length)`` gives the last ``length`` outputs."""
     rows = x.shape[0]
     centre, direction = probe_points(c, columns, step, generator)
