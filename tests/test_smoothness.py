@@ -65,11 +65,15 @@ def test_output_gain_knobs_are_not_bent() -> None:
         {"name": "level", "min": 0, "max": 10, "gain_db": [-10.0, 0.0]},
         {"name": "tone", "min": 0, "max": 10}], "switch": [{"name": "fat", "positions": ["off", "on"]}]})
     assert smoothness.knob_columns(controls) == [0, 2]
+    assert smoothness.knob_columns(controls, ["tone", "level"]) == [2]
+    with pytest.raises(ValueError, match="no knob 'treble'"):
+        smoothness.knob_columns(controls, ["treble"])
 
 
 def test_bad_smoothness_options_are_refused_in_one_line() -> None:
     for bad in ({"smoothness_weight": -1.0}, {"smoothness_step": 0.5}, {"smoothness_step": 0},
-                {"smoothness_windows": 0}, {"smoothness_length": True}):
+                {"smoothness_windows": 0}, {"smoothness_length": True}, {"smoothness_knobs": "tone"},
+                {"smoothness_knobs": []}):
         with pytest.raises(TrainingError, match="smoothness") as error:
             TrainConfig.from_dict(bad)
         assert "\n" not in str(error.value)
@@ -79,6 +83,9 @@ def test_the_penalty_reaches_training_and_a_run_is_reproducible(tmp_path: Path) 
     data = make_data()
     module = ParametricModule.for_data(data, tiny_config(smoothness_weight=2.0))[0]
     assert module.knob_columns == [0, 1]  # drive and tone; the switch is not bent
+    assert ParametricModule.for_data(data, tiny_config(smoothness_knobs=["tone"]))[0].knob_columns == [1]
+    with pytest.raises(TrainingError, match="smoothness_knobs: no knob 'volume'"):
+        ParametricModule.for_data(data, tiny_config(smoothness_knobs=["volume"]))
     x = torch.randn(2, module.model.receptive_field - 1 + 512)
     c = torch.tensor(data.takes[0].vector[None].repeat(2, 0))
     assert float(module.curvature(x, 512, c, torch.ones(2, 2)).detach()) > 0  # a fresh model bends

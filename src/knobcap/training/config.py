@@ -87,6 +87,7 @@ class TrainConfig:
     smoothness_step: float = 0.1
     smoothness_windows: int = 2
     smoothness_length: int = 1024
+    smoothness_knobs: list[str] | None = None  # the knobs the penalty bends; None: every learned knob
     # > 0: this fraction of each batch's windows comes from takes drawn in proportion to their
     # held-out-time ESR at the last validation, the rest uniformly (training/sampler.py); 0: uniform.
     # Not the default: 0.5 moved the dense-grid median / p90 / max by 0.99 / 1.00 / 0.95x, within seed
@@ -199,6 +200,11 @@ class TrainConfig:
                 or isinstance(step, bool) or not isinstance(step, int | float) or not 0 < step < 0.5):
             raise TrainingError(f"{source}: smoothness_weight must be a number in [0, 1000] and "
                                 f"smoothness_step one in (0, 0.5), got {weight!r} and {step!r}.")
+        knobs = self.smoothness_knobs
+        if knobs is not None and (not isinstance(knobs, list) or not knobs
+                                  or not all(isinstance(k, str) and k for k in knobs)):
+            raise TrainingError(f"{source}: smoothness_knobs must be a list of knob names or null, got "
+                                f"{knobs!r}.")
         for name in ("smoothness_windows", "smoothness_length"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1 << 16:

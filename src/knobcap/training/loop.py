@@ -137,8 +137,11 @@ class ParametricModule(pl.LightningModule):
         context = model.receptive_field - 1 + (config.recurrent_warmup if recurrent else 0)
         time_takes = [i for i, t in enumerate(data.takes) if t.role != "holdout"]
         setting_takes = [i for i, t in enumerate(data.takes) if t.role == "holdout"]
-        return cls(model, config, len(data.takes), time_takes, setting_takes,
-                   smoothness.knob_columns(data.controls)), context
+        try:
+            bent = smoothness.knob_columns(data.controls, config.smoothness_knobs)
+        except ValueError as error:
+            raise TrainingError(f"smoothness_knobs: {error}") from None
+        return cls(model, config, len(data.takes), time_takes, setting_takes, bent), context
 
     def on_train_epoch_start(self) -> None:
         loader = self.trainer.train_dataloader

@@ -31,10 +31,17 @@ from knobcap.training.losses import pre_emphasis
 Predict = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
 
 
-def knob_columns(controls: Controls) -> list[int]:
-    """The setting vector's entries of the knobs a model learns: every knob but output gains (knobs come
-    first in :meth:`Controls.to_vector`)."""
-    return [i for i, knob in enumerate(controls.knobs) if knob.gain_db is None]
+def knob_columns(controls: Controls, names: Sequence[str] | None = None) -> list[int]:
+    """The setting vector's entries of the knobs the penalty bends: ``names`` (None: every knob), less
+    output gains, which the model never sees (knobs come first in :meth:`Controls.to_vector`). An
+    unknown name raises ``ValueError``."""
+    knobs = [k.name for k in controls.knobs]
+    unknown = [n for n in names or () if n not in knobs]
+    if unknown:
+        raise ValueError(f"no knob {', '.join(map(repr, unknown))} in these controls (knobs: "
+                         f"{', '.join(knobs)}).")
+    return [i for i, knob in enumerate(controls.knobs)
+            if knob.gain_db is None and (names is None or knob.name in names)]
 
 
 def probe_points(c: torch.Tensor, columns: Sequence[int], step: float,
