@@ -73,7 +73,7 @@ def test_output_gain_knobs_are_not_bent() -> None:
 def test_bad_smoothness_options_are_refused_in_one_line() -> None:
     for bad in ({"smoothness_weight": -1.0}, {"smoothness_step": 0.5}, {"smoothness_step": 0},
                 {"smoothness_windows": 0}, {"smoothness_length": True}, {"smoothness_knobs": "tone"},
-                {"smoothness_knobs": []}):
+                {"smoothness_knobs": []}, {"smoothness_knobs": ["tone"] * 1000}):
         with pytest.raises(TrainingError, match="smoothness") as error:
             TrainConfig.from_dict(bad)
         assert "\n" not in str(error.value)

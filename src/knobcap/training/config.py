@@ -11,7 +11,7 @@ from typing import Any
 
 from knobcap import limits
 from knobcap.dsp.dc_blocker import MAX_HZ, check_cutoff
-from knobcap.models.architectures import default_config
+from knobcap.models.architectures import MAX_CONTROLS, default_config
 from knobcap.models.kernel_support import unsupported_part
 
 LR_SCHEDULES = ("exponential", "cosine", "wsd")
@@ -201,10 +201,10 @@ class TrainConfig:
             raise TrainingError(f"{source}: smoothness_weight must be a number in [0, 1000] and "
                                 f"smoothness_step one in (0, 0.5), got {weight!r} and {step!r}.")
         knobs = self.smoothness_knobs
-        if knobs is not None and (not isinstance(knobs, list) or not knobs
-                                  or not all(isinstance(k, str) and k for k in knobs)):
-            raise TrainingError(f"{source}: smoothness_knobs must be a list of knob names or null, got "
-                                f"{knobs!r}.")
+        if knobs is not None and (not isinstance(knobs, list) or not 1 <= len(knobs) <= MAX_CONTROLS
+                                  or not all(isinstance(k, str) and 0 < len(k) <= 256 for k in knobs)):
+            raise TrainingError(f"{source}: smoothness_knobs must be a list of 1 to {MAX_CONTROLS} knob "
+                                f"names or null, got {str(knobs)[:80]!r}.")
         for name in ("smoothness_windows", "smoothness_length"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1 << 16:
