@@ -82,7 +82,8 @@ class TrainConfig:
     # second difference of the output along a random knob direction, step ``smoothness_step`` in u, at
     # random points of the knob box, on ``smoothness_windows`` windows of ``smoothness_length`` samples.
     # Not the default: weight 1 moved the TS808 at 24 takes from 0.0082 / 0.0185 / 0.0274 to 0.0106 /
-    # 0.0372 / 0.0596 (dense grid never trained on, 6,000 steps, 3 seeds; docs/results.md, issue 11)
+    # 0.0372 / 0.0596 (dense grid never trained on, 6,000 steps, 3 seeds; docs/results.md, issue 11), and
+    # the tone alone at step 0.25, weight 0.1, to about 0.031 / 0.19 / 0.28-0.43 (2 seeds)
     smoothness_weight: float = 0.0
     smoothness_step: float = 0.1
     smoothness_windows: int = 2
